@@ -1,0 +1,76 @@
+//! Connecting to a service's own database and applying its migrations: the shared
+//! tables (`migrations/shared/`, versions below 100) and the service's own
+//! (`migrations/<service>/`, versions from 100), as one ordered set.
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    migrate::{Migration, Migrator},
+    postgres::PgPoolOptions,
+};
+
+use crate::config::Settings;
+
+/// The shared tables every service has (idempotency keys).
+pub static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/shared");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL: cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("DATABASE_URL: applying migrations to {url} failed: {source}")]
+    Migrate { url: String, source: sqlx::migrate::MigrateError },
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
+    PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&settings.database_url)
+        .await
+        .map_err(|source| DbError::Connect {
+            url: redact(&settings.database_url),
+            source,
+        })
+}
+
+/// Applies the shared migrations and the service's; returns how many there are.
+pub async fn migrate(pool: &PgPool, url: &str, service: &Migrator) -> Result<i64, DbError> {
+    let migrations: Vec<Migration> = SHARED_MIGRATIONS.iter().chain(service.iter()).cloned().collect();
+    let count = migrations.len() as i64;
+    Migrator::with_migrations(migrations)
+        .run(pool)
+        .await
+        .map_err(|source| DbError::Migrate {
+            url: redact(url),
+            source,
+        })?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/d"), "postgres://u:***@h:5432/d");
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
+    }
+}

@@ -1,0 +1,424 @@
+//! Fault injection, exactly as `contract.md` describes it: per request through W3C
+//! baggage (`fault.<service>.<operation>=<kind>`), or by probabilistic rules set with
+//! `PUT /admin/faults`. Active only with `FAULT_INJECTION=on`.
+//!
+//! Every mutating endpoint is a [`FaultPoint`] for its operation. The point wraps the
+//! idempotency middleware, so `lost_response` and `crash` happen after the work and
+//! its stored response have committed.
+
+use std::{fmt, future::Future, pin::Pin, rc::Rc, str::FromStr, sync::RwLock, time::Duration};
+
+use actix_web::{
+    Error, HttpResponse, ResponseError,
+    body::{BoxBody, MessageBody},
+    dev::{Service, ServiceRequest, ServiceResponse, Transform},
+    web,
+};
+use futures_util::future::{Ready, ready};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{ErrorCode, Problem, config::FaultSettings};
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answer 500 without doing the work.
+    Error,
+    /// A business failure (422), no retry; the work is not done.
+    Decline,
+    /// Wait this many milliseconds, then do the work.
+    DelayMs(u64),
+    /// Wait past the caller's timeout, then do the work.
+    Timeout,
+    /// Do and commit the work, then answer 503 as if the response were lost.
+    LostResponse,
+    /// Commit the work, then abort the process before answering.
+    Crash,
+}
+
+impl FromStr for FaultKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "error" => Ok(FaultKind::Error),
+            "decline" => Ok(FaultKind::Decline),
+            "timeout" => Ok(FaultKind::Timeout),
+            "lost_response" => Ok(FaultKind::LostResponse),
+            "crash" => Ok(FaultKind::Crash),
+            other => match other.strip_prefix("delay_ms:") {
+                Some(ms) => ms
+                    .parse()
+                    .map(FaultKind::DelayMs)
+                    .map_err(|_| format!("delay_ms needs a number of milliseconds, got {ms:?}")),
+                None => Err(format!(
+                    "unknown fault kind {other:?}; expected error, decline, delay_ms:<n>, timeout, lost_response or crash"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultKind::Error => f.write_str("error"),
+            FaultKind::Decline => f.write_str("decline"),
+            FaultKind::DelayMs(ms) => write!(f, "delay_ms:{ms}"),
+            FaultKind::Timeout => f.write_str("timeout"),
+            FaultKind::LostResponse => f.write_str("lost_response"),
+            FaultKind::Crash => f.write_str("crash"),
+        }
+    }
+}
+
+impl Serialize for FaultKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A probabilistic rule, as `PUT /admin/faults` takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    pub operation: String,
+    pub kind: FaultKind,
+    #[serde(default = "always")]
+    pub probability: f64,
+}
+
+fn always() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRules {
+    pub rules: Vec<FaultRule>,
+}
+
+/// The service's fault switch, its operations and its current rules (app data).
+#[derive(Debug)]
+pub struct FaultInjector {
+    settings: FaultSettings,
+    operations: Vec<&'static str>,
+    rules: RwLock<Vec<FaultRule>>,
+}
+
+impl FaultInjector {
+    /// `operations` are this service's fault points, e.g. `["payment.charge"]`.
+    pub fn new(settings: FaultSettings, operations: &[&'static str]) -> Self {
+        FaultInjector {
+            settings,
+            operations: operations.to_vec(),
+            rules: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// The fault to inject for `operation`: the request's baggage first, then rules.
+    pub fn decide(&self, operation: &str, baggage: Option<&str>) -> Option<FaultKind> {
+        if !self.settings.enabled {
+            return None;
+        }
+        if let Some(kind) = baggage.and_then(|b| fault_from_baggage(b, operation)) {
+            return Some(kind);
+        }
+        let rules = self.rules.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        rules
+            .iter()
+            .filter(|rule| rule.operation == operation)
+            .find(|rule| rand::random::<f64>() < rule.probability)
+            .map(|rule| rule.kind)
+    }
+
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace_rules(&self, rules: Vec<FaultRule>) -> Result<(), Problem> {
+        for rule in &rules {
+            if !self.operations.contains(&rule.operation.as_str()) {
+                return Err(Problem::invalid(format!(
+                    "unknown operation {:?}; this service has {:?}",
+                    rule.operation, self.operations
+                )));
+            }
+            if !(0.0..=1.0).contains(&rule.probability) || rule.probability.is_nan() {
+                return Err(Problem::invalid(format!(
+                    "probability must be between 0 and 1, got {}",
+                    rule.probability
+                )));
+            }
+        }
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        Ok(())
+    }
+}
+
+/// Finds `fault.<operation>` in a W3C baggage header value.
+pub fn fault_from_baggage(baggage: &str, operation: &str) -> Option<FaultKind> {
+    baggage.split(',').find_map(|member| {
+        let member = member.split(';').next()?.trim();
+        let (key, value) = member.split_once('=')?;
+        let key = key.trim();
+        (key.strip_prefix("fault.")? == operation)
+            .then(|| percent_decode(value.trim()).parse().ok())
+            .flatten()
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Records an injected fault on the current span (attribute and event) and in the log.
+pub fn record_injected(operation: &str, kind: FaultKind) {
+    let value = format!("{operation}={kind}");
+    let span = tracing::Span::current();
+    span.set_attribute("fault.injected", value.clone());
+    span.add_event("fault.injected", vec![opentelemetry::KeyValue::new("fault", value.clone())]);
+    tracing::warn!(fault.injected = %value, "fault injected");
+}
+
+/// `PUT/GET/DELETE /admin/faults`; mount under the admin guard.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/admin/faults")
+            .route(web::get().to(list_rules))
+            .route(web::put().to(put_rules))
+            .route(web::delete().to(delete_rules)),
+    );
+}
+
+async fn list_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
+    crate::web::ok(&serde_json::json!({ "enabled": injector.enabled(), "rules": injector.rules() }))
+}
+
+async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRules>) -> Result<HttpResponse, Problem> {
+    if !injector.enabled() {
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            "fault injection is off; start the service with FAULT_INJECTION=on",
+        ));
+    }
+    injector.replace_rules(body.into_inner().rules)?;
+    crate::web::ok(&serde_json::json!({ "enabled": true, "rules": injector.rules() }))
+}
+
+async fn delete_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
+    injector.replace_rules(Vec::new())?;
+    crate::web::ok(&serde_json::json!({ "enabled": injector.enabled(), "rules": [] }))
+}
+
+/// Middleware marking an endpoint as the fault point of `operation`.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPoint {
+    operation: &'static str,
+}
+
+impl FaultPoint {
+    pub fn new(operation: &'static str) -> Self {
+        FaultPoint { operation }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for FaultPoint
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = Error;
+    type Transform = FaultPointMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(FaultPointMiddleware {
+            service: Rc::new(service),
+            operation: self.operation,
+        }))
+    }
+}
+
+pub struct FaultPointMiddleware<S> {
+    service: Rc<S>,
+    operation: &'static str,
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for FaultPointMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let operation = self.operation;
+        Box::pin(async move {
+            let injector = req.app_data::<web::Data<FaultInjector>>().cloned();
+            let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
+            let Some(kind) = injector.and_then(|i| i.decide(operation, baggage).map(|k| (k, i))) else {
+                return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
+            };
+            let (kind, injector) = kind;
+            record_injected(operation, kind);
+            match kind {
+                FaultKind::Error => Ok(req.error_response(Problem::new(
+                    ErrorCode::FaultInjected,
+                    format!("fault.{operation}=error: failed without doing the work"),
+                ))),
+                FaultKind::Decline => Ok(req.error_response(Problem::new(
+                    ErrorCode::FaultDeclined,
+                    format!("fault.{operation}=decline: declined without doing the work"),
+                ))),
+                FaultKind::DelayMs(ms) => {
+                    actix_rt::time::sleep(Duration::from_millis(ms)).await;
+                    service.call(req).await.map(ServiceResponse::map_into_boxed_body)
+                }
+                FaultKind::Timeout => {
+                    // Detached: the caller gives up, the work still happens afterwards.
+                    let wait = injector.settings.timeout_wait;
+                    let work = async move {
+                        actix_rt::time::sleep(wait).await;
+                        service.call(req).await.map(ServiceResponse::map_into_boxed_body)
+                    };
+                    match actix_rt::spawn(work.instrument(tracing::Span::current())).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => Err(Problem::internal(anyhow::anyhow!("timeout fault task: {e}")).into()),
+                    }
+                }
+                FaultKind::LostResponse => {
+                    let response = service.call(req).await?;
+                    let (request, _lost) = response.into_parts();
+                    let problem = Problem::new(
+                        ErrorCode::ServiceUnavailable,
+                        format!("fault.{operation}=lost_response: the work was done, this answer stands in for a lost one"),
+                    );
+                    Ok(ServiceResponse::new(request, problem.error_response()))
+                }
+                FaultKind::Crash => {
+                    let _committed = service.call(req).await;
+                    tracing::error!(operation, "fault crash: the work is committed; aborting the process");
+                    std::process::abort();
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_print() {
+        for raw in ["error", "decline", "delay_ms:250", "timeout", "lost_response", "crash"] {
+            let kind: FaultKind = raw.parse().unwrap();
+            assert_eq!(kind.to_string(), raw);
+        }
+        assert!("delay_ms:soon".parse::<FaultKind>().is_err());
+        assert!("explode".parse::<FaultKind>().is_err());
+    }
+
+    #[test]
+    fn baggage_selects_the_operation() {
+        let baggage = "fault.payment.charge=decline, fault.email.send=error;prop=1,other=x";
+        assert_eq!(fault_from_baggage(baggage, "payment.charge"), Some(FaultKind::Decline));
+        assert_eq!(fault_from_baggage(baggage, "email.send"), Some(FaultKind::Error));
+        assert_eq!(fault_from_baggage(baggage, "inventory.reserve"), None);
+        assert_eq!(
+            fault_from_baggage("fault.order.confirm=delay_ms%3A20", "order.confirm"),
+            Some(FaultKind::DelayMs(20))
+        );
+    }
+
+    fn injector(enabled: bool) -> FaultInjector {
+        FaultInjector::new(
+            FaultSettings {
+                enabled,
+                timeout_wait: Duration::from_secs(1),
+            },
+            &["payment.charge", "payment.refund"],
+        )
+    }
+
+    #[test]
+    fn nothing_is_injected_when_off() {
+        let off = injector(false);
+        assert_eq!(off.decide("payment.charge", Some("fault.payment.charge=error")), None);
+    }
+
+    #[test]
+    fn rules_apply_with_their_probability() {
+        let on = injector(true);
+        on.replace_rules(vec![FaultRule {
+            operation: "payment.charge".into(),
+            kind: FaultKind::Error,
+            probability: 1.0,
+        }])
+        .unwrap();
+        assert_eq!(on.decide("payment.charge", None), Some(FaultKind::Error));
+        assert_eq!(on.decide("payment.refund", None), None);
+        on.replace_rules(vec![FaultRule {
+            operation: "payment.charge".into(),
+            kind: FaultKind::Error,
+            probability: 0.0,
+        }])
+        .unwrap();
+        assert_eq!(on.decide("payment.charge", None), None);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_and_change_nothing() {
+        let on = injector(true);
+        let unknown = FaultRule {
+            operation: "inventory.reserve".into(),
+            kind: FaultKind::Error,
+            probability: 1.0,
+        };
+        assert!(on.replace_rules(vec![unknown]).is_err());
+        let improbable = FaultRule {
+            operation: "payment.charge".into(),
+            kind: FaultKind::Error,
+            probability: 1.5,
+        };
+        assert!(on.replace_rules(vec![improbable]).is_err());
+        assert!(on.rules().is_empty());
+    }
+}

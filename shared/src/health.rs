@@ -1,0 +1,35 @@
+//! `GET /health/live` (the process serves) and `GET /health/ready` (its database is
+//! reachable and every migration is applied).
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// How many migrations a ready database has applied; set at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedMigrations(pub i64);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "live" }))
+}
+
+async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>) -> HttpResponse {
+    let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success");
+    match tokio::time::timeout(Duration::from_secs(2), check.fetch_one(pool.get_ref())).await {
+        Ok(Ok(applied)) if applied >= expected.0 => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(Ok(applied)) => unavailable(format!("{applied} of {} migrations applied", expected.0)),
+        Ok(Err(e)) => unavailable(format!("database unreachable: {e}")),
+        Err(_) => unavailable("database did not answer within 2 s".into()),
+    }
+}
+
+fn unavailable(reason: String) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": reason }))
+}

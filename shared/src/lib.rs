@@ -1,0 +1,33 @@
+//! What every txlab service shares, so each service keeps only its own domain.
+//!
+//! - [`config`]: typed settings read once from the environment at start-up.
+//! - [`telemetry`]: `tracing` + OpenTelemetry (OTLP over gRPC or HTTP), JSON logs with
+//!   `trace_id`/`span_id`, and the guard that flushes spans on shutdown.
+//! - [`problem`]: RFC 9457 problem+json errors, one `ResponseError` impl for all.
+//! - [`web`]: what every actix app wires in: root spans, `traceresponse`, body limits,
+//!   extractor error handlers, JSON bodies carrying `trace_id`, the admin guard.
+//! - [`health`]: `/health/live` and `/health/ready`.
+//! - [`http_client`]: the traced HTTP client (W3C `traceparent` + `baggage`), built once.
+//! - [`db`]: connecting to Postgres and applying a service's migrations.
+//! - [`idempotency`]: `Idempotency-Key` handling held in Postgres, one middleware for
+//!   every mutating endpoint, with the stored response committed in the business
+//!   transaction.
+//! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
+//! - [`startup`]: the common `main` of every service.
+//! - [`pgcluster`]: starting a throwaway PostgreSQL cluster (native launcher, tests).
+//! - [`testing`]: test support: a fresh database per test, an SMTP sink.
+
+pub mod config;
+pub mod db;
+pub mod fault;
+pub mod health;
+pub mod http_client;
+pub mod idempotency;
+pub mod pgcluster;
+pub mod problem;
+pub mod startup;
+pub mod telemetry;
+pub mod testing;
+pub mod web;
+
+pub use problem::{ErrorCode, Problem};

@@ -1,0 +1,226 @@
+//! Test support: a fresh database per test on one shared PostgreSQL cluster, and an
+//! SMTP sink that speaks real SMTP.
+//!
+//! The cluster is `TXLAB_TEST_DATABASE_URL` (a superuser URL) when set; otherwise one
+//! is started from the machine's PostgreSQL binaries in `target/txlab-test-pg` on port
+//! `TXLAB_TEST_PG_PORT` (54329) and shared by every test process through a file lock.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpListener,
+};
+
+use crate::pgcluster::{ClusterOptions, PgCluster};
+
+/// The superuser URL of the test cluster, starting it if needed.
+pub fn cluster_admin_url() -> anyhow::Result<String> {
+    if let Ok(url) = std::env::var("TXLAB_TEST_DATABASE_URL") {
+        return Ok(url);
+    }
+    let dir = std::env::var_os("TXLAB_TEST_PG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/txlab-test-pg"));
+    let port = std::env::var("TXLAB_TEST_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(54329);
+    std::fs::create_dir_all(&dir)?;
+    let lock = std::fs::File::create(dir.with_extension("lock"))?;
+    lock.lock()?;
+    let cluster = PgCluster::new(&dir, port)?;
+    let options = ClusterOptions {
+        max_connections: 500,
+        fsync: false,
+    };
+    cluster.init(&options)?;
+    cluster.start()?;
+    lock.unlock()?;
+    Ok(cluster.url("postgres"))
+}
+
+/// A database of its own for one test, empty (migrations run when the app starts).
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        match Self::try_create().await {
+            Ok(db) => db,
+            Err(e) => panic!("cannot create a test database: {e:#}"),
+        }
+    }
+
+    async fn try_create() -> anyhow::Result<TestDatabase> {
+        let admin = tokio::task::spawn_blocking(cluster_admin_url).await??;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(&admin);
+        Ok(TestDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        match PgPool::connect(&self.url).await {
+            Ok(pool) => pool,
+            Err(e) => panic!("cannot connect to {}: {e}", self.url),
+        }
+    }
+}
+
+/// A message the sink accepted.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl ReceivedMail {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.data.lines().take_while(|l| !l.is_empty()).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// An SMTP server on 127.0.0.1 that keeps what it receives. `refuse_next(n)` answers
+/// the next `n` transactions with a transient `451`, as a struggling relay would.
+#[derive(Debug, Clone)]
+pub struct SmtpSink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<ReceivedMail>>>,
+    refusals: Arc<AtomicUsize>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind the SMTP sink: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let sink = SmtpSink {
+            port,
+            messages: Arc::default(),
+            refusals: Arc::default(),
+        };
+        let server = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let session = server.clone();
+                tokio::spawn(async move {
+                    let _ = session.serve(socket).await;
+                });
+            }
+        });
+        sink
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn refuse_next(&self, transactions: usize) {
+        self.refusals.store(transactions, Ordering::SeqCst);
+    }
+
+    async fn serve(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read);
+        write.write_all(b"220 txlab-test-sink ESMTP\r\n").await?;
+        let (mut from, mut to) = (String::new(), Vec::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let command = line.trim_end().to_owned();
+            let verb = command.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-txlab-test-sink\r\n250 8BITMIME\r\n",
+                "HELO" | "NOOP" => b"250 OK\r\n",
+                "RSET" => {
+                    from.clear();
+                    to.clear();
+                    b"250 OK\r\n"
+                }
+                "MAIL" => {
+                    let refused = self
+                        .refusals
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if refused {
+                        b"451 4.3.0 temporarily unavailable, try again later\r\n"
+                    } else {
+                        from = address(&command);
+                        b"250 OK\r\n"
+                    }
+                }
+                "RCPT" => {
+                    to.push(address(&command));
+                    b"250 OK\r\n"
+                }
+                "DATA" => {
+                    write.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
+                    let mut data = String::new();
+                    loop {
+                        line.clear();
+                        if lines.read_line(&mut line).await? == 0 {
+                            return Ok(());
+                        }
+                        if line == ".\r\n" || line == ".\n" {
+                            break;
+                        }
+                        data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                    }
+                    if let Ok(mut messages) = self.messages.lock() {
+                        messages.push(ReceivedMail {
+                            from: std::mem::take(&mut from),
+                            to: std::mem::take(&mut to),
+                            data: data.replace("\r\n", "\n"),
+                        });
+                    }
+                    b"250 2.0.0 OK queued\r\n"
+                }
+                "QUIT" => {
+                    write.write_all(b"221 bye\r\n").await?;
+                    return Ok(());
+                }
+                _ => b"502 5.5.2 command not recognised\r\n",
+            };
+            write.write_all(reply).await?;
+        }
+    }
+}
+
+fn address(command: &str) -> String {
+    command
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map(|(addr, _)| addr.to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,169 @@
+//! What every actix app wires in, so services only add their routes:
+//!
+//! ```text
+//! App::new()
+//!     .wrap(from_fn(web::trace_response))             // inner: sees the root span
+//!     .wrap(TracingLogger::<web::RootSpan>::new())     // outer: extracts traceparent
+//!     .configure(web::common(&settings, pool))         // limits, errors, health, 404
+//! ```
+
+use actix_web::{
+    Error, HttpRequest, HttpResponse,
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{
+        StatusCode,
+        header::{self, HeaderName, HeaderValue},
+    },
+    middleware::Next,
+    web,
+};
+use serde::Serialize;
+use serde_json::Value;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+use crate::{
+    ErrorCode, Problem,
+    telemetry::{current_trace_id, current_traceparent},
+};
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The root span of every request: tracing-actix-web's, so `traceparent` and `baggage`
+/// are extracted and the span is an OpenTelemetry server span named `METHOD /route`.
+pub type RootSpan = DefaultRootSpanBuilder;
+
+/// Health checks are polled constantly; keep them out of traces.
+pub struct QuietHealthRootSpan;
+
+impl RootSpanBuilder for QuietHealthRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        if request.path().starts_with("/health/") {
+            tracing::Span::none()
+        } else {
+            DefaultRootSpanBuilder::on_request_start(request)
+        }
+    }
+
+    fn on_request_end<B: MessageBody>(span: tracing::Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome)
+    }
+}
+
+/// Adds the W3C Trace Context Level 2 `traceresponse` header to every response.
+pub async fn trace_response(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let traceparent = current_traceparent();
+    let mut response = match next.call(req).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(e) => return Err(e),
+    };
+    if let Some(value) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("traceresponse"), value);
+    }
+    Ok(response)
+}
+
+/// Settings that the shared handlers and middleware read from app data.
+#[derive(Clone, Debug)]
+pub struct AdminToken(pub Option<String>);
+
+/// Guards `/admin/*`: with `ADMIN_TOKEN` set, requires `Authorization: Bearer <token>`.
+pub async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let expected = req.app_data::<web::Data<AdminToken>>().and_then(|t| t.0.clone());
+    if let Some(expected) = expected {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+            let problem = Problem::new(ErrorCode::Unauthorized, "send Authorization: Bearer <ADMIN_TOKEN>");
+            return Ok(req.error_response(problem));
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Body limits, extractor errors as problem+json, health routes and a problem+json 404.
+pub fn common(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(AdminToken(admin_token)))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(BODY_LIMIT)
+                    .error_handler(|e, _| json_error(e).into()),
+            )
+            .app_data(web::PayloadConfig::new(BODY_LIMIT))
+            .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+            .configure(crate::health::routes)
+            .default_service(web::to(not_found));
+    }
+}
+
+fn json_error(e: JsonPayloadError) -> Problem {
+    match e {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            Problem::new(ErrorCode::PayloadTooLarge, format!("the body must be at most {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => Problem::new(
+            ErrorCode::UnsupportedMediaType,
+            "send Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => Problem::new(ErrorCode::InvalidJson, e.to_string()),
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+            Problem::new(ErrorCode::PayloadTooLarge, format!("the body must be at most {BODY_LIMIT} bytes"))
+        }
+        other => Problem::new(ErrorCode::InvalidJson, other.to_string()),
+    }
+}
+
+fn path_error(e: PathError) -> Problem {
+    Problem::invalid(format!("invalid path: {e}"))
+}
+
+fn query_error(e: QueryPayloadError) -> Problem {
+    Problem::invalid(format!("invalid query string: {e}"))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(Problem::not_found(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// A JSON body with the request's `trace_id` added, as every txlab response has.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, Problem> {
+    let body = with_trace_id(body)?;
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body.to_string()))
+}
+
+pub fn ok<T: Serialize>(body: &T) -> Result<HttpResponse, Problem> {
+    json(StatusCode::OK, body)
+}
+
+pub fn created<T: Serialize>(body: &T) -> Result<HttpResponse, Problem> {
+    json(StatusCode::CREATED, body)
+}
+
+pub fn with_trace_id<T: Serialize>(body: &T) -> Result<Value, Problem> {
+    let mut value = serde_json::to_value(body).map_err(Problem::internal)?;
+    if let Value::Object(map) = &mut value {
+        map.insert("trace_id".into(), current_trace_id().map(Value::from).unwrap_or(Value::Null));
+    }
+    Ok(value)
+}
