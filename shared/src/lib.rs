@@ -13,12 +13,14 @@
 //!   every mutating endpoint, with the stored response committed in the business
 //!   transaction.
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
-//! - [`startup`]: the common `main` of every service.
+//! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
+//! - [`startup`]: the common `main` of every service and the server they all build.
 //! - [`pgcluster`]: starting a throwaway PostgreSQL cluster (native launcher, tests).
 //! - [`testing`]: test support: a fresh database per test, an SMTP sink.
 
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod fault;
 pub mod health;
 pub mod http_client;

@@ -52,3 +52,96 @@ fn fail(service: Service, error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{}: {error}", service.binary());
     ExitCode::FAILURE
 }
+
+/// A running HTTP server with the plumbing every service has: its database
+/// (connected and migrated), idempotency store and purge actor, fault injector,
+/// `/admin` scope behind the admin guard, health routes and problem+json errors.
+pub struct Server {
+    pub port: u16,
+    pub pool: sqlx::PgPool,
+    server: actix_web::dev::Server,
+}
+
+/// What a service contributes to [`Server::start`].
+pub struct Routes<P, A> {
+    /// Its public routes.
+    pub public: P,
+    /// Its `/admin/...` routes (the scope adds the guard).
+    pub admin: A,
+    /// Its fault points, e.g. `["payment.charge", "payment.refund"]`.
+    pub fault_operations: &'static [&'static str],
+}
+
+impl Server {
+    pub async fn start<P, A>(
+        settings: &Settings,
+        migrations: &sqlx::migrate::Migrator,
+        routes: Routes<P, A>,
+    ) -> anyhow::Result<Server>
+    where
+        P: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+        A: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
+        use actix::Actor as _;
+        use actix_web::{App, HttpServer, middleware::from_fn, web};
+        use anyhow::Context as _;
+
+        use crate::{
+            fault::{self, FaultInjector},
+            health::ExpectedMigrations,
+            idempotency::{IdempotencyPurger, IdempotencyStore},
+            web::{QuietHealthRootSpan, common, require_admin, trace_response},
+        };
+
+        let pool = crate::db::connect(settings).await?;
+        let migrations = crate::db::migrate(&pool, &settings.database_url, migrations).await?;
+        let listener = std::net::TcpListener::bind(settings.bind_addr)
+            .with_context(|| format!("BIND_ADDR: cannot listen on {}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+
+        IdempotencyPurger::new(
+            pool.clone(),
+            settings.idempotency.retention,
+            settings.idempotency.purge_interval,
+        )
+        .start();
+        let store = web::Data::new(IdempotencyStore {
+            pool: pool.clone(),
+            service: settings.service.name(),
+            lease: settings.idempotency.lease,
+        });
+        let injector = web::Data::new(FaultInjector::new(settings.fault.clone(), routes.fault_operations));
+        let pool_data = web::Data::new(pool.clone());
+        let expected = web::Data::new(ExpectedMigrations(migrations));
+        let admin_token = settings.admin_token.clone();
+        let Routes { public, admin, .. } = routes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(trace_response))
+                .wrap(tracing_actix_web::TracingLogger::<QuietHealthRootSpan>::new())
+                .app_data(pool_data.clone())
+                .app_data(store.clone())
+                .app_data(injector.clone())
+                .app_data(expected.clone())
+                .service(
+                    web::scope("/admin")
+                        .wrap(from_fn(require_admin))
+                        .configure(fault::admin_routes)
+                        .configure(admin.clone()),
+                )
+                .configure(public.clone())
+                .configure(common(admin_token.clone()))
+        })
+        .listen(listener)?
+        .workers(2)
+        .shutdown_timeout(10)
+        .run();
+        Ok(Server { port, pool, server })
+    }
+}
+
+impl Application for Server {
+    async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -224,3 +224,118 @@ fn address(command: &str) -> String {
         .map(|(addr, _)| addr.to_owned())
         .unwrap_or_default()
 }
+
+/// A service started in-process on port 0 with a fresh database.
+#[derive(Debug, Clone)]
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub pool: PgPool,
+    pub db: TestDatabase,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    /// Builds and serves a service; `configure` may adjust the settings first.
+    /// Call from an actix test (`#[actix_web::test]`): services start actors.
+    pub async fn spawn<F, Fut>(
+        service: crate::config::Service,
+        configure: impl FnOnce(&mut crate::config::Settings),
+        build: F,
+    ) -> TestApp
+    where
+        F: FnOnce(crate::config::Settings) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<crate::startup::Server>>,
+    {
+        use crate::startup::Application as _;
+        crate::telemetry::init_for_tests();
+        let db = TestDatabase::create().await;
+        let mut settings = crate::config::Settings::for_tests(service, &db.url);
+        configure(&mut settings);
+        let server = match build(settings).await {
+            Ok(server) => server,
+            Err(e) => panic!("the {service} service did not start: {e:#}"),
+        };
+        let (port, pool) = (server.port, server.pool.clone());
+        actix_rt::spawn(server.run_until_stopped());
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            pool,
+            db,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        match request.send().await {
+            Ok(response) => response,
+            Err(e) => panic!("request to {} failed: {e}", self.address),
+        }
+    }
+
+    /// A count from the service's own database, for "nothing was written" checks.
+    pub async fn count(&self, table: &'static str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await {
+            Ok(n) => n,
+            Err(e) => panic!("counting {table}: {e}"),
+        }
+    }
+}
+
+/// Reads a response as problem+json, checking the media type and the RFC 9457 members.
+pub async fn problem(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json", "status {status}, body {text}");
+    let body: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(body) => body,
+        Err(e) => panic!("problem body is not JSON ({e}): {text}"),
+    };
+    for member in ["type", "title", "status", "detail", "trace_id"] {
+        assert!(body.get(member).is_some(), "problem lacks {member}: {body}");
+    }
+    assert_eq!(body["status"], status, "{body}");
+    (status, body)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -163,7 +163,23 @@ pub fn created<T: Serialize>(body: &T) -> Result<HttpResponse, Problem> {
 pub fn with_trace_id<T: Serialize>(body: &T) -> Result<Value, Problem> {
     let mut value = serde_json::to_value(body).map_err(Problem::internal)?;
     if let Value::Object(map) = &mut value {
-        map.insert("trace_id".into(), current_trace_id().map(Value::from).unwrap_or(Value::Null));
+        // A body that names its own trace (an order names its checkout's) keeps it.
+        map.entry("trace_id")
+            .or_insert_with(|| current_trace_id().map(Value::from).unwrap_or(Value::Null));
     }
     Ok(value)
+}
+
+/// A mutating endpoint: the fault point of `operation` around the idempotency
+/// middleware around the handler. Every POST/PUT/DELETE that writes is declared so.
+pub fn mutation(
+    path: &str,
+    route: actix_web::Route,
+    operation: &'static str,
+    key: crate::idempotency::Idempotency,
+) -> impl actix_web::dev::HttpServiceFactory {
+    web::resource(path)
+        .route(route)
+        .wrap(key)
+        .wrap(crate::fault::FaultPoint::new(operation))
 }

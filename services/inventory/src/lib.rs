@@ -1,0 +1,13 @@
+//! The inventory service: the catalogue, stock, and reservations held for orders.
+//!
+//! - [`startup`]: builds the server.
+//! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
+//! - [`db`]: every query, one function each.
+//!
+//! A reservation moves stock `available → reserved` (reserve), back (release), or
+//! `reserved → sold` (commit). Release before reserve is a recorded no-op (null
+//! compensation) that makes a late reserve fail (hanging action refused).
+
+pub mod db;
+pub mod routes;
+pub mod startup;

@@ -1,0 +1,231 @@
+//! Inventory HTTP handlers.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::{
+    ErrorCode, Problem,
+    domain::{LineItemRequest, LineItems, Sku},
+    idempotency::{Idempotency, UnitOfWork},
+    web::{created, mutation, ok},
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::{self, ReservationLine, ReservationState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/inventory", web::get().to(list_inventory))
+        .route("/inventory/{sku}", web::get().to(show_inventory))
+        .service(mutation(
+            "/reservations",
+            web::post().to(reserve_stock),
+            "inventory.reserve",
+            Idempotency::optional(),
+        ))
+        .service(mutation(
+            "/reservations/{order_id}/release",
+            web::post().to(release_reservation),
+            "inventory.release",
+            Idempotency::optional(),
+        ))
+        .service(mutation(
+            "/reservations/{order_id}/commit",
+            web::post().to(commit_reservation),
+            "inventory.commit",
+            Idempotency::optional(),
+        ))
+        .route("/reservations/{order_id}", web::get().to(show_reservation));
+}
+
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(mutation(
+        "/inventory/{sku}",
+        web::put().to(set_stock),
+        "inventory.restock",
+        Idempotency::optional(),
+    ));
+}
+
+async fn list_inventory(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+    let items = db::fetch_products(&pool).await?;
+    ok(&serde_json::json!({ "items": items }))
+}
+
+fn parse_sku(raw: &str) -> Result<Sku, Problem> {
+    Sku::parse(raw).map_err(Problem::invalid)
+}
+
+async fn show_inventory(pool: web::Data<PgPool>, sku: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let sku = parse_sku(&sku)?;
+    match db::fetch_product(&pool, sku.as_str()).await? {
+        Some(product) => ok(&product),
+        None => Err(unknown_sku(sku.as_str())),
+    }
+}
+
+fn unknown_sku(sku: &str) -> Problem {
+    Problem::new(ErrorCode::UnknownSku, format!("the catalogue has no {sku}")).with_extension("sku", sku)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStock {
+    available: i64,
+}
+
+async fn set_stock(mut uow: UnitOfWork, sku: web::Path<String>, body: web::Json<SetStock>) -> Result<HttpResponse, Problem> {
+    let sku = parse_sku(&sku)?;
+    let available = i32::try_from(body.available)
+        .ok()
+        .filter(|n| (0..=1_000_000).contains(n))
+        .ok_or_else(|| Problem::invalid(format!("available must be between 0 and 1000000, got {}", body.available)))?;
+    match db::update_available(uow.tx().await?, sku.as_str(), available).await? {
+        Some(product) => ok(&product),
+        None => Err(unknown_sku(sku.as_str())),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveStock {
+    order_id: Uuid,
+    items: Vec<LineItemRequest>,
+}
+
+#[derive(Debug, Serialize)]
+struct Reservation {
+    order_id: Uuid,
+    state: ReservationState,
+    /// True when this reservation was released before it was ever made.
+    null_compensation: bool,
+    lines: Vec<ReservationLine>,
+}
+
+async fn reservation(conn: &mut sqlx::PgConnection, row: db::ReservationRow) -> Result<Reservation, Problem> {
+    Ok(Reservation {
+        order_id: row.order_id,
+        state: row.state,
+        null_compensation: row.null_compensation,
+        lines: db::fetch_reservation_lines(conn, row.order_id).await?,
+    })
+}
+
+/// Reserves every line or none. A repeated reservation for the order answers with the
+/// existing one (no second effect); one after the order's release is refused.
+#[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
+async fn reserve_stock(mut uow: UnitOfWork, body: web::Json<ReserveStock>) -> Result<HttpResponse, Problem> {
+    let items = LineItems::parse(&body.items)?;
+    let order_id = body.order_id;
+    let tx = uow.tx().await?;
+    if let Some(existing) = db::fetch_reservation(tx, order_id, true).await? {
+        return existing_reservation(tx, existing).await;
+    }
+    let (skus, quantities) = (items.skus(), items.quantities());
+    let available: HashMap<String, i32> = db::lock_products(tx, &skus).await?.into_iter().collect();
+    if let Some(missing) = skus.iter().find(|sku| !available.contains_key(*sku)) {
+        return Err(unknown_sku(missing));
+    }
+    let short: Vec<serde_json::Value> = skus
+        .iter()
+        .zip(&quantities)
+        .filter(|(sku, wanted)| available[*sku] < **wanted)
+        .map(|(sku, wanted)| serde_json::json!({ "sku": sku, "requested": wanted, "available": available[sku] }))
+        .collect();
+    if !short.is_empty() {
+        return Err(Problem::new(ErrorCode::InsufficientStock, "not enough stock for every line; nothing was reserved")
+            .with_extension("shortages", short));
+    }
+    if !db::insert_reservation(tx, order_id, ReservationState::Held, false).await? {
+        // A concurrent request for the same order got there first.
+        let existing = db::fetch_reservation(tx, order_id, true).await?;
+        let existing = existing.ok_or_else(|| Problem::internal(anyhow::anyhow!("reservation vanished")))?;
+        return existing_reservation(tx, existing).await;
+    }
+    db::insert_reservation_lines(tx, order_id, &skus, &quantities).await?;
+    let row = db::ReservationRow {
+        order_id,
+        state: ReservationState::Held,
+        null_compensation: false,
+    };
+    created(&reservation(tx, row).await?)
+}
+
+async fn existing_reservation(tx: &mut sqlx::PgConnection, existing: db::ReservationRow) -> Result<HttpResponse, Problem> {
+    match existing.state {
+        ReservationState::Released => Err(Problem::new(
+            ErrorCode::ActionAfterCompensation,
+            format!("order {} was already released; a reservation arriving after its release is refused", existing.order_id),
+        )),
+        ReservationState::Held | ReservationState::Committed => ok(&reservation(tx, existing).await?),
+    }
+}
+
+/// Compensation: gives the stock back. Releasing an order that never reserved
+/// succeeds as a recorded no-op (null compensation).
+#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+async fn release_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let order_id = order_id.into_inner();
+    let tx = uow.tx().await?;
+    if db::insert_reservation(tx, order_id, ReservationState::Released, true).await? {
+        tracing::info!("null compensation: released an order that had no reservation");
+        let row = db::ReservationRow {
+            order_id,
+            state: ReservationState::Released,
+            null_compensation: true,
+        };
+        return ok(&reservation(tx, row).await?);
+    }
+    let row = db::fetch_reservation(tx, order_id, true)
+        .await?
+        .ok_or_else(|| Problem::internal(anyhow::anyhow!("reservation vanished")))?;
+    match row.state {
+        ReservationState::Released => ok(&reservation(tx, row).await?),
+        ReservationState::Committed => Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("order {order_id}'s reservation is committed (sold); it cannot be released"),
+        )),
+        ReservationState::Held => {
+            db::update_reservation_state(tx, order_id, ReservationState::Released).await?;
+            let row = db::ReservationRow {
+                state: ReservationState::Released,
+                ..row
+            };
+            ok(&reservation(tx, row).await?)
+        }
+    }
+}
+
+/// Turns held stock into sold stock, once.
+#[tracing::instrument(skip_all, fields(order.id = %order_id))]
+async fn commit_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let order_id = order_id.into_inner();
+    let tx = uow.tx().await?;
+    let Some(row) = db::fetch_reservation(tx, order_id, true).await? else {
+        return Err(Problem::new(ErrorCode::Conflict, format!("order {order_id} has no reservation to commit")));
+    };
+    match row.state {
+        ReservationState::Committed => ok(&reservation(tx, row).await?),
+        ReservationState::Released => Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("order {order_id}'s reservation was released; it cannot be committed"),
+        )),
+        ReservationState::Held => {
+            db::update_reservation_state(tx, order_id, ReservationState::Committed).await?;
+            let row = db::ReservationRow {
+                state: ReservationState::Committed,
+                ..row
+            };
+            ok(&reservation(tx, row).await?)
+        }
+    }
+}
+
+async fn show_reservation(pool: web::Data<PgPool>, order_id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let mut conn = pool.acquire().await?;
+    match db::fetch_reservation(&mut conn, *order_id, false).await? {
+        Some(row) => ok(&reservation(&mut conn, row).await?),
+        None => Err(Problem::not_found(format!("order {} has no reservation", *order_id))),
+    }
+}
