@@ -1,0 +1,14 @@
+//! The payment service: charges and refunds for orders, with Stripe-like test tokens.
+//!
+//! - [`startup`]: builds the server and reads `PAYMENT_FUNDS_LIMIT_CENTS`.
+//! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
+//! - [`cards`]: what each test token does.
+//! - [`db`]: every query.
+//!
+//! Per order, charge and refund are serialised by an advisory lock. A refund with no
+//! charge is a recorded no-op (null compensation) that refuses a later charge (hanging).
+
+pub mod cards;
+pub mod db;
+pub mod routes;
+pub mod startup;

@@ -1,0 +1,155 @@
+//! Payment HTTP handlers.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use shared::{
+    ErrorCode, Problem,
+    domain::PaymentToken,
+    idempotency::{Idempotency, UnitOfWork},
+    web::{created, mutation, ok},
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    cards::{Authorization, authorize},
+    db,
+    startup::PaymentSettings,
+};
+
+/// Largest amount one charge may carry: $1,000,000.00.
+const MAX_AMOUNT_CENTS: i64 = 100_000_000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(mutation("/charges", web::post().to(charge_order), "payment.charge", Idempotency::optional()))
+        .service(mutation("/refunds", web::post().to(refund_order), "payment.refund", Idempotency::optional()))
+        .route("/payments", web::get().to(list_payments));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChargeRequest {
+    order_id: Uuid,
+    amount_cents: i64,
+    payment_token: String,
+}
+
+/// Charges an order once. A repeat for the same order and amount answers with the
+/// existing charge; a charge after the order's refund is refused (hanging action).
+#[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
+async fn charge_order(
+    mut uow: UnitOfWork,
+    settings: web::Data<PaymentSettings>,
+    body: web::Json<ChargeRequest>,
+) -> Result<HttpResponse, Problem> {
+    let token = PaymentToken::parse(&body.payment_token).map_err(Problem::invalid)?;
+    if !(1..=MAX_AMOUNT_CENTS).contains(&body.amount_cents) {
+        return Err(Problem::invalid(format!(
+            "amount_cents must be between 1 and {MAX_AMOUNT_CENTS}, got {}",
+            body.amount_cents
+        )));
+    }
+    let authorization = authorize(token.as_str(), body.amount_cents, settings.funds_limit_cents);
+    if authorization == Authorization::UnknownToken {
+        return Err(Problem::new(
+            ErrorCode::InvalidPaymentToken,
+            format!("{} is not a known test token (tok_visa, tok_chargeDeclined, tok_insufficientFunds, ...)", token.as_str()),
+        ));
+    }
+    let tx = uow.tx().await?;
+    db::lock_order(tx, body.order_id).await?;
+    if !db::fetch_refunds(tx, body.order_id).await?.is_empty() {
+        return Err(Problem::new(
+            ErrorCode::ActionAfterCompensation,
+            format!("order {} was already refunded; a charge arriving after its refund is refused", body.order_id),
+        ));
+    }
+    if let Some(existing) = db::fetch_successful_charge(tx, body.order_id).await? {
+        if existing.amount_cents != body.amount_cents {
+            return Err(Problem::new(
+                ErrorCode::Conflict,
+                format!("order {} is already charged {} cents", body.order_id, existing.amount_cents),
+            ));
+        }
+        return ok(&existing);
+    }
+    match authorization {
+        Authorization::Declined(code) => {
+            let charge = db::insert_charge(tx, body.order_id, body.amount_cents, token.as_str(), Some(code.as_str())).await?;
+            tracing::info!(decline_code = code.as_str(), "charge declined");
+            Err(Problem::new(ErrorCode::PaymentDeclined, format!("the card was declined: {}", code.as_str()))
+                .with_extension("decline_code", code.as_str())
+                .with_extension("charge_id", charge.id.to_string()))
+        }
+        Authorization::Approved | Authorization::UnknownToken => {
+            let charge = db::insert_charge(tx, body.order_id, body.amount_cents, token.as_str(), None).await?;
+            created(&charge)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundRequest {
+    order_id: Uuid,
+    /// Defaults to everything not yet refunded.
+    amount_cents: Option<i64>,
+}
+
+/// Compensation: refunds the order's charge (in full by default). A refund for an
+/// order never charged succeeds as a recorded no-op (null compensation).
+#[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
+async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Result<HttpResponse, Problem> {
+    if body.amount_cents.is_some_and(|a| a <= 0) {
+        return Err(Problem::invalid("amount_cents must be positive"));
+    }
+    let tx = uow.tx().await?;
+    db::lock_order(tx, body.order_id).await?;
+    let Some(charge) = db::fetch_successful_charge(tx, body.order_id).await? else {
+        let refunds = db::fetch_refunds(tx, body.order_id).await?;
+        if let Some(earlier) = refunds.into_iter().find(|r| r.null_compensation) {
+            return ok(&earlier);
+        }
+        tracing::info!("null compensation: refunded an order that had no charge");
+        return ok(&db::insert_refund(tx, body.order_id, None, 0).await?);
+    };
+    let remaining = charge.amount_cents - charge.refunded_cents;
+    let amount = body.amount_cents.unwrap_or(remaining);
+    if remaining == 0 && body.amount_cents.is_none() {
+        // Refunded in full already: a repeated full refund has no second effect.
+        let refunds = db::fetch_refunds(tx, body.order_id).await?;
+        return ok(&serde_json::json!({ "order_id": body.order_id, "refunded_cents": charge.refunded_cents, "refunds": refunds }));
+    }
+    if amount > remaining {
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("only {remaining} of {} cents remain refundable", charge.amount_cents),
+        ));
+    }
+    created(&db::insert_refund(tx, body.order_id, Some(charge.id), amount).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentsQuery {
+    order_id: Uuid,
+}
+
+async fn list_payments(pool: web::Data<PgPool>, query: web::Query<PaymentsQuery>) -> Result<HttpResponse, Problem> {
+    let charges = db::fetch_charges(&pool, query.order_id).await?;
+    let refunds = db::fetch_refunds(&mut *pool.acquire().await?, query.order_id).await?;
+    let charged: i64 = charges
+        .iter()
+        .filter(|c| c.state == db::ChargeState::Succeeded)
+        .map(|c| c.amount_cents)
+        .sum();
+    let refunded: i64 = refunds.iter().map(|r| r.amount_cents).sum();
+    ok(&serde_json::json!({
+        "order_id": query.order_id,
+        "charges": charges,
+        "refunds": refunds,
+        "charged_cents": charged,
+        "refunded_cents": refunded,
+        "net_cents": charged - refunded,
+    }))
+}

@@ -1,0 +1,38 @@
+use shared::{
+    config::{Env, Settings},
+    startup::{Routes, Server},
+};
+
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/payment");
+
+pub const FAULT_OPERATIONS: &[&str] = &["payment.charge", "payment.refund"];
+
+/// Payment's own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentSettings {
+    /// `tok_insufficientFunds` is declined above this (`PAYMENT_FUNDS_LIMIT_CENTS`).
+    pub funds_limit_cents: i64,
+}
+
+pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
+    let payment = PaymentSettings {
+        funds_limit_cents: env.parse_or("PAYMENT_FUNDS_LIMIT_CENTS", 10_000)?,
+    };
+    build_with(settings, payment).await
+}
+
+pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow::Result<Server> {
+    Server::start(
+        &settings,
+        &MIGRATIONS,
+        Routes {
+            public: move |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(actix_web::web::Data::new(payment));
+                crate::routes::routes(cfg)
+            },
+            admin: |_: &mut actix_web::web::ServiceConfig| {},
+            fault_operations: FAULT_OPERATIONS,
+        },
+    )
+    .await
+}

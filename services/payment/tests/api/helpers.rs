@@ -1,0 +1,22 @@
+use serde_json::{Value, json};
+use shared::{config::Service, testing::TestApp};
+use uuid::Uuid;
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut shared::config::Settings)) -> TestApp {
+    TestApp::spawn(Service::Payment, configure, |settings| {
+        payment_service::startup::build_with(settings, payment_service::startup::PaymentSettings { funds_limit_cents: 10_000 })
+    })
+    .await
+}
+
+pub fn charge(order_id: Uuid, amount_cents: i64, token: &str) -> Value {
+    json!({ "order_id": order_id, "amount_cents": amount_cents, "payment_token": token })
+}
+
+pub async fn payments(app: &TestApp, order_id: Uuid) -> Value {
+    app.get(&format!("/payments?order_id={order_id}")).await.json().await.unwrap()
+}

@@ -1,0 +1,3 @@
+mod charges;
+mod helpers;
+mod idempotency;
