@@ -291,6 +291,9 @@ where
         let service = Rc::clone(&self.service);
         let operation = self.operation;
         Box::pin(async move {
+            if !crate::web::is_mutating(req.method()) {
+                return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
+            }
             let injector = req.app_data::<web::Data<FaultInjector>>().cloned();
             let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
             let Some(kind) = injector.and_then(|i| i.decide(operation, baggage).map(|k| (k, i))) else {

@@ -8,7 +8,7 @@
 //! ```
 
 use actix_web::{
-    Error, HttpRequest, HttpResponse,
+    Error, HttpRequest, HttpResponse, ResponseError,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     error::{JsonPayloadError, PathError, QueryPayloadError},
@@ -52,7 +52,9 @@ impl RootSpanBuilder for QuietHealthRootSpan {
     }
 }
 
-/// Adds the W3C Trace Context Level 2 `traceresponse` header to every response.
+/// Adds the W3C Trace Context Level 2 `traceresponse` header to every response, and
+/// turns any error answer that is not problem+json yet (actix's own 405s, say) into
+/// one.
 pub async fn trace_response(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -62,12 +64,38 @@ pub async fn trace_response(
         Ok(response) => response.map_into_boxed_body(),
         Err(e) => return Err(e),
     };
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if response.status().as_u16() >= 400 && !is_problem {
+        response = problem_for(response);
+    }
     if let Some(value) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
         response
             .headers_mut()
             .insert(HeaderName::from_static("traceresponse"), value);
     }
     Ok(response)
+}
+
+fn problem_for(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let code = match status.as_u16() {
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        401 => ErrorCode::Unauthorized,
+        400..=499 => ErrorCode::InvalidRequest,
+        503 => ErrorCode::ServiceUnavailable,
+        _ => ErrorCode::Internal,
+    };
+    let (request, _) = response.into_parts();
+    let detail = format!("{} {}: {}", request.method(), request.path(), status.canonical_reason().unwrap_or("error"));
+    let mut rendered = Problem::new(code, detail).error_response();
+    *rendered.status_mut() = status;
+    ServiceResponse::new(request, rendered)
 }
 
 /// Settings that the shared handlers and middleware read from app data.
@@ -178,8 +206,36 @@ pub fn mutation(
     operation: &'static str,
     key: crate::idempotency::Idempotency,
 ) -> impl actix_web::dev::HttpServiceFactory {
-    web::resource(path)
-        .route(route)
+    mutation_and_read(path, route, operation, key, None)
+}
+
+/// A mutating endpoint that shares its path with a read (`POST` and `GET /emails`).
+/// Both middlewares let safe methods (GET, HEAD) pass untouched.
+pub fn mutation_and_read(
+    path: &str,
+    route: actix_web::Route,
+    operation: &'static str,
+    key: crate::idempotency::Idempotency,
+    read: Option<actix_web::Route>,
+) -> impl actix_web::dev::HttpServiceFactory {
+    let mut resource = web::resource(path).route(route);
+    if let Some(read) = read {
+        resource = resource.route(read);
+    }
+    resource
+        .default_service(web::to(method_not_allowed))
         .wrap(key)
         .wrap(crate::fault::FaultPoint::new(operation))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(Problem::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+/// Whether a request may change state (idempotency and fault points apply).
+pub fn is_mutating(method: &actix_web::http::Method) -> bool {
+    !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS")
 }

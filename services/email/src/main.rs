@@ -1,1 +1,8 @@
-fn main() {}
+use std::process::ExitCode;
+
+use shared::config::Service;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    shared::startup::run(Service::Email, email_service::startup::build).await
+}

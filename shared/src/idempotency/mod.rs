@@ -122,6 +122,9 @@ where
         let service = Rc::clone(&self.service);
         let required = self.required;
         Box::pin(async move {
+            if !crate::web::is_mutating(req.method()) {
+                return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
+            }
             match handle(service, required, req).await {
                 Ok(response) => Ok(response),
                 Err((req, problem)) => Ok(ServiceResponse::new(req, problem.error_response())),
