@@ -1,0 +1,206 @@
+//! Order HTTP handlers.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared::{
+    ErrorCode, Problem,
+    domain::{EmailAddress, LineItemRequest, LineItems, PaymentToken, invalid},
+    idempotency::{Idempotency, UnitOfWork},
+    telemetry::current_trace_id,
+    web::{created, mutation, mutation_and_read, ok},
+};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    db::{self, NewOrder, OrderLine, OrderRow},
+    domain::{OrderEvent, OrderStatus, Transition},
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(mutation_and_read(
+        "/orders",
+        web::post().to(create_order),
+        "order.create",
+        Idempotency::optional(),
+        Some(web::get().to(list_orders)),
+    ))
+        .service(mutation(
+            "/orders/{order_id}/confirm",
+            web::post().to(confirm_order),
+            "order.confirm",
+            Idempotency::optional(),
+        ))
+        .service(mutation(
+            "/orders/{order_id}/cancel",
+            web::post().to(cancel_order),
+            "order.cancel",
+            Idempotency::optional(),
+        ))
+        .route("/orders/{order_id}", web::get().to(show_order));
+}
+
+/// An order as `GET /orders/{id}` shows it (the contract's checkout shape).
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    #[serde(flatten)]
+    pub order: OrderRow,
+    pub items: Vec<OrderLine>,
+    pub steps: Vec<serde_json::Value>,
+}
+
+pub async fn order_view(conn: &mut PgConnection, order: OrderRow) -> Result<OrderView, Problem> {
+    let items = db::fetch_order_lines(conn, order.id).await?;
+    Ok(OrderView {
+        order,
+        items,
+        steps: Vec::new(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PricedLine {
+    sku: String,
+    quantity: i64,
+    unit_price_cents: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrder {
+    /// Chosen by the caller (the coordinator); a new one when absent.
+    order_id: Option<Uuid>,
+    customer_email: String,
+    payment_token: String,
+    items: Vec<PricedLine>,
+}
+
+/// Creates a pending order with priced lines. A repeat with the same id answers
+/// with the existing order.
+async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Result<HttpResponse, Problem> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(&body.customer_email).map_err(|e| errors.push(format!("customer_email: {e}")));
+    let token = PaymentToken::parse(&body.payment_token).map_err(|e| errors.push(format!("payment_token: {e}")));
+    let requests: Vec<LineItemRequest> = body
+        .items
+        .iter()
+        .map(|l| LineItemRequest {
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+        })
+        .collect();
+    let items = LineItems::parse(&requests).map_err(|p| errors.push(p.detail));
+    if let Some(bad) = body.items.iter().find(|l| !(1..=100_000_000).contains(&l.unit_price_cents)) {
+        errors.push(format!("{}: unit_price_cents out of range", bad.sku));
+    }
+    let (Ok(email), Ok(token), Ok(items)) = (email, token, items) else {
+        return Err(invalid(errors));
+    };
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let prices: Vec<i64> = items
+        .iter()
+        .map(|line| {
+            body.items
+                .iter()
+                .find(|l| l.sku == line.sku.as_str())
+                .map(|l| l.unit_price_cents)
+                .unwrap_or_default()
+        })
+        .collect();
+    let id = body.order_id.unwrap_or_else(Uuid::now_v7);
+    let trace_id = current_trace_id();
+    let tx = uow.tx().await?;
+    let inserted = db::insert_order(
+        tx,
+        NewOrder {
+            id,
+            customer_email: email.as_str(),
+            payment_token: token.as_str(),
+            trace_id: trace_id.as_deref(),
+            skus: &items.skus(),
+            quantities: &items.quantities(),
+            unit_prices: &prices,
+        },
+    )
+    .await?;
+    match inserted {
+        Some(order) => created(&order_view(tx, order).await?),
+        None => {
+            let existing = db::fetch_order(tx, id, false).await?.ok_or_else(|| Problem::not_found("order vanished"))?;
+            ok(&order_view(tx, existing).await?)
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelOrder {
+    reason: Option<String>,
+}
+
+async fn confirm_order(uow: UnitOfWork, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    transition(uow, id.into_inner(), OrderEvent::Confirm, None).await
+}
+
+async fn cancel_order(uow: UnitOfWork, id: web::Path<Uuid>, body: Option<web::Json<CancelOrder>>) -> Result<HttpResponse, Problem> {
+    let reason = body
+        .and_then(|b| b.into_inner().reason)
+        .unwrap_or_else(|| "cancelled".to_owned());
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(Problem::invalid("reason must be 1 to 500 characters"));
+    }
+    transition(uow, id.into_inner(), OrderEvent::Cancel, Some(reason)).await
+}
+
+#[tracing::instrument(skip(uow, reason), fields(order.id = %id))]
+async fn transition(mut uow: UnitOfWork, id: Uuid, event: OrderEvent, reason: Option<String>) -> Result<HttpResponse, Problem> {
+    let tx = uow.tx().await?;
+    let order = db::fetch_order(tx, id, true)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no order {id}")))?;
+    match order.status.apply(event) {
+        Transition::AlreadyThere => ok(&order_view(tx, order).await?),
+        Transition::Refused => Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("order {id} is {:?}; it cannot be {}", order.status, if event == OrderEvent::Confirm { "confirmed" } else { "cancelled" }),
+        )),
+        Transition::To(status) => {
+            let order = db::update_order_status(tx, id, status, reason.as_deref()).await?;
+            ok(&order_view(tx, order).await?)
+        }
+    }
+}
+
+async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    let mut conn = pool.acquire().await?;
+    match db::fetch_order(&mut conn, *id, false).await? {
+        Some(order) => ok(&order_view(&mut conn, order).await?),
+        None => Err(Problem::not_found(format!("no order {}", *id))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrdersQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) -> Result<HttpResponse, Problem> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
+            Problem::invalid(format!("status must be pending, confirmed or cancelled, got {raw:?}"))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::invalid(format!("limit must be between 1 and 500, got {limit}")));
+    }
+    let orders = db::fetch_orders(&pool, status, limit).await?;
+    ok(&serde_json::json!({ "orders": orders }))
+}
