@@ -91,9 +91,11 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Where settings come from: the process environment, or a map in tests.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl Env {
@@ -360,8 +362,11 @@ mod tests {
             ("IDEMPOTENCY_RETENTION_SECS", "-3"),
         ];
         for (var, value) in cases {
-            let err = Settings::from_env(Service::Order, &env(&[("DATABASE_URL", "postgres://x/y"), (var, value)]))
-                .unwrap_err();
+            let err = Settings::from_env(
+                Service::Order,
+                &env(&[("DATABASE_URL", "postgres://x/y"), (var, value)]),
+            )
+            .unwrap_err();
             assert_eq!(err.variable, var, "{err}");
         }
     }

@@ -20,7 +20,10 @@ pub enum DbError {
     #[error("DATABASE_URL: cannot connect to {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error("DATABASE_URL: applying migrations to {url} failed: {source}")]
-    Migrate { url: String, source: sqlx::migrate::MigrateError },
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
 }
 
 /// The URL without its password, for messages.

@@ -18,7 +18,9 @@ pub struct Sku(String);
 impl Sku {
     pub fn parse(raw: &str) -> Result<Sku, String> {
         let ok = (1..=32).contains(&raw.len())
-            && raw.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(Sku(raw.to_owned()))
         } else {
@@ -132,7 +134,9 @@ impl EmailAddress {
             && !domain.starts_with('.')
             && !domain.ends_with('.')
             && !domain.contains("..")
-            && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(bad());
         }
@@ -219,7 +223,16 @@ mod tests {
     #[test]
     fn email_addresses_are_checked() {
         assert!(EmailAddress::parse("ada@example.com").is_ok());
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@@example.com", "ada@example..com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@@example.com",
+            "ada@example..com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }

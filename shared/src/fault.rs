@@ -204,7 +204,10 @@ pub fn record_injected(operation: &str, kind: FaultKind) {
     let value = format!("{operation}={kind}");
     let span = tracing::Span::current();
     span.set_attribute("fault.injected", value.clone());
-    span.add_event("fault.injected", vec![opentelemetry::KeyValue::new("fault", value.clone())]);
+    span.add_event(
+        "fault.injected",
+        vec![opentelemetry::KeyValue::new("fault", value.clone())],
+    );
     tracing::warn!(fault.injected = %value, "fault injected");
 }
 
@@ -331,7 +334,9 @@ where
                     let (request, _lost) = response.into_parts();
                     let problem = Problem::new(
                         ErrorCode::ServiceUnavailable,
-                        format!("fault.{operation}=lost_response: the work was done, this answer stands in for a lost one"),
+                        format!(
+                            "fault.{operation}=lost_response: the work was done, this answer stands in for a lost one"
+                        ),
                     );
                     Ok(ServiceResponse::new(request, problem.error_response()))
                 }

@@ -191,7 +191,10 @@ impl Problem {
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Problem {
             source: Some(source.into()),
-            ..Problem::new(ErrorCode::Internal, "an unexpected error occurred; look up the trace id")
+            ..Problem::new(
+                ErrorCode::Internal,
+                "an unexpected error occurred; look up the trace id",
+            )
         }
     }
 
@@ -220,7 +223,10 @@ impl Problem {
         body.insert("title".into(), self.code.title().into());
         body.insert("status".into(), self.code.status().as_u16().into());
         body.insert("detail".into(), self.detail.clone().into());
-        body.insert("trace_id".into(), current_trace_id().map(Value::from).unwrap_or(Value::Null));
+        body.insert(
+            "trace_id".into(),
+            current_trace_id().map(Value::from).unwrap_or(Value::Null),
+        );
         for (k, v) in &self.extensions {
             body.insert(k.clone(), v.clone());
         }
@@ -274,7 +280,11 @@ mod tests {
 
     #[test]
     fn type_uris_round_trip() {
-        for code in [ErrorCode::InsufficientStock, ErrorCode::IdempotencyKeyInFlight, ErrorCode::Internal] {
+        for code in [
+            ErrorCode::InsufficientStock,
+            ErrorCode::IdempotencyKeyInFlight,
+            ErrorCode::Internal,
+        ] {
             assert_eq!(ErrorCode::from_type_uri(&code.type_uri()), Some(code));
         }
         assert_eq!(ErrorCode::from_type_uri("about:blank"), None);
@@ -282,7 +292,9 @@ mod tests {
 
     #[test]
     fn body_has_the_rfc_9457_members() {
-        let body = Problem::new(ErrorCode::UnknownSku, "SKU-999").with_extension("sku", "SKU-999").body();
+        let body = Problem::new(ErrorCode::UnknownSku, "SKU-999")
+            .with_extension("sku", "SKU-999")
+            .body();
         assert_eq!(body["type"], "urn:txlab:problem:unknown-sku");
         assert_eq!(body["status"], 422);
         assert_eq!(body["detail"], "SKU-999");

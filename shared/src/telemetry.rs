@@ -90,7 +90,10 @@ pub fn init(settings: &OtelSettings, log_filter: &str) -> Result<TelemetryGuard,
         .with_writer(std::io::stdout)
         .with_filter(log_filter);
     // A second init (tests building several apps in one process) keeps the first.
-    let _ = tracing_subscriber::registry().with(otel_layer).with(log_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(log_layer)
+        .try_init();
     Ok(TelemetryGuard {
         provider: Some(provider),
     })
@@ -152,7 +155,11 @@ pub fn init_for_tests() {
         opentelemetry::global::set_tracer_provider(provider);
         let filter = EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
         let _ = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(LevelFilter::INFO),
+            )
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonLogFormat)

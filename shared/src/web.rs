@@ -92,7 +92,12 @@ fn problem_for(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         _ => ErrorCode::Internal,
     };
     let (request, _) = response.into_parts();
-    let detail = format!("{} {}: {}", request.method(), request.path(), status.canonical_reason().unwrap_or("error"));
+    let detail = format!(
+        "{} {}: {}",
+        request.method(),
+        request.path(),
+        status.canonical_reason().unwrap_or("error")
+    );
     let mut rendered = Problem::new(code, detail).error_response();
     *rendered.status_mut() = status;
     ServiceResponse::new(request, rendered)
@@ -145,17 +150,18 @@ pub fn common(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfi
 
 fn json_error(e: JsonPayloadError) -> Problem {
     match e {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            Problem::new(ErrorCode::PayloadTooLarge, format!("the body must be at most {limit} bytes"))
-        }
-        JsonPayloadError::ContentType => Problem::new(
-            ErrorCode::UnsupportedMediaType,
-            "send Content-Type: application/json",
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body must be at most {limit} bytes"),
         ),
-        JsonPayloadError::Deserialize(e) => Problem::new(ErrorCode::InvalidJson, e.to_string()),
-        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
-            Problem::new(ErrorCode::PayloadTooLarge, format!("the body must be at most {BODY_LIMIT} bytes"))
+        JsonPayloadError::ContentType => {
+            Problem::new(ErrorCode::UnsupportedMediaType, "send Content-Type: application/json")
         }
+        JsonPayloadError::Deserialize(e) => Problem::new(ErrorCode::InvalidJson, e.to_string()),
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body must be at most {BODY_LIMIT} bytes"),
+        ),
         other => Problem::new(ErrorCode::InvalidJson, other.to_string()),
     }
 }
@@ -169,7 +175,11 @@ fn query_error(e: QueryPayloadError) -> Problem {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
-    Err(Problem::not_found(format!("no route for {} {}", req.method(), req.path())))
+    Err(Problem::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// A JSON body with the request's `trace_id` added, as every txlab response has.

@@ -120,7 +120,12 @@ pub async fn update_email_delivered(pool: &PgPool, id: Uuid) -> Result<(), sqlx:
 
 /// Records a failed attempt: retried after `retry_in`, or given up when `None`.
 #[tracing::instrument(name = "db.update_email_failed", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn update_email_failed(pool: &PgPool, id: Uuid, error: &str, retry_in: Option<Duration>) -> Result<(), sqlx::Error> {
+pub async fn update_email_failed(
+    pool: &PgPool,
+    id: Uuid,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE emails SET attempts = attempts + 1, last_error = $2, locked_until = NULL,
                 state = CASE WHEN $3::float8 IS NULL THEN 'failed'::email_state ELSE 'pending'::email_state END,

@@ -26,7 +26,9 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// `first × 2^(attempt-1)`, capped, with ±20 % jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self.first_backoff.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let exponential = self
+            .first_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
         let capped = exponential.min(self.max_backoff);
         capped.mul_f64(0.8 + 0.4 * rand::random::<f64>())
     }
@@ -118,7 +120,10 @@ impl Actor for EmailDispatcher {
                 dispatcher.retry,
                 dispatcher.batch,
             );
-            ctx.spawn(work.into_actor(dispatcher).map(|(), dispatcher, _| dispatcher.busy = false));
+            ctx.spawn(
+                work.into_actor(dispatcher)
+                    .map(|(), dispatcher, _| dispatcher.busy = false),
+            );
         });
     }
 }
@@ -144,7 +149,9 @@ async fn dispatch_due(pool: PgPool, transport: Rc<Transport>, from: Mailbox, ret
             let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
             let _ = span.set_parent(context);
         }
-        deliver_and_record(&pool, &transport, &from, retry, email).instrument(span).await;
+        deliver_and_record(&pool, &transport, &from, retry, email)
+            .instrument(span)
+            .await;
     }
 }
 
@@ -221,7 +228,10 @@ mod tests {
         };
         for (attempt, nominal) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
             let wait = policy.backoff(attempt).as_millis() as u64;
-            assert!(wait >= nominal * 8 / 10 && wait <= nominal * 12 / 10, "attempt {attempt}: {wait} ms");
+            assert!(
+                wait >= nominal * 8 / 10 && wait <= nominal * 12 / 10,
+                "attempt {attempt}: {wait} ms"
+            );
         }
     }
 }

@@ -38,7 +38,10 @@ struct EnqueueEmail {
 async fn enqueue_email(mut uow: UnitOfWork, body: web::Json<EnqueueEmail>) -> Result<HttpResponse, Problem> {
     let to = EmailAddress::parse(&body.to).map_err(Problem::invalid)?;
     if !(0..=100_000_000_000).contains(&body.total_cents) {
-        return Err(Problem::invalid(format!("total_cents out of range: {}", body.total_cents)));
+        return Err(Problem::invalid(format!(
+            "total_cents out of range: {}",
+            body.total_cents
+        )));
     }
     let subject = format!("Your order {} is confirmed", body.order_id);
     let text = format!(

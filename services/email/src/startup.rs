@@ -28,7 +28,9 @@ pub struct EmailSettings {
 
 impl EmailSettings {
     pub fn from_env(env: &Env) -> anyhow::Result<Self> {
-        let from = env.optional("EMAIL_FROM").unwrap_or_else(|| "txlab orders <orders@txlab.local>".into());
+        let from = env
+            .optional("EMAIL_FROM")
+            .unwrap_or_else(|| "txlab orders <orders@txlab.local>".into());
         Ok(EmailSettings {
             smtp_url: env.optional("SMTP_URL"),
             from: from
@@ -62,6 +64,13 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
         },
     )
     .await?;
-    EmailDispatcher::new(server.pool.clone(), transport, email.from, email.poll_interval, email.retry).start();
+    EmailDispatcher::new(
+        server.pool.clone(),
+        transport,
+        email.from,
+        email.poll_interval,
+        email.retry,
+    )
+    .start();
     Ok(server)
 }

@@ -53,7 +53,11 @@ pub async fn fetch_product(pool: &PgPool, sku: &str) -> Result<Option<Product>, 
 
 /// Sets the shelf stock; `stocked` moves with it so the invariant holds.
 #[tracing::instrument(name = "db.update_available", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn update_available(tx: &mut PgConnection, sku: &str, available: i32) -> Result<Option<Product>, sqlx::Error> {
+pub async fn update_available(
+    tx: &mut PgConnection,
+    sku: &str,
+    available: i32,
+) -> Result<Option<Product>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE products SET stocked = stocked + ($2 - available), available = $2 WHERE sku = $1
          RETURNING sku, name, price_cents, available, reserved, sold",
@@ -75,7 +79,11 @@ pub async fn lock_products(tx: &mut PgConnection, skus: &[String]) -> Result<Vec
 }
 
 #[tracing::instrument(name = "db.fetch_reservation", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_reservation(conn: &mut PgConnection, order_id: Uuid, lock: bool) -> Result<Option<ReservationRow>, sqlx::Error> {
+pub async fn fetch_reservation(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lock: bool,
+) -> Result<Option<ReservationRow>, sqlx::Error> {
     let sql = if lock {
         "SELECT order_id, state, null_compensation FROM reservations WHERE order_id = $1 FOR UPDATE"
     } else {
@@ -85,7 +93,10 @@ pub async fn fetch_reservation(conn: &mut PgConnection, order_id: Uuid, lock: bo
 }
 
 #[tracing::instrument(name = "db.fetch_reservation_lines", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_reservation_lines(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<ReservationLine>, sqlx::Error> {
+pub async fn fetch_reservation_lines(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Vec<ReservationLine>, sqlx::Error> {
     sqlx::query_as("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku")
         .bind(order_id)
         .fetch_all(conn)
@@ -137,7 +148,11 @@ pub async fn insert_reservation_lines(
 
 /// Moves a held reservation's stock to `to` and sets its state.
 #[tracing::instrument(name = "db.update_reservation_state", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn update_reservation_state(tx: &mut PgConnection, order_id: Uuid, to: ReservationState) -> Result<(), sqlx::Error> {
+pub async fn update_reservation_state(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    to: ReservationState,
+) -> Result<(), sqlx::Error> {
     let move_stock = match to {
         ReservationState::Released => {
             "UPDATE products p SET available = p.available + l.quantity, reserved = p.reserved - l.quantity

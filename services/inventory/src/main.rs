@@ -4,5 +4,8 @@ use shared::config::Service;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    shared::startup::run(Service::Inventory, |settings, _env| inventory_service::startup::build(settings)).await
+    shared::startup::run(Service::Inventory, |settings, _env| {
+        inventory_service::startup::build(settings)
+    })
+    .await
 }

@@ -75,12 +75,21 @@ struct SetStock {
     available: i64,
 }
 
-async fn set_stock(mut uow: UnitOfWork, sku: web::Path<String>, body: web::Json<SetStock>) -> Result<HttpResponse, Problem> {
+async fn set_stock(
+    mut uow: UnitOfWork,
+    sku: web::Path<String>,
+    body: web::Json<SetStock>,
+) -> Result<HttpResponse, Problem> {
     let sku = parse_sku(&sku)?;
     let available = i32::try_from(body.available)
         .ok()
         .filter(|n| (0..=1_000_000).contains(n))
-        .ok_or_else(|| Problem::invalid(format!("available must be between 0 and 1000000, got {}", body.available)))?;
+        .ok_or_else(|| {
+            Problem::invalid(format!(
+                "available must be between 0 and 1000000, got {}",
+                body.available
+            ))
+        })?;
     match db::update_available(uow.tx().await?, sku.as_str(), available).await? {
         Some(product) => ok(&product),
         None => Err(unknown_sku(sku.as_str())),
@@ -134,8 +143,11 @@ async fn reserve_stock(mut uow: UnitOfWork, body: web::Json<ReserveStock>) -> Re
         .map(|(sku, wanted)| serde_json::json!({ "sku": sku, "requested": wanted, "available": available[sku] }))
         .collect();
     if !short.is_empty() {
-        return Err(Problem::new(ErrorCode::InsufficientStock, "not enough stock for every line; nothing was reserved")
-            .with_extension("shortages", short));
+        return Err(Problem::new(
+            ErrorCode::InsufficientStock,
+            "not enough stock for every line; nothing was reserved",
+        )
+        .with_extension("shortages", short));
     }
     if !db::insert_reservation(tx, order_id, ReservationState::Held, false).await? {
         // A concurrent request for the same order got there first.
@@ -152,11 +164,17 @@ async fn reserve_stock(mut uow: UnitOfWork, body: web::Json<ReserveStock>) -> Re
     created(&reservation(tx, row).await?)
 }
 
-async fn existing_reservation(tx: &mut sqlx::PgConnection, existing: db::ReservationRow) -> Result<HttpResponse, Problem> {
+async fn existing_reservation(
+    tx: &mut sqlx::PgConnection,
+    existing: db::ReservationRow,
+) -> Result<HttpResponse, Problem> {
     match existing.state {
         ReservationState::Released => Err(Problem::new(
             ErrorCode::ActionAfterCompensation,
-            format!("order {} was already released; a reservation arriving after its release is refused", existing.order_id),
+            format!(
+                "order {} was already released; a reservation arriving after its release is refused",
+                existing.order_id
+            ),
         )),
         ReservationState::Held | ReservationState::Committed => ok(&reservation(tx, existing).await?),
     }
@@ -203,7 +221,10 @@ async fn commit_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> R
     let order_id = order_id.into_inner();
     let tx = uow.tx().await?;
     let Some(row) = db::fetch_reservation(tx, order_id, true).await? else {
-        return Err(Problem::new(ErrorCode::Conflict, format!("order {order_id} has no reservation to commit")));
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("order {order_id} has no reservation to commit"),
+        ));
     };
     match row.state {
         ReservationState::Committed => ok(&reservation(tx, row).await?),

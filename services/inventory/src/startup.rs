@@ -5,7 +5,12 @@ use shared::{
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inventory");
 
-pub const FAULT_OPERATIONS: &[&str] = &["inventory.reserve", "inventory.release", "inventory.commit", "inventory.restock"];
+pub const FAULT_OPERATIONS: &[&str] = &[
+    "inventory.reserve",
+    "inventory.release",
+    "inventory.commit",
+    "inventory.restock",
+];
 
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     Server::start(

@@ -39,7 +39,8 @@ pub struct OrderSummary {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at";
+const COLUMNS: &str =
+    "id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at";
 
 pub struct NewOrder<'a> {
     pub id: Uuid,
@@ -89,10 +90,12 @@ pub async fn insert_order(tx: &mut PgConnection, new: NewOrder<'_>) -> Result<Op
 #[tracing::instrument(name = "db.fetch_order", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_order(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option<OrderRow>, sqlx::Error> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM orders WHERE id = $1{lock}")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1{lock}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 #[tracing::instrument(name = "db.fetch_order_lines", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
@@ -121,7 +124,11 @@ pub async fn update_order_status(
 }
 
 #[tracing::instrument(name = "db.fetch_orders", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_orders(pool: &PgPool, status: Option<OrderStatus>, limit: i64) -> Result<Vec<OrderSummary>, sqlx::Error> {
+pub async fn fetch_orders(
+    pool: &PgPool,
+    status: Option<OrderStatus>,
+    limit: i64,
+) -> Result<Vec<OrderSummary>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, status, customer_email, total_cents, created_at FROM orders
          WHERE $1::order_status IS NULL OR status = $1

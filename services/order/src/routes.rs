@@ -25,19 +25,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Idempotency::optional(),
         Some(web::get().to(list_orders)),
     ))
-        .service(mutation(
-            "/orders/{order_id}/confirm",
-            web::post().to(confirm_order),
-            "order.confirm",
-            Idempotency::optional(),
-        ))
-        .service(mutation(
-            "/orders/{order_id}/cancel",
-            web::post().to(cancel_order),
-            "order.cancel",
-            Idempotency::optional(),
-        ))
-        .route("/orders/{order_id}", web::get().to(show_order));
+    .service(mutation(
+        "/orders/{order_id}/confirm",
+        web::post().to(confirm_order),
+        "order.confirm",
+        Idempotency::optional(),
+    ))
+    .service(mutation(
+        "/orders/{order_id}/cancel",
+        web::post().to(cancel_order),
+        "order.cancel",
+        Idempotency::optional(),
+    ))
+    .route("/orders/{order_id}", web::get().to(show_order));
 }
 
 /// An order as `GET /orders/{id}` shows it (the contract's checkout shape).
@@ -92,7 +92,11 @@ async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Resu
         })
         .collect();
     let items = LineItems::parse(&requests).map_err(|p| errors.push(p.detail));
-    if let Some(bad) = body.items.iter().find(|l| !(1..=100_000_000).contains(&l.unit_price_cents)) {
+    if let Some(bad) = body
+        .items
+        .iter()
+        .find(|l| !(1..=100_000_000).contains(&l.unit_price_cents))
+    {
         errors.push(format!("{}: unit_price_cents out of range", bad.sku));
     }
     let (Ok(email), Ok(token), Ok(items)) = (email, token, items) else {
@@ -130,7 +134,9 @@ async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Resu
     match inserted {
         Some(order) => created(&order_view(tx, order).await?),
         None => {
-            let existing = db::fetch_order(tx, id, false).await?.ok_or_else(|| Problem::not_found("order vanished"))?;
+            let existing = db::fetch_order(tx, id, false)
+                .await?
+                .ok_or_else(|| Problem::not_found("order vanished"))?;
             ok(&order_view(tx, existing).await?)
         }
     }
@@ -146,7 +152,11 @@ async fn confirm_order(uow: UnitOfWork, id: web::Path<Uuid>) -> Result<HttpRespo
     transition(uow, id.into_inner(), OrderEvent::Confirm, None).await
 }
 
-async fn cancel_order(uow: UnitOfWork, id: web::Path<Uuid>, body: Option<web::Json<CancelOrder>>) -> Result<HttpResponse, Problem> {
+async fn cancel_order(
+    uow: UnitOfWork,
+    id: web::Path<Uuid>,
+    body: Option<web::Json<CancelOrder>>,
+) -> Result<HttpResponse, Problem> {
     let reason = body
         .and_then(|b| b.into_inner().reason)
         .unwrap_or_else(|| "cancelled".to_owned());
@@ -157,7 +167,12 @@ async fn cancel_order(uow: UnitOfWork, id: web::Path<Uuid>, body: Option<web::Js
 }
 
 #[tracing::instrument(skip(uow, reason), fields(order.id = %id))]
-async fn transition(mut uow: UnitOfWork, id: Uuid, event: OrderEvent, reason: Option<String>) -> Result<HttpResponse, Problem> {
+async fn transition(
+    mut uow: UnitOfWork,
+    id: Uuid,
+    event: OrderEvent,
+    reason: Option<String>,
+) -> Result<HttpResponse, Problem> {
     let tx = uow.tx().await?;
     let order = db::fetch_order(tx, id, true)
         .await?
@@ -166,7 +181,15 @@ async fn transition(mut uow: UnitOfWork, id: Uuid, event: OrderEvent, reason: Op
         Transition::AlreadyThere => ok(&order_view(tx, order).await?),
         Transition::Refused => Err(Problem::new(
             ErrorCode::Conflict,
-            format!("order {id} is {:?}; it cannot be {}", order.status, if event == OrderEvent::Confirm { "confirmed" } else { "cancelled" }),
+            format!(
+                "order {id} is {:?}; it cannot be {}",
+                order.status,
+                if event == OrderEvent::Confirm {
+                    "confirmed"
+                } else {
+                    "cancelled"
+                }
+            ),
         )),
         Transition::To(status) => {
             let order = db::update_order_status(tx, id, status, reason.as_deref()).await?;
@@ -191,15 +214,18 @@ struct OrdersQuery {
 }
 
 async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) -> Result<HttpResponse, Problem> {
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
-            Problem::invalid(format!("status must be pending, confirmed or cancelled, got {raw:?}"))
-        })?),
-    };
+    let status =
+        match query.status.as_deref() {
+            None => None,
+            Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
+                Problem::invalid(format!("status must be pending, confirmed or cancelled, got {raw:?}"))
+            })?),
+        };
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(Problem::invalid(format!("limit must be between 1 and 500, got {limit}")));
+        return Err(Problem::invalid(format!(
+            "limit must be between 1 and 500, got {limit}"
+        )));
     }
     let orders = db::fetch_orders(&pool, status, limit).await?;
     ok(&serde_json::json!({ "orders": orders }))

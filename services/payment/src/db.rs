@@ -64,7 +64,11 @@ pub async fn insert_charge(
     token: &str,
     decline_code: Option<&str>,
 ) -> Result<Charge, sqlx::Error> {
-    let state = if decline_code.is_some() { ChargeState::Declined } else { ChargeState::Succeeded };
+    let state = if decline_code.is_some() {
+        ChargeState::Declined
+    } else {
+        ChargeState::Succeeded
+    };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CHARGE_COLUMNS}"

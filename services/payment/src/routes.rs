@@ -21,9 +21,19 @@ use crate::{
 const MAX_AMOUNT_CENTS: i64 = 100_000_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(mutation("/charges", web::post().to(charge_order), "payment.charge", Idempotency::optional()))
-        .service(mutation("/refunds", web::post().to(refund_order), "payment.refund", Idempotency::optional()))
-        .route("/payments", web::get().to(list_payments));
+    cfg.service(mutation(
+        "/charges",
+        web::post().to(charge_order),
+        "payment.charge",
+        Idempotency::optional(),
+    ))
+    .service(mutation(
+        "/refunds",
+        web::post().to(refund_order),
+        "payment.refund",
+        Idempotency::optional(),
+    ))
+    .route("/payments", web::get().to(list_payments));
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +63,10 @@ async fn charge_order(
     if authorization == Authorization::UnknownToken {
         return Err(Problem::new(
             ErrorCode::InvalidPaymentToken,
-            format!("{} is not a known test token (tok_visa, tok_chargeDeclined, tok_insufficientFunds, ...)", token.as_str()),
+            format!(
+                "{} is not a known test token (tok_visa, tok_chargeDeclined, tok_insufficientFunds, ...)",
+                token.as_str()
+            ),
         ));
     }
     let tx = uow.tx().await?;
@@ -61,25 +74,41 @@ async fn charge_order(
     if !db::fetch_refunds(tx, body.order_id).await?.is_empty() {
         return Err(Problem::new(
             ErrorCode::ActionAfterCompensation,
-            format!("order {} was already refunded; a charge arriving after its refund is refused", body.order_id),
+            format!(
+                "order {} was already refunded; a charge arriving after its refund is refused",
+                body.order_id
+            ),
         ));
     }
     if let Some(existing) = db::fetch_successful_charge(tx, body.order_id).await? {
         if existing.amount_cents != body.amount_cents {
             return Err(Problem::new(
                 ErrorCode::Conflict,
-                format!("order {} is already charged {} cents", body.order_id, existing.amount_cents),
+                format!(
+                    "order {} is already charged {} cents",
+                    body.order_id, existing.amount_cents
+                ),
             ));
         }
         return ok(&existing);
     }
     match authorization {
         Authorization::Declined(code) => {
-            let charge = db::insert_charge(tx, body.order_id, body.amount_cents, token.as_str(), Some(code.as_str())).await?;
+            let charge = db::insert_charge(
+                tx,
+                body.order_id,
+                body.amount_cents,
+                token.as_str(),
+                Some(code.as_str()),
+            )
+            .await?;
             tracing::info!(decline_code = code.as_str(), "charge declined");
-            Err(Problem::new(ErrorCode::PaymentDeclined, format!("the card was declined: {}", code.as_str()))
-                .with_extension("decline_code", code.as_str())
-                .with_extension("charge_id", charge.id.to_string()))
+            Err(Problem::new(
+                ErrorCode::PaymentDeclined,
+                format!("the card was declined: {}", code.as_str()),
+            )
+            .with_extension("decline_code", code.as_str())
+            .with_extension("charge_id", charge.id.to_string()))
         }
         Authorization::Approved | Authorization::UnknownToken => {
             let charge = db::insert_charge(tx, body.order_id, body.amount_cents, token.as_str(), None).await?;
@@ -118,7 +147,9 @@ async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Re
     if remaining == 0 && body.amount_cents.is_none() {
         // Refunded in full already: a repeated full refund has no second effect.
         let refunds = db::fetch_refunds(tx, body.order_id).await?;
-        return ok(&serde_json::json!({ "order_id": body.order_id, "refunded_cents": charge.refunded_cents, "refunds": refunds }));
+        return ok(
+            &serde_json::json!({ "order_id": body.order_id, "refunded_cents": charge.refunded_cents, "refunds": refunds }),
+        );
     }
     if amount > remaining {
         return Err(Problem::new(

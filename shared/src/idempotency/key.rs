@@ -15,7 +15,10 @@ impl IdempotencyKey {
         if raw.is_empty() || raw.len() > MAX_KEY_LENGTH {
             return Err(Problem::new(
                 ErrorCode::IdempotencyKeyInvalid,
-                format!("the key has {} characters; 1 to {MAX_KEY_LENGTH} are allowed", raw.len()),
+                format!(
+                    "the key has {} characters; 1 to {MAX_KEY_LENGTH} are allowed",
+                    raw.len()
+                ),
             ));
         }
         if let Some(bad) = raw.iter().find(|b| !(0x20..=0x7e).contains(*b)) {

@@ -135,7 +135,11 @@ where
 
 type Rejected = (HttpRequest, Problem);
 
-async fn handle<S, B>(service: Rc<S>, required: bool, mut req: ServiceRequest) -> Result<ServiceResponse<BoxBody>, Rejected>
+async fn handle<S, B>(
+    service: Rc<S>,
+    required: bool,
+    mut req: ServiceRequest,
+) -> Result<ServiceResponse<BoxBody>, Rejected>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
@@ -326,7 +330,10 @@ fn replay(stored: &StoredResponse) -> HttpResponse {
             response.insert_header((name, value));
         }
     }
-    response.insert_header((HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true")));
+    response.insert_header((
+        HeaderName::from_static("idempotent-replayed"),
+        HeaderValue::from_static("true"),
+    ));
     response.body(stored.body.clone())
 }
 
@@ -343,7 +350,12 @@ fn scope_of(service: &str, req: &ServiceRequest) -> String {
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, Problem> {
-    let too_large = || Problem::new(ErrorCode::PayloadTooLarge, format!("the body must be at most {BODY_LIMIT} bytes"));
+    let too_large = || {
+        Problem::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body must be at most {BODY_LIMIT} bytes"),
+        )
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -22,7 +22,12 @@ fn settings(smtp_url: Option<String>) -> EmailSettings {
 }
 
 async fn spawn_app(smtp_url: Option<String>) -> TestApp {
-    TestApp::spawn(Service::Email, |_| {}, |s| email_service::startup::build_with(s, settings(smtp_url))).await
+    TestApp::spawn(
+        Service::Email,
+        |_| {},
+        |s| email_service::startup::build_with(s, settings(smtp_url)),
+    )
+    .await
 }
 
 fn confirmation(order_id: Uuid) -> Value {
@@ -30,13 +35,21 @@ fn confirmation(order_id: Uuid) -> Value {
 }
 
 async fn emails(app: &TestApp, order_id: Uuid) -> Vec<Value> {
-    let body: Value = app.get(&format!("/emails?order_id={order_id}")).await.json().await.unwrap();
+    let body: Value = app
+        .get(&format!("/emails?order_id={order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     body["emails"].as_array().unwrap().clone()
 }
 
 async fn delivered(app: &TestApp, order_id: Uuid) -> Option<Value> {
     eventually(Duration::from_secs(10), || async {
-        emails(app, order_id).await.into_iter().find(|e| e["state"] == "delivered")
+        emails(app, order_id)
+            .await
+            .into_iter()
+            .find(|e| e["state"] == "delivered")
     })
     .await
 }
@@ -55,7 +68,10 @@ async fn a_confirmation_is_delivered_over_smtp() {
     assert_eq!(messages[0].to, vec!["ada@example.com"]);
     assert_eq!(messages[0].from, "orders@txlab.local");
     assert!(messages[0].header("Subject").unwrap().contains(&order.to_string()));
-    assert_eq!(messages[0].header("Message-ID").unwrap(), format!("<{}@txlab.local>", email["id"].as_str().unwrap()));
+    assert_eq!(
+        messages[0].header("Message-ID").unwrap(),
+        format!("<{}@txlab.local>", email["id"].as_str().unwrap())
+    );
     assert!(messages[0].data.contains("$42.00"));
 }
 
@@ -80,7 +96,9 @@ async fn a_refusing_relay_is_retried_with_backoff_until_it_accepts() {
     let app = spawn_app(Some(sink.url())).await;
     let order = Uuid::new_v4();
     assert_eq!(app.post("/emails", &confirmation(order), None).await.status(), 201);
-    let email = delivered(&app, order).await.expect("delivered after the relay recovered");
+    let email = delivered(&app, order)
+        .await
+        .expect("delivered after the relay recovered");
     assert_eq!(email["attempts"], 4);
     assert_eq!(sink.messages().len(), 1);
 }
@@ -91,7 +109,10 @@ async fn an_unreachable_relay_keeps_the_email_pending_with_its_error() {
     let order = Uuid::new_v4();
     assert_eq!(app.post("/emails", &confirmation(order), None).await.status(), 201);
     let failing = eventually(Duration::from_secs(10), || async {
-        emails(&app, order).await.into_iter().find(|e| e["attempts"].as_i64() >= Some(2))
+        emails(&app, order)
+            .await
+            .into_iter()
+            .find(|e| e["attempts"].as_i64() >= Some(2))
     })
     .await
     .expect("retried");
@@ -121,7 +142,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
         let (status, _) = problem(app.post("/emails", &body, None).await).await;
         assert_eq!(status, 400, "{body}");
     }
-    let raw = app.client.post(app.url("/emails")).header("content-type", "application/json").body("nope");
+    let raw = app
+        .client
+        .post(app.url("/emails"))
+        .header("content-type", "application/json")
+        .body("nope");
     assert_eq!(problem(app.send(raw).await).await.0, 400);
     let big = app
         .client

@@ -8,7 +8,11 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn set_stock(app: &TestApp, sku: &str, available: i64) {
     let response = app
-        .send(app.client.put(app.url(&format!("/admin/inventory/{sku}"))).json(&json!({ "available": available })))
+        .send(
+            app.client
+                .put(app.url(&format!("/admin/inventory/{sku}")))
+                .json(&json!({ "available": available })),
+        )
         .await;
     assert_eq!(response.status(), 200);
 }

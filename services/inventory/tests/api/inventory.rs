@@ -37,7 +37,11 @@ async fn admin_sets_stock_and_refuses_nonsense() {
     let app = spawn_app().await;
     crate::helpers::set_stock(&app, "SKU-002", 7).await;
     assert_eq!(stock(&app, "SKU-002").await["available"], 7);
-    for bad in [json!({ "available": -1 }), json!({ "available": "many" }), json!({ "stock": 3 })] {
+    for bad in [
+        json!({ "available": -1 }),
+        json!({ "available": "many" }),
+        json!({ "stock": 3 }),
+    ] {
         let response = app
             .send(app.client.put(app.url("/admin/inventory/SKU-002")).json(&bad))
             .await;
@@ -56,7 +60,10 @@ async fn admin_routes_require_the_token_when_one_is_set() {
     )
     .await;
     let put = |token: Option<&str>| {
-        let mut request = app.client.put(app.url("/admin/inventory/SKU-003")).json(&json!({ "available": 1 }));
+        let mut request = app
+            .client
+            .put(app.url("/admin/inventory/SKU-003"))
+            .json(&json!({ "available": 1 }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

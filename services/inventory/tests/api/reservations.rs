@@ -10,7 +10,12 @@ async fn twenty_concurrent_reservations_of_ten_units_leave_exactly_ten() {
     set_stock(&app, "SKU-004", 10).await;
     let attempts = (0..20).map(|_| {
         let app = app.clone();
-        async move { app.post("/reservations", &reservation(Uuid::new_v4(), "SKU-004", 1), None).await.status().as_u16() }
+        async move {
+            app.post("/reservations", &reservation(Uuid::new_v4(), "SKU-004", 1), None)
+                .await
+                .status()
+                .as_u16()
+        }
     });
     let statuses = futures_util::future::join_all(attempts).await;
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
@@ -32,7 +37,9 @@ async fn a_reservation_moves_stock_and_a_release_moves_it_back() {
     assert_eq!(stock(&app, "SKU-005").await["available"], before - 3);
     assert_eq!(stock(&app, "SKU-005").await["reserved"], 3);
 
-    let released = app.post(&format!("/reservations/{order}/release"), &json!({}), None).await;
+    let released = app
+        .post(&format!("/reservations/{order}/release"), &json!({}), None)
+        .await;
     assert_eq!(released.status(), 200);
     let body: Value = released.json().await.unwrap();
     assert_eq!(body["state"], "released");
@@ -45,15 +52,26 @@ async fn a_reservation_moves_stock_and_a_release_moves_it_back() {
 async fn a_commit_turns_reserved_stock_into_sold_stock_once() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    assert_eq!(app.post("/reservations", &reservation(order, "SKU-006", 2), None).await.status(), 201);
+    assert_eq!(
+        app.post("/reservations", &reservation(order, "SKU-006", 2), None)
+            .await
+            .status(),
+        201
+    );
     for _ in 0..2 {
-        let committed = app.post(&format!("/reservations/{order}/commit"), &json!({}), None).await;
+        let committed = app
+            .post(&format!("/reservations/{order}/commit"), &json!({}), None)
+            .await;
         assert_eq!(committed.status(), 200);
     }
     let after = stock(&app, "SKU-006").await;
     assert_eq!(after["reserved"], 0);
     assert_eq!(after["sold"], 2);
-    let (status, _) = problem(app.post(&format!("/reservations/{order}/release"), &json!({}), None).await).await;
+    let (status, _) = problem(
+        app.post(&format!("/reservations/{order}/release"), &json!({}), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 409, "a sold reservation cannot be released");
 }
 
@@ -62,7 +80,12 @@ async fn a_duplicate_reservation_has_no_second_effect() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
     let before = stock(&app, "SKU-007").await["available"].as_i64().unwrap();
-    assert_eq!(app.post("/reservations", &reservation(order, "SKU-007", 4), None).await.status(), 201);
+    assert_eq!(
+        app.post("/reservations", &reservation(order, "SKU-007", 4), None)
+            .await
+            .status(),
+        201
+    );
     let again = app.post("/reservations", &reservation(order, "SKU-007", 4), None).await;
     assert_eq!(again.status(), 200);
     assert_eq!(stock(&app, "SKU-007").await["available"], before - 4);
@@ -72,7 +95,9 @@ async fn a_duplicate_reservation_has_no_second_effect() {
 async fn releasing_an_order_that_never_reserved_is_a_recorded_no_op() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    let response = app.post(&format!("/reservations/{order}/release"), &json!({}), None).await;
+    let response = app
+        .post(&format!("/reservations/{order}/release"), &json!({}), None)
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["state"], "released");
@@ -85,7 +110,12 @@ async fn a_reservation_arriving_after_its_release_is_refused() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
     let before = stock(&app, "SKU-008").await;
-    assert_eq!(app.post(&format!("/reservations/{order}/release"), &json!({}), None).await.status(), 200);
+    assert_eq!(
+        app.post(&format!("/reservations/{order}/release"), &json!({}), None)
+            .await
+            .status(),
+        200
+    );
     let (status, body) = problem(app.post("/reservations", &reservation(order, "SKU-008", 1), None).await).await;
     assert_eq!(status, 409);
     assert_eq!(body["type"], "urn:txlab:problem:action-after-compensation");
@@ -100,21 +130,52 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
         (
             "not JSON",
-            app.client.post(app.url("/reservations")).header("content-type", "application/json").body("{nope"),
+            app.client
+                .post(app.url("/reservations"))
+                .header("content-type", "application/json")
+                .body("{nope"),
             400,
         ),
-        ("unknown SKU", app.client.post(app.url("/reservations")).json(&reservation(order, "SKU-999", 1)), 422),
-        ("malformed SKU", app.client.post(app.url("/reservations")).json(&reservation(order, "sku 1", 1)), 400),
-        ("quantity 0", app.client.post(app.url("/reservations")).json(&reservation(order, "SKU-001", 0)), 400),
-        ("quantity -1", app.client.post(app.url("/reservations")).json(&reservation(order, "SKU-001", -1)), 400),
+        (
+            "unknown SKU",
+            app.client
+                .post(app.url("/reservations"))
+                .json(&reservation(order, "SKU-999", 1)),
+            422,
+        ),
+        (
+            "malformed SKU",
+            app.client
+                .post(app.url("/reservations"))
+                .json(&reservation(order, "sku 1", 1)),
+            400,
+        ),
+        (
+            "quantity 0",
+            app.client
+                .post(app.url("/reservations"))
+                .json(&reservation(order, "SKU-001", 0)),
+            400,
+        ),
+        (
+            "quantity -1",
+            app.client
+                .post(app.url("/reservations"))
+                .json(&reservation(order, "SKU-001", -1)),
+            400,
+        ),
         (
             "quantity 10^9",
-            app.client.post(app.url("/reservations")).json(&reservation(order, "SKU-001", 1_000_000_000)),
+            app.client
+                .post(app.url("/reservations"))
+                .json(&reservation(order, "SKU-001", 1_000_000_000)),
             400,
         ),
         (
             "no items",
-            app.client.post(app.url("/reservations")).json(&json!({ "order_id": order, "items": [] })),
+            app.client
+                .post(app.url("/reservations"))
+                .json(&json!({ "order_id": order, "items": [] })),
             400,
         ),
         (
@@ -125,7 +186,13 @@ async fn bad_input_is_refused_and_writes_nothing() {
                 .body(format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024))),
             413,
         ),
-        ("bad order id", app.client.post(app.url("/reservations/not-a-uuid/release")).json(&json!({})), 400),
+        (
+            "bad order id",
+            app.client
+                .post(app.url("/reservations/not-a-uuid/release"))
+                .json(&json!({})),
+            400,
+        ),
     ];
     for (what, request, expected) in cases {
         let (status, body) = problem(app.send(request).await).await;

@@ -48,7 +48,11 @@ async fn a_pending_order_is_confirmed_once_and_then_cannot_be_cancelled() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.json::<Value>().await.unwrap()["status"], "confirmed");
     }
-    let (status, _) = problem(app.post(&format!("/orders/{id}/cancel"), &json!({ "reason": "late" }), None).await).await;
+    let (status, _) = problem(
+        app.post(&format!("/orders/{id}/cancel"), &json!({ "reason": "late" }), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 409);
     let shown: Value = app.get(&format!("/orders/{id}")).await.json().await.unwrap();
     assert_eq!(shown["status"], "confirmed");
@@ -59,7 +63,13 @@ async fn a_cancelled_order_keeps_its_reason_and_cannot_be_confirmed() {
     let app = spawn_app().await;
     let id = Uuid::new_v4();
     app.post("/orders", &new_order(id), None).await;
-    let response = app.post(&format!("/orders/{id}/cancel"), &json!({ "reason": "payment declined" }), None).await;
+    let response = app
+        .post(
+            &format!("/orders/{id}/cancel"),
+            &json!({ "reason": "payment declined" }),
+            None,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let (status, _) = problem(app.post(&format!("/orders/{id}/confirm"), &json!({}), None).await).await;
     assert_eq!(status, 409);
@@ -77,7 +87,12 @@ async fn orders_are_listed_newest_first_and_filtered_by_status() {
     }
     app.post(&format!("/orders/{}/confirm", ids[1]), &json!({}), None).await;
     let all: Value = app.get("/orders?limit=10").await.json().await.unwrap();
-    let listed: Vec<&str> = all["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = all["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
     assert_eq!(listed, vec![ids[2].to_string(), ids[1].to_string(), ids[0].to_string()]);
     for member in ["order_id", "status", "customer_email", "total_cents", "created_at"] {
         assert!(all["orders"][0].get(member).is_some(), "{member}");
@@ -86,7 +101,12 @@ async fn orders_are_listed_newest_first_and_filtered_by_status() {
     assert_eq!(confirmed["orders"].as_array().unwrap().len(), 1);
     let limited: Value = app.get("/orders?limit=2").await.json().await.unwrap();
     assert_eq!(limited["orders"].as_array().unwrap().len(), 2);
-    for bad in ["/orders?status=shipped", "/orders?limit=0", "/orders?limit=100000", "/orders?limit=x"] {
+    for bad in [
+        "/orders?status=shipped",
+        "/orders?limit=0",
+        "/orders?limit=100000",
+        "/orders?limit=x",
+    ] {
         assert_eq!(problem(app.get(bad).await).await.0, 400, "{bad}");
     }
 }
@@ -115,7 +135,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
         let (status, problem_body) = problem(app.post("/orders", &body, None).await).await;
         assert_eq!(status, 400, "{body} -> {problem_body}");
     }
-    let raw = app.client.post(app.url("/orders")).header("content-type", "application/json").body("{");
+    let raw = app
+        .client
+        .post(app.url("/orders"))
+        .header("content-type", "application/json")
+        .body("{");
     assert_eq!(problem(app.send(raw).await).await.0, 400);
     let big = app
         .client
@@ -124,7 +148,12 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .body(format!("{{\"p\":\"{}\"}}", "x".repeat(100 * 1024)));
     assert_eq!(problem(app.send(big).await).await.0, 413);
     let unknown = Uuid::new_v4();
-    assert_eq!(problem(app.post(&format!("/orders/{unknown}/confirm"), &json!({}), None).await).await.0, 404);
+    assert_eq!(
+        problem(app.post(&format!("/orders/{unknown}/confirm"), &json!({}), None).await)
+            .await
+            .0,
+        404
+    );
     assert_eq!(problem(app.get(&format!("/orders/{unknown}")).await).await.0, 404);
     assert_eq!(problem(app.get("/orders/not-a-uuid").await).await.0, 400);
     let wrong_method = app.send(app.client.delete(app.url("/orders"))).await;

@@ -26,17 +26,35 @@ async fn a_visa_charge_succeeds_once_per_order() {
 async fn declined_tokens_are_declined_and_recorded() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    let (status, body) = problem(app.post("/charges", &charge(order, 4200, "tok_chargeDeclined"), None).await).await;
+    let (status, body) = problem(
+        app.post("/charges", &charge(order, 4200, "tok_chargeDeclined"), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 402);
     assert_eq!(body["decline_code"], "card_declined");
     let record = payments(&app, order).await;
     assert_eq!(record["charges"][0]["state"], "declined");
     assert_eq!(record["net_cents"], 0);
 
-    let (status, body) = problem(app.post("/charges", &charge(Uuid::new_v4(), 10_001, "tok_insufficientFunds"), None).await).await;
+    let (status, body) = problem(
+        app.post(
+            "/charges",
+            &charge(Uuid::new_v4(), 10_001, "tok_insufficientFunds"),
+            None,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, 402);
     assert_eq!(body["decline_code"], "insufficient_funds");
-    let within = app.post("/charges", &charge(Uuid::new_v4(), 10_000, "tok_insufficientFunds"), None).await;
+    let within = app
+        .post(
+            "/charges",
+            &charge(Uuid::new_v4(), 10_000, "tok_insufficientFunds"),
+            None,
+        )
+        .await;
     assert_eq!(within.status(), 201);
 }
 
@@ -44,10 +62,21 @@ async fn declined_tokens_are_declined_and_recorded() {
 async fn a_refund_never_exceeds_the_charge() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    assert_eq!(app.post("/charges", &charge(order, 5000, "tok_visa"), None).await.status(), 201);
-    let partial = app.post("/refunds", &json!({ "order_id": order, "amount_cents": 2000 }), None).await;
+    assert_eq!(
+        app.post("/charges", &charge(order, 5000, "tok_visa"), None)
+            .await
+            .status(),
+        201
+    );
+    let partial = app
+        .post("/refunds", &json!({ "order_id": order, "amount_cents": 2000 }), None)
+        .await;
     assert_eq!(partial.status(), 201);
-    let (status, _) = problem(app.post("/refunds", &json!({ "order_id": order, "amount_cents": 3001 }), None).await).await;
+    let (status, _) = problem(
+        app.post("/refunds", &json!({ "order_id": order, "amount_cents": 3001 }), None)
+            .await,
+    )
+    .await;
     assert_eq!(status, 409);
     let rest = app.post("/refunds", &json!({ "order_id": order }), None).await;
     assert_eq!(rest.status(), 201);
@@ -77,7 +106,10 @@ async fn refunding_an_order_never_charged_is_a_recorded_no_op() {
 async fn a_charge_arriving_after_its_refund_is_refused() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    assert_eq!(app.post("/refunds", &json!({ "order_id": order }), None).await.status(), 200);
+    assert_eq!(
+        app.post("/refunds", &json!({ "order_id": order }), None).await.status(),
+        200
+    );
     let (status, body) = problem(app.post("/charges", &charge(order, 4200, "tok_visa"), None).await).await;
     assert_eq!(status, 409);
     assert_eq!(body["type"], "urn:txlab:problem:action-after-compensation");
@@ -91,14 +123,29 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let order = Uuid::new_v4();
     let post = |body: Value| app.client.post(app.url("/charges")).json(&body);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
-        ("not JSON", app.client.post(app.url("/charges")).header("content-type", "application/json").body("]["), 400),
+        (
+            "not JSON",
+            app.client
+                .post(app.url("/charges"))
+                .header("content-type", "application/json")
+                .body("]["),
+            400,
+        ),
         ("amount 0", post(charge(order, 0, "tok_visa")), 400),
         ("amount -1", post(charge(order, -1, "tok_visa")), 400),
         ("amount absurd", post(charge(order, 1_000_000_000_000, "tok_visa")), 400),
         ("malformed token", post(charge(order, 100, "visa")), 400),
         ("unknown token", post(charge(order, 100, "tok_monopolyMoney")), 422),
-        ("missing order", post(json!({ "amount_cents": 100, "payment_token": "tok_visa" })), 400),
-        ("unknown field", post(json!({ "order_id": order, "amount_cents": 1, "payment_token": "tok_visa", "x": 1 })), 400),
+        (
+            "missing order",
+            post(json!({ "amount_cents": 100, "payment_token": "tok_visa" })),
+            400,
+        ),
+        (
+            "unknown field",
+            post(json!({ "order_id": order, "amount_cents": 1, "payment_token": "tok_visa", "x": 1 })),
+            400,
+        ),
         (
             "100 KiB",
             app.client
@@ -107,7 +154,13 @@ async fn bad_input_is_refused_and_writes_nothing() {
                 .body(format!("{{\"p\":\"{}\"}}", "x".repeat(100 * 1024))),
             413,
         ),
-        ("refund of nothing", app.client.post(app.url("/refunds")).json(&json!({ "order_id": order, "amount_cents": 0 })), 400),
+        (
+            "refund of nothing",
+            app.client
+                .post(app.url("/refunds"))
+                .json(&json!({ "order_id": order, "amount_cents": 0 })),
+            400,
+        ),
         ("bad query", app.client.get(app.url("/payments?order_id=nope")), 400),
     ];
     for (what, request, expected) in cases {

@@ -8,7 +8,12 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut shared::config::Settings)) -> TestApp {
     TestApp::spawn(Service::Payment, configure, |settings| {
-        payment_service::startup::build_with(settings, payment_service::startup::PaymentSettings { funds_limit_cents: 10_000 })
+        payment_service::startup::build_with(
+            settings,
+            payment_service::startup::PaymentSettings {
+                funds_limit_cents: 10_000,
+            },
+        )
     })
     .await
 }
@@ -18,5 +23,9 @@ pub fn charge(order_id: Uuid, amount_cents: i64, token: &str) -> Value {
 }
 
 pub async fn payments(app: &TestApp, order_id: Uuid) -> Value {
-    app.get(&format!("/payments?order_id={order_id}")).await.json().await.unwrap()
+    app.get(&format!("/payments?order_id={order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
 }

@@ -43,14 +43,27 @@ async fn business_failures_are_stored_and_replayed_too() {
 async fn a_key_reused_with_another_request_is_refused() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    assert_eq!(app.post("/charges", &charge(order, 4200, "tok_visa"), Some("reused")).await.status(), 201);
-    let (status, body) = problem(app.post("/charges", &charge(order, 4300, "tok_visa"), Some("reused")).await).await;
+    assert_eq!(
+        app.post("/charges", &charge(order, 4200, "tok_visa"), Some("reused"))
+            .await
+            .status(),
+        201
+    );
+    let (status, body) = problem(
+        app.post("/charges", &charge(order, 4300, "tok_visa"), Some("reused"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(body["type"], "urn:txlab:problem:idempotency-key-reused");
     let other_order = charge(Uuid::new_v4(), 4200, "tok_visa");
     let (status, _) = problem(app.post("/charges", &other_order, Some("reused")).await).await;
     assert_eq!(status, 422);
-    let (status, _) = problem(app.post("/refunds", &serde_json::json!({ "order_id": order }), Some("reused")).await).await;
+    let (status, _) = problem(
+        app.post("/refunds", &serde_json::json!({ "order_id": order }), Some("reused"))
+            .await,
+    )
+    .await;
     assert_eq!(status, 422, "another path is another request");
     assert_eq!(app.count("charges").await, 1);
     assert_eq!(app.count("refunds").await, 0);
@@ -61,7 +74,11 @@ async fn invalid_keys_are_refused_before_anything_runs() {
     let app = spawn_app().await;
     let body = charge(Uuid::new_v4(), 4200, "tok_visa");
     for key in ["k".repeat(256), "tab\tkey".to_owned()] {
-        let request = app.client.post(app.url("/charges")).json(&body).header("Idempotency-Key", key.as_str());
+        let request = app
+            .client
+            .post(app.url("/charges"))
+            .json(&body)
+            .header("Idempotency-Key", key.as_str());
         let (status, problem_body) = problem(app.send(request).await).await;
         assert_eq!(status, 400);
         assert_eq!(problem_body["type"], "urn:txlab:problem:idempotency-key-invalid");
@@ -86,9 +103,16 @@ async fn fifty_concurrent_duplicates_execute_exactly_once() {
     let answers = futures_util::future::join_all(requests).await;
     let stored: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 201).collect();
     let in_flight = answers.iter().filter(|(s, retry, _)| *s == 409 && *retry).count();
-    assert_eq!(stored.len() + in_flight, 50, "every answer is the stored one or 409: {answers:?}");
+    assert_eq!(
+        stored.len() + in_flight,
+        50,
+        "every answer is the stored one or 409: {answers:?}"
+    );
     assert!(!stored.is_empty());
-    assert!(stored.iter().all(|(_, _, b)| *b == stored[0].2), "every stored answer is the same");
+    assert!(
+        stored.iter().all(|(_, _, b)| *b == stored[0].2),
+        "every stored answer is the same"
+    );
     assert_eq!(app.count("charges").await, 1);
 }
 
@@ -124,10 +148,11 @@ async fn a_client_that_hangs_up_does_not_cancel_the_work() {
         .timeout(Duration::from_millis(100));
     assert!(impatient.send().await.is_err(), "the client gave up");
     let completed = eventually(Duration::from_secs(10), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'hangup-1' AND state = 'completed'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = 'hangup-1' AND state = 'completed'")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
         (n == 1).then_some(())
     })
     .await;
@@ -164,15 +189,23 @@ async fn the_purge_actor_removes_expired_keys_and_the_key_can_run_again() {
         s.idempotency.purge_interval = Duration::from_millis(100);
     })
     .await;
-    let first = app.post("/charges", &charge(Uuid::new_v4(), 4200, "tok_visa"), Some("expiring")).await;
+    let first = app
+        .post("/charges", &charge(Uuid::new_v4(), 4200, "tok_visa"), Some("expiring"))
+        .await;
     assert_eq!(first.status(), 201);
     let purged = eventually(Duration::from_secs(10), || async {
         (app.count("idempotency_keys").await == 0).then_some(())
     })
     .await;
     assert!(purged.is_some(), "the purge actor deleted the expired key");
-    let second = app.post("/charges", &charge(Uuid::new_v4(), 4200, "tok_visa"), Some("expiring")).await;
-    assert_eq!(second.status(), 201, "a purged key executes again, even for another body");
+    let second = app
+        .post("/charges", &charge(Uuid::new_v4(), 4200, "tok_visa"), Some("expiring"))
+        .await;
+    assert_eq!(
+        second.status(),
+        201,
+        "a purged key executes again, even for another body"
+    );
     assert!(second.headers().get("idempotent-replayed").is_none());
     assert_eq!(app.count("charges").await, 2);
     let _: Value = second.json().await.unwrap();

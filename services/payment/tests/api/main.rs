@@ -1,3 +1,6 @@
+//! API tests: the service in-process on port 0, a fresh database each.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod charges;
 mod helpers;
 mod idempotency;
