@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     migrate::{Migration, Migrator},
     postgres::PgPoolOptions,
 };
@@ -40,7 +40,25 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Connects, retrying for up to 10 s (a database still starting up), and reports the
+/// last real reason (refused, unknown database, authentication) when it gives up.
 pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sqlx::PgConnection::connect(&settings.database_url).await {
+            Ok(probe) => {
+                let _ = probe.close().await;
+                break;
+            }
+            Err(source) if std::time::Instant::now() > deadline || !is_transient(&source) => {
+                return Err(DbError::Connect {
+                    url: redact(&settings.database_url),
+                    source,
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
     PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -50,6 +68,14 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
             url: redact(&settings.database_url),
             source,
         })
+}
+
+/// Worth retrying at start-up: the server may still be coming up.
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "57P03")
 }
 
 /// Applies the shared migrations and the service's; returns how many there are.

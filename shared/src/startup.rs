@@ -34,9 +34,10 @@ where
     let app = match build(settings, env).await {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "start-up failed");
+            let message = one_line(&e);
+            tracing::error!(error = %message, "start-up failed");
             telemetry.shutdown().await;
-            return fail(service, &format!("{e:#}"));
+            return fail(service, &message);
         }
     };
     tracing::info!(%bind_addr, service = service.binary(), "serving");
@@ -46,6 +47,23 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(service, &e),
     }
+}
+
+/// An error and its causes on one line, leaving out causes that only repeat what the
+/// line already says (database errors wrap themselves).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn fail(service: Service, error: &dyn std::fmt::Display) -> ExitCode {
@@ -143,5 +161,21 @@ impl Server {
 impl Application for Server {
     async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn repeated_causes_are_left_out() {
+        let inner = anyhow::anyhow!("database \"nope\" does not exist");
+        let outer = inner.context("error returned from database: database \"nope\" does not exist");
+        let top = outer.context("DATABASE_URL: cannot connect");
+        assert_eq!(
+            one_line(&top),
+            "DATABASE_URL: cannot connect: error returned from database: database \"nope\" does not exist"
+        );
     }
 }

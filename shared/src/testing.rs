@@ -339,3 +339,30 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Runs a service binary with a broken environment and checks that it stops with a
+/// non-zero exit and exactly one line on stderr naming `variable` (no panic, no
+/// backtrace). `env` is the whole environment the process sees.
+pub fn assert_start_up_fails_naming(binary: &str, env: &[(&str, &str)], variable: &str) {
+    let mut command = std::process::Command::new(binary);
+    command.env_clear().envs(env.iter().copied()).env("RUST_LOG", "off");
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => panic!("cannot run {binary}: {e}"),
+    };
+    let output = match child.wait_with_output() {
+        Ok(output) => output,
+        Err(e) => panic!("waiting for {binary}: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{binary} started anyway with {env:?}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {stderr}");
+    assert!(lines[0].contains(variable), "the line names {variable}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -4,3 +4,4 @@
 mod helpers;
 mod inventory;
 mod reservations;
+mod start_up;

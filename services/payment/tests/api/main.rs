@@ -4,3 +4,4 @@
 mod charges;
 mod helpers;
 mod idempotency;
+mod start_up;

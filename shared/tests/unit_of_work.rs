@@ -1,0 +1,171 @@
+//! The idempotency middleware's transaction rules, with handlers written for the
+//! purpose: what commits, what rolls back, and what happens to the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, test, web};
+use shared::{
+    ErrorCode, Problem,
+    idempotency::{Idempotency, IdempotencyStore, UnitOfWork},
+    testing::TestDatabase,
+};
+use sqlx::PgPool;
+
+async fn database() -> PgPool {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let none = sqlx::migrate::Migrator::with_migrations(Vec::new());
+    shared::db::migrate(&pool, &db.url, &none).await.unwrap();
+    sqlx::query("CREATE TABLE widgets (name text PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+async fn write(uow: &mut UnitOfWork, name: &str) -> Result<(), Problem> {
+    sqlx::query("INSERT INTO widgets (name) VALUES ($1)")
+        .bind(name)
+        .execute(&mut **uow.tx().await?)
+        .await?;
+    Ok(())
+}
+
+/// Writes, then fails unexpectedly before the commit.
+async fn write_then_fail(mut uow: UnitOfWork) -> Result<HttpResponse, Problem> {
+    write(&mut uow, "doomed").await?;
+    Err(Problem::internal(anyhow::anyhow!("something broke after the write")))
+}
+
+/// Writes, then reports a business conflict (stored, like a declined card).
+async fn write_then_conflict(mut uow: UnitOfWork) -> Result<HttpResponse, Problem> {
+    write(&mut uow, "recorded").await?;
+    Err(Problem::new(ErrorCode::Conflict, "a business outcome"))
+}
+
+async fn write_then_succeed(mut uow: UnitOfWork) -> Result<HttpResponse, Problem> {
+    write(&mut uow, "made").await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "made": true })))
+}
+
+async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+macro_rules! app {
+    ($pool:expr) => {
+        test::init_service(
+            App::new()
+                .app_data(web::Data::new(IdempotencyStore {
+                    pool: $pool.clone(),
+                    service: "test",
+                    lease: Duration::from_secs(10),
+                }))
+                .service(
+                    web::resource("/fail")
+                        .route(web::post().to(write_then_fail))
+                        .wrap(Idempotency::optional()),
+                )
+                .service(
+                    web::resource("/conflict")
+                        .route(web::post().to(write_then_conflict))
+                        .wrap(Idempotency::optional()),
+                )
+                .service(
+                    web::resource("/succeed")
+                        .route(web::post().to(write_then_succeed))
+                        .wrap(Idempotency::required()),
+                ),
+        )
+        .await
+    };
+}
+
+fn post(path: &str, key: Option<&str>) -> test::TestRequest {
+    let request = test::TestRequest::post().uri(path).set_json(serde_json::json!({}));
+    match key {
+        Some(key) => request.insert_header(("Idempotency-Key", key)),
+        None => request,
+    }
+}
+
+#[actix_web::test]
+async fn an_error_after_the_write_leaves_neither_the_write_nor_the_key() {
+    let pool = database().await;
+    let app = app!(pool);
+    let response = test::call_service(&app, post("/fail", Some("k1")).to_request()).await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(count(&pool, "widgets").await, 0);
+    assert_eq!(count(&pool, "idempotency_keys").await, 0);
+    let again = test::call_service(&app, post("/fail", Some("k1")).to_request()).await;
+    assert_eq!(again.status(), 500, "released, so the retry executed again");
+    assert!(again.headers().get("idempotent-replayed").is_none());
+}
+
+#[actix_web::test]
+async fn a_business_outcome_commits_with_its_stored_response() {
+    let pool = database().await;
+    let app = app!(pool);
+    let first = test::call_service(&app, post("/conflict", Some("k2")).to_request()).await;
+    assert_eq!(first.status(), 409);
+    assert_eq!(count(&pool, "widgets").await, 1);
+    assert_eq!(count(&pool, "idempotency_keys").await, 1);
+    let replay = test::call_service(&app, post("/conflict", Some("k2")).to_request()).await;
+    assert_eq!(replay.status(), 409);
+    assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(count(&pool, "widgets").await, 1);
+}
+
+#[actix_web::test]
+async fn without_a_key_the_unit_of_work_still_commits_or_rolls_back() {
+    let pool = database().await;
+    let app = app!(pool);
+    assert_eq!(
+        test::call_service(&app, post("/fail", None).to_request())
+            .await
+            .status(),
+        500
+    );
+    assert_eq!(count(&pool, "widgets").await, 0);
+    assert_eq!(
+        test::call_service(&app, post("/conflict", None).to_request())
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(count(&pool, "widgets").await, 1);
+    assert_eq!(count(&pool, "idempotency_keys").await, 0);
+}
+
+#[actix_web::test]
+async fn a_required_key_is_enforced_before_anything_runs() {
+    let pool = database().await;
+    let app = app!(pool);
+    let response = test::call_service(&app, post("/succeed", None).to_request()).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = test::read_body_json(response).await;
+    assert_eq!(body["type"], "urn:txlab:problem:idempotency-key-missing");
+    assert_eq!(count(&pool, "widgets").await, 0);
+    let made = test::call_service(&app, post("/succeed", Some("k3")).to_request()).await;
+    assert_eq!(made.status(), 201);
+    assert_eq!(count(&pool, "widgets").await, 1);
+}
+
+#[actix_web::test]
+async fn a_success_commits_the_write_and_completes_the_key_together() {
+    let pool = database().await;
+    let app = app!(pool);
+    let made = test::call_service(&app, post("/succeed", Some("k4")).to_request()).await;
+    assert_eq!(made.status(), 201);
+    let (widgets, completed): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM widgets), (SELECT count(*) FROM idempotency_keys WHERE state = 'completed')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((widgets, completed), (1, 1));
+}
