@@ -3,7 +3,8 @@
 //!
 //! The cluster is `TXLAB_TEST_DATABASE_URL` (a superuser URL) when set; otherwise one
 //! is started from the machine's PostgreSQL binaries in `target/txlab-test-pg` on port
-//! `TXLAB_TEST_PG_PORT` (54329) and shared by every test process through a file lock.
+//! `TXLAB_TEST_PG_PORT` (by default one in 55000–55999 derived from the directory) and
+//! shared by every test process through a file lock.
 
 use std::{
     path::PathBuf,
@@ -29,11 +30,12 @@ pub fn cluster_admin_url() -> anyhow::Result<String> {
     let dir = std::env::var_os("TXLAB_TEST_PG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/txlab-test-pg"));
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
     let port = std::env::var("TXLAB_TEST_PG_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(54329);
-    std::fs::create_dir_all(&dir)?;
+        .unwrap_or_else(|| port_for(&dir));
     let lock = std::fs::File::create(dir.with_extension("lock"))?;
     lock.lock()?;
     let cluster = PgCluster::new(&dir, port)?;
@@ -45,6 +47,17 @@ pub fn cluster_admin_url() -> anyhow::Result<String> {
     cluster.start()?;
     lock.unlock()?;
     Ok(cluster.url("postgres"))
+}
+
+/// A port in 55000–55999 derived from the cluster's directory, so two checkouts
+/// testing at once do not meet on one port.
+fn port_for(dir: &std::path::Path) -> u16 {
+    let hash = dir
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    55_000 + (hash % 1000) as u16
 }
 
 /// A database of its own for one test, empty (migrations run when the app starts).
