@@ -116,10 +116,9 @@ impl PgCluster {
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale", "-D"])
             .arg(self.data_dir()))?;
         let conf = format!(
-            "\n# txlab\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{dir}'\n\
+            "\n# txlab (the port is given at start)\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
              max_prepared_transactions = 100\nmax_connections = {max}\nfsync = {fsync}\n\
              synchronous_commit = {fsync}\nfull_page_writes = {fsync}\nshared_buffers = '128MB'\n",
-            port = self.port,
             dir = self.dir.display(),
             max = options.max_connections,
             fsync = if options.fsync { "on" } else { "off" },
@@ -131,12 +130,9 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Whether this cluster's server runs (on whatever port).
     pub fn is_running(&self) -> bool {
-        std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
-            Duration::from_millis(200),
-        )
-        .is_ok()
+        self.data_dir().join("postmaster.pid").is_file()
             && self
                 .command("pg_ctl")
                 .arg("status")
@@ -149,10 +145,33 @@ impl PgCluster {
                 .unwrap_or(false)
     }
 
-    /// Starts the server and waits until it accepts connections.
+    fn accepts_connections(&self) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+    }
+
+    /// The port the running server listens on (line 4 of `postmaster.pid`).
+    fn running_port(&self) -> Option<u16> {
+        fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .nth(3)?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Starts the server on `port` (restarting it if it runs on another) and waits
+    /// until it accepts connections.
     pub fn start(&self) -> anyhow::Result<()> {
         if self.is_running() {
-            return Ok(());
+            if self.running_port() == Some(self.port) {
+                return Ok(());
+            }
+            self.stop()?;
         }
         let log = self.dir.join("postgres.log");
         run(self
@@ -161,10 +180,12 @@ impl PgCluster {
             .arg(self.data_dir())
             .arg("-l")
             .arg(&log)
+            .arg("-o")
+            .arg(format!("-p {}", self.port))
             .arg("start"))
         .with_context(|| format!("starting PostgreSQL; see {}", log.display()))?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.is_running() {
+        while !self.accepts_connections() {
             if Instant::now() > deadline {
                 bail!("PostgreSQL did not accept connections on port {}", self.port);
             }

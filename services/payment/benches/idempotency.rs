@@ -25,9 +25,12 @@ async fn run(requests: usize, concurrency: usize) {
         Service::Payment,
         |s| s.log_filter = "warn".into(),
         |settings| {
-            payment_service::startup::build_with(settings, payment_service::startup::PaymentSettings {
-                funds_limit_cents: 10_000,
-            })
+            payment_service::startup::build_with(
+                settings,
+                payment_service::startup::PaymentSettings {
+                    funds_limit_cents: 10_000,
+                },
+            )
         },
     )
     .await;
@@ -58,13 +61,26 @@ async fn run(requests: usize, concurrency: usize) {
     println!("  throughput without keys   {t_without:>10.0} req/s");
     println!("  throughput with keys      {t_with:>10.0} req/s");
     println!("  with / without            {:>10.2}", t_with / t_without);
-    println!("  first call p50 / p99      {:>10.2} / {:.2} ms", ms(p50_first), ms(p99_first));
-    println!("  replay p50 / p99          {:>10.2} / {:.2} ms", ms(p50_replay), ms(p99_replay));
-    println!("  replay p50 / first p50    {:>10.2}", p50_replay.as_secs_f64() / p50_first.as_secs_f64());
+    println!(
+        "  first call p50 / p99      {:>10.2} / {:.2} ms",
+        ms(p50_first),
+        ms(p99_first)
+    );
+    println!(
+        "  replay p50 / p99          {:>10.2} / {:.2} ms",
+        ms(p50_replay),
+        ms(p99_replay)
+    );
+    println!(
+        "  replay p50 / first p50    {:>10.2}",
+        p50_replay.as_secs_f64() / p50_first.as_secs_f64()
+    );
 }
 
 fn keys(n: usize, prefix: &str) -> Vec<Option<String>> {
-    (0..n).map(|i| Some(format!("{prefix}-{i}-{}", Uuid::new_v4()))).collect()
+    (0..n)
+        .map(|i| Some(format!("{prefix}-{i}-{}", Uuid::new_v4())))
+        .collect()
 }
 
 async fn charge_all(app: &TestApp, keys: &[Option<String>], concurrency: usize) -> (usize, Duration) {
