@@ -49,3 +49,74 @@ impl HttpClient {
         &self.client
     }
 }
+
+/// What a call to a participant established. Only a definite answer ends retrying:
+/// a timeout, a lost connection, a 5xx or a 409 "still in flight" leave the outcome
+/// unknown, and the same call (same idempotency key) is made again.
+#[derive(Debug, Clone)]
+pub enum CallOutcome {
+    /// 2xx, with the body.
+    Succeeded(serde_json::Value),
+    /// A definite business refusal (4xx other than 408, 429 and in-flight 409).
+    Refused { status: u16, problem: serde_json::Value },
+    /// No definite answer.
+    Unknown(String),
+}
+
+impl CallOutcome {
+    pub async fn of(result: Result<reqwest::Response, reqwest_middleware::Error>) -> CallOutcome {
+        let response = match result {
+            Ok(response) => response,
+            Err(e) if is_timeout(&e) => return CallOutcome::Unknown(format!("timed out: {e}")),
+            Err(e) => return CallOutcome::Unknown(format!("no answer: {e}")),
+        };
+        let status = response.status().as_u16();
+        let body = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            Err(e) => return CallOutcome::Unknown(format!("answer {status} lost while reading: {e}")),
+        };
+        let problem_type = body
+            .get("type")
+            .and_then(|t| t.as_str())
+            .and_then(crate::ErrorCode::from_type_uri);
+        match status {
+            200..=299 => CallOutcome::Succeeded(body),
+            408 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
+            409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => {
+                CallOutcome::Unknown("the previous attempt is still in flight".into())
+            }
+            400..=499 => CallOutcome::Refused { status, problem: body },
+            _ => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
+        }
+    }
+
+    /// A one-line account, for logs and the saga's `reason`.
+    pub fn describe(&self) -> String {
+        match self {
+            CallOutcome::Succeeded(_) => "succeeded".into(),
+            CallOutcome::Refused { status, problem } => {
+                let slug = problem
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .and_then(|t| t.strip_prefix("urn:txlab:problem:"))
+                    .unwrap_or("refused");
+                format!("{status} {slug}: {}", detail(problem))
+            }
+            CallOutcome::Unknown(reason) => format!("outcome unknown: {reason}"),
+        }
+    }
+}
+
+fn detail(body: &serde_json::Value) -> String {
+    body.get("detail")
+        .and_then(|d| d.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.to_string())
+}
+
+fn is_timeout(e: &reqwest_middleware::Error) -> bool {
+    match e {
+        reqwest_middleware::Error::Reqwest(e) => e.is_timeout(),
+        reqwest_middleware::Error::Middleware(_) => false,
+    }
+}

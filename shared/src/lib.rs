@@ -12,6 +12,7 @@
 //! - [`idempotency`]: `Idempotency-Key` handling held in Postgres, one middleware for
 //!   every mutating endpoint, with the stored response committed in the business
 //!   transaction.
+//! - [`retry`]: exponential backoff with jitter.
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
 //! - [`startup`]: the common `main` of every service and the server they all build.
@@ -27,6 +28,7 @@ pub mod http_client;
 pub mod idempotency;
 pub mod pgcluster;
 pub mod problem;
+pub mod retry;
 pub mod startup;
 pub mod telemetry;
 pub mod testing;

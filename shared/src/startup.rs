@@ -90,6 +90,16 @@ pub struct Routes<P, A> {
     pub fault_operations: &'static [&'static str],
 }
 
+/// A server's first half: its database connected and migrated, its listener bound.
+/// Services that need the pool or their own port before serving (to start actors)
+/// take these two steps apart.
+pub struct Prepared {
+    pub port: u16,
+    pub pool: sqlx::PgPool,
+    listener: std::net::TcpListener,
+    migrations: i64,
+}
+
 impl Server {
     pub async fn start<P, A>(
         settings: &Settings,
@@ -100,9 +110,33 @@ impl Server {
         P: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
         A: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
     {
+        Self::prepare(settings, migrations).await?.serve(settings, routes)
+    }
+
+    pub async fn prepare(settings: &Settings, migrations: &sqlx::migrate::Migrator) -> anyhow::Result<Prepared> {
+        use anyhow::Context as _;
+        let pool = crate::db::connect(settings).await?;
+        let migrations = crate::db::migrate(&pool, &settings.database_url, migrations).await?;
+        let listener = std::net::TcpListener::bind(settings.bind_addr)
+            .with_context(|| format!("BIND_ADDR: cannot listen on {}", settings.bind_addr))?;
+        let port = listener.local_addr()?.port();
+        Ok(Prepared {
+            port,
+            pool,
+            listener,
+            migrations,
+        })
+    }
+}
+
+impl Prepared {
+    pub fn serve<P, A>(self, settings: &Settings, routes: Routes<P, A>) -> anyhow::Result<Server>
+    where
+        P: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+        A: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+    {
         use actix::Actor as _;
         use actix_web::{App, HttpServer, middleware::from_fn, web};
-        use anyhow::Context as _;
 
         use crate::{
             fault::{self, FaultInjector},
@@ -111,12 +145,12 @@ impl Server {
             web::{QuietHealthRootSpan, common, require_admin, trace_response},
         };
 
-        let pool = crate::db::connect(settings).await?;
-        let migrations = crate::db::migrate(&pool, &settings.database_url, migrations).await?;
-        let listener = std::net::TcpListener::bind(settings.bind_addr)
-            .with_context(|| format!("BIND_ADDR: cannot listen on {}", settings.bind_addr))?;
-        let port = listener.local_addr()?.port();
-
+        let Prepared {
+            port,
+            pool,
+            listener,
+            migrations,
+        } = self;
         IdempotencyPurger::new(
             pool.clone(),
             settings.idempotency.retention,

@@ -16,23 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{self, Email};
 
-/// How delivery attempts back off.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// `first × 2^(attempt-1)`, capped, with ±20 % jitter.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .first_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        let capped = exponential.min(self.max_backoff);
-        capped.mul_f64(0.8 + 0.4 * rand::random::<f64>())
-    }
-}
+pub use shared::retry::RetryPolicy;
 
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -217,21 +201,6 @@ mod tests {
         assert!(Transport::smtp("smtp://user:pw@mail.example.com").is_ok());
         for bad in ["http://localhost:1025", "smtp://", "smtp://host:port"] {
             assert!(Transport::smtp(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let policy = RetryPolicy {
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        };
-        for (attempt, nominal) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (30, 1000)] {
-            let wait = policy.backoff(attempt).as_millis() as u64;
-            assert!(
-                wait >= nominal * 8 / 10 && wait <= nominal * 12 / 10,
-                "attempt {attempt}: {wait} ms"
-            );
         }
     }
 }

@@ -38,6 +38,7 @@ impl EmailSettings {
                 .map_err(|e| anyhow::anyhow!("environment variable EMAIL_FROM: {from:?} is not a mailbox: {e}"))?,
             poll_interval: env.millis_or("EMAIL_POLL_INTERVAL_MS", Duration::from_millis(250))?,
             retry: RetryPolicy {
+                max_attempts: u32::MAX,
                 first_backoff: env.millis_or("EMAIL_RETRY_BASE_MS", Duration::from_millis(500))?,
                 max_backoff: env.millis_or("EMAIL_RETRY_MAX_MS", Duration::from_secs(60))?,
             },

@@ -139,3 +139,22 @@ pub async fn fetch_orders(
     .fetch_all(pool)
     .await
 }
+
+/// Records a cancellation for an order that does not exist; `true` if new.
+#[tracing::instrument(name = "db.insert_order_tombstone", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_order_tombstone(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query("INSERT INTO order_tombstones (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(id)
+        .execute(tx)
+        .await?
+        .rows_affected();
+    Ok(inserted == 1)
+}
+
+#[tracing::instrument(name = "db.fetch_order_tombstone", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_order_tombstone(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}

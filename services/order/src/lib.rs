@@ -1,12 +1,18 @@
 //! The order service: orders and their lifecycle (and, as the public checkout API,
 //! the saga orchestrator).
 //!
+//! - [`checkout`]: `POST /checkout`, which runs the [`saga`].
+//! - [`saga`]: the checkout saga: steps table, state machine, engine, actors, recovery.
+//! - [`view`]: an order with its saga's steps, as the API shows it.
 //! - [`domain`]: the order state machine (`pending → confirmed | cancelled`).
 //! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
 //! - [`db`]: every query.
 //! - [`startup`]: builds the server.
 
+pub mod checkout;
 pub mod db;
 pub mod domain;
 pub mod routes;
+pub mod saga;
 pub mod startup;
+pub mod view;

@@ -4,5 +4,5 @@ use shared::config::Service;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    shared::startup::run(Service::Order, |settings, _env| order_service::startup::build(settings)).await
+    shared::startup::run(Service::Order, order_service::startup::build).await
 }

@@ -18,7 +18,13 @@ use crate::{
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(mutation_and_read(
+    cfg.service(mutation(
+        "/checkout",
+        web::post().to(crate::checkout::checkout),
+        "order.checkout",
+        Idempotency::required(),
+    ))
+    .service(mutation_and_read(
         "/orders",
         web::post().to(create_order),
         "order.create",
@@ -118,6 +124,12 @@ async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Resu
     let id = body.order_id.unwrap_or_else(Uuid::now_v7);
     let trace_id = current_trace_id();
     let tx = uow.tx().await?;
+    if db::fetch_order_tombstone(tx, id).await? {
+        return Err(Problem::new(
+            ErrorCode::ActionAfterCompensation,
+            format!("order {id} was cancelled before it was created; the late creation is refused"),
+        ));
+    }
     let inserted = db::insert_order(
         tx,
         NewOrder {
@@ -174,9 +186,16 @@ async fn transition(
     reason: Option<String>,
 ) -> Result<HttpResponse, Problem> {
     let tx = uow.tx().await?;
-    let order = db::fetch_order(tx, id, true)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no order {id}")))?;
+    let Some(order) = db::fetch_order(tx, id, true).await? else {
+        if event == OrderEvent::Cancel {
+            db::insert_order_tombstone(tx, id).await?;
+            tracing::info!("null compensation: cancelled an order that was never created");
+            return ok(
+                &serde_json::json!({ "order_id": id, "status": OrderStatus::Cancelled, "null_compensation": true }),
+            );
+        }
+        return Err(Problem::not_found(format!("no order {id}")));
+    };
     match order.status.apply(event) {
         Transition::AlreadyThere => ok(&order_view(tx, order).await?),
         Transition::Refused => Err(Problem::new(
@@ -199,9 +218,8 @@ async fn transition(
 }
 
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
-    let mut conn = pool.acquire().await?;
-    match db::fetch_order(&mut conn, *id, false).await? {
-        Some(order) => ok(&order_view(&mut conn, order).await?),
+    match crate::view::load(&pool, *id).await? {
+        Some(view) => ok(&view),
         None => Err(Problem::not_found(format!("no order {}", *id))),
     }
 }

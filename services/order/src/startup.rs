@@ -1,21 +1,87 @@
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use actix::Actor as _;
+use actix_web::web;
 use shared::{
-    config::Settings,
+    config::{Env, Settings},
+    http_client::HttpClient,
     startup::{Routes, Server},
+};
+
+use crate::{
+    checkout::CheckoutDeadline,
+    saga::{
+        actor::SagaManager,
+        engine::{Engine, Participants},
+        recovery::SagaRecovery,
+    },
 };
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
 
-pub const FAULT_OPERATIONS: &[&str] = &["order.create", "order.confirm", "order.cancel"];
+pub const FAULT_OPERATIONS: &[&str] = &["order.checkout", "order.create", "order.confirm", "order.cancel"];
 
-pub async fn build(settings: Settings) -> anyhow::Result<Server> {
-    Server::start(
+/// The orchestrator's own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SagaSettings {
+    /// `CHECKOUT_DEADLINE_MS`: how long `POST /checkout` waits before answering 202.
+    pub checkout_deadline: Duration,
+    /// `SAGA_RECOVERY_INTERVAL_MS`: how often unfinished sagas are looked for.
+    pub recovery_interval: Duration,
+    /// `SAGA_PARK_RETRY_SECS`: how long a parked saga waits before it is retried.
+    pub park_retry: Duration,
+}
+
+impl SagaSettings {
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        Ok(SagaSettings {
+            checkout_deadline: env.millis_or("CHECKOUT_DEADLINE_MS", Duration::from_secs(5))?,
+            recovery_interval: env.millis_or("SAGA_RECOVERY_INTERVAL_MS", Duration::from_secs(2))?,
+            park_retry: env.seconds_or("SAGA_PARK_RETRY_SECS", Duration::from_secs(30))?,
+        })
+    }
+}
+
+pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
+    build_with(settings, SagaSettings::from_env(&env)?).await
+}
+
+pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Result<Server> {
+    let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
+    // The orchestrator calls its own order endpoints over loopback.
+    let own_ip = match settings.bind_addr.ip() {
+        ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    let engine = Arc::new(Engine {
+        pool: prepared.pool.clone(),
+        client: HttpClient::new()?,
+        participants: Participants {
+            order: format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port)),
+            inventory: settings.peers.inventory.clone(),
+            payment: settings.peers.payment.clone(),
+            email: settings.peers.email.clone(),
+        },
+        park_retry: saga.park_retry,
+    });
+    let manager = SagaManager::new(Arc::clone(&engine)).start();
+    SagaRecovery::new(prepared.pool.clone(), manager.clone(), saga.recovery_interval).start();
+    let (engine, manager, deadline) = (
+        web::Data::new(engine),
+        web::Data::new(manager),
+        web::Data::new(CheckoutDeadline(saga.checkout_deadline)),
+    );
+    prepared.serve(
         &settings,
-        &MIGRATIONS,
         Routes {
-            public: crate::routes::routes,
-            admin: |_: &mut actix_web::web::ServiceConfig| {},
+            public: move |cfg: &mut web::ServiceConfig| {
+                cfg.app_data(engine.clone())
+                    .app_data(manager.clone())
+                    .app_data(deadline.clone());
+                crate::routes::routes(cfg)
+            },
+            admin: |_: &mut web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
         },
     )
-    .await
 }

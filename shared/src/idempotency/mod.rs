@@ -202,6 +202,12 @@ where
         }
     };
     span.set_attribute("idempotency.replayed", false);
+    if let Some(claim) = &claim {
+        req.extensions_mut().insert(ClaimedKey {
+            scope: claim.scope.clone(),
+            key: claim.key.clone(),
+        });
+    }
     req.set_payload(Payload::from(body));
     let slot = UnitOfWorkSlot::new(store.pool.clone());
     req.extensions_mut().insert(slot.clone());
@@ -439,5 +445,27 @@ impl FromRequest for UnitOfWork {
                 "UnitOfWork used on a route without the Idempotency middleware"
             ))),
         })
+    }
+}
+
+/// The key this request holds, for handlers whose own records must be found again
+/// by it (a checkout's saga).
+#[derive(Debug, Clone)]
+pub struct ClaimedKey {
+    pub scope: String,
+    pub key: String,
+}
+
+impl FromRequest for ClaimedKey {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(req.extensions().get::<ClaimedKey>().cloned().ok_or_else(|| {
+            Problem::new(
+                ErrorCode::IdempotencyKeyMissing,
+                "this endpoint needs an Idempotency-Key header",
+            )
+        }))
     }
 }

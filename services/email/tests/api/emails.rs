@@ -15,6 +15,7 @@ fn settings(smtp_url: Option<String>) -> EmailSettings {
         from: "txlab orders <orders@txlab.local>".parse().unwrap(),
         poll_interval: Duration::from_millis(50),
         retry: RetryPolicy {
+            max_attempts: u32::MAX,
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
         },

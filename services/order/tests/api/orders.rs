@@ -6,7 +6,18 @@ use shared::{
 use uuid::Uuid;
 
 async fn spawn_app() -> TestApp {
-    TestApp::spawn(Service::Order, |_| {}, order_service::startup::build).await
+    TestApp::spawn(
+        Service::Order,
+        |_| {},
+        |s| {
+            order_service::startup::build_with(
+                s,
+                order_service::startup::SagaSettings::from_env(&shared::config::Env::from_map(Default::default()))
+                    .unwrap(),
+            )
+        },
+    )
+    .await
 }
 
 fn new_order(id: Uuid) -> Value {

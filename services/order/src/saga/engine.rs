@@ -1,0 +1,231 @@
+//! Walks a saga through the steps table: decides with `state.rs`, logs every change
+//! to the saga log before and after each call, calls the participants with the
+//! step's idempotency key and timeout, and backs off between attempts.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::{Value, json};
+use shared::http_client::{CallOutcome, HttpClient};
+use sqlx::PgPool;
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use super::{
+    log::{self, SagaRecord},
+    state::{Next, Outcome, SagaStatus},
+    steps::{COMPENSATION, Call, STEPS},
+};
+
+/// Where the participants are. The orchestrator reaches its own order endpoints
+/// over loopback like any other participant's, so they are fault points too.
+#[derive(Debug, Clone)]
+pub struct Participants {
+    pub order: String,
+    pub inventory: String,
+    pub payment: String,
+    pub email: String,
+}
+
+pub struct Engine {
+    pub pool: PgPool,
+    pub client: HttpClient,
+    pub participants: Participants,
+    /// How long a parked saga waits before the recovery actor retries it.
+    pub park_retry: Duration,
+}
+
+impl Engine {
+    /// Runs (or resumes) a saga until it is final or parked. The work joins the
+    /// checkout's trace, also after a restart.
+    pub async fn run(&self, saga_id: Uuid) -> anyhow::Result<SagaStatus> {
+        let saga = log::fetch_saga(&self.pool, saga_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no saga {saga_id}"))?;
+        let span = tracing::info_span!(
+            "saga",
+            otel.name = "saga.checkout",
+            saga.id = %saga.id,
+            order.id = %saga.order_id,
+            saga.resumed_from = ?saga.state.status,
+            saga.outcome = Empty,
+        );
+        if let Some(traceparent) = &saga.traceparent {
+            let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
+            let _ = span.set_parent(opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier)));
+        }
+        let outcome = self.drive(saga).instrument(span.clone()).await;
+        if let Ok(status) = &outcome {
+            span.record("saga.outcome", tracing::field::debug(status));
+        }
+        outcome
+    }
+
+    async fn drive(&self, mut saga: SagaRecord) -> anyhow::Result<SagaStatus> {
+        saga.state.resume();
+        let mut saved = (saga.state.status, saga.state.reason.clone());
+        loop {
+            let next = saga.state.next();
+            if (saga.state.status, saga.state.reason.clone()) != saved {
+                log::update_saga(&self.pool, saga.id, &saga.state, self.park_retry).await?;
+                saved = (saga.state.status, saga.state.reason.clone());
+                tracing::info!(status = ?saga.state.status, reason = saga.state.reason.as_deref(), "saga.status_changed");
+            }
+            match next {
+                Next::Stop(status) => return Ok(status),
+                Next::Act(i) => {
+                    let failed_so_far = saga.state.steps[i].attempts;
+                    if failed_so_far > 0 {
+                        tokio::time::sleep(STEPS[i].retry.backoff(failed_so_far)).await;
+                    }
+                    let attempt = saga.state.begin_action(i);
+                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
+                    let outcome = self.attempt(&saga, i, false, attempt).await;
+                    saga.state.record_action(i, outcome);
+                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
+                }
+                Next::Compensate(j) => {
+                    let failed_so_far = saga.state.steps[j].compensation_attempts;
+                    if failed_so_far > 0 {
+                        tokio::time::sleep(COMPENSATION.backoff(failed_so_far)).await;
+                    }
+                    let attempt = saga.state.begin_compensation(j);
+                    log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
+                    let outcome = self.attempt(&saga, j, true, attempt).await;
+                    saga.state.record_compensation(j, outcome);
+                    log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> Outcome {
+        let step = &STEPS[i];
+        let (call, key, verb) = match (compensation, step.compensation) {
+            (true, Some(call)) => (
+                call,
+                format!("{}:{}:compensation", saga.id, step.name),
+                "saga.compensate",
+            ),
+            _ => (step.action, format!("{}:{}", saga.id, step.name), "saga.step"),
+        };
+        let span = tracing::info_span!(
+            "saga.step",
+            otel.name = %format!("{verb} {}", step.name),
+            saga.id = %saga.id,
+            order.id = %saga.order_id,
+            saga.step = step.name,
+            saga.compensation = compensation,
+            saga.attempt = attempt,
+            idempotency.key = %key,
+            saga.step.outcome = Empty,
+        );
+        let (url, body) = self.request(call, saga);
+        let mut request = self.client.post_json(&url, &body, &key, step.timeout);
+        if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
+            request = request.header("baggage", baggage);
+        }
+        async {
+            let outcome = CallOutcome::of(request.send().await).await;
+            let described = outcome.describe();
+            tracing::Span::current().record("saga.step.outcome", described.as_str());
+            match outcome {
+                CallOutcome::Succeeded(_) => Outcome::Succeeded,
+                CallOutcome::Refused { .. } => {
+                    tracing::info!(outcome = %described, "step refused");
+                    Outcome::Refused(described)
+                }
+                CallOutcome::Unknown(_) => {
+                    tracing::warn!(outcome = %described, "step outcome unknown; it will be retried with the same key");
+                    Outcome::Unknown(described)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn request(&self, call: Call, saga: &SagaRecord) -> (String, Value) {
+        let p = &self.participants;
+        let id = saga.order_id;
+        let checkout = &saga.request;
+        match call {
+            Call::CreateOrder => (
+                format!("{}/orders", p.order),
+                json!({
+                    "order_id": id,
+                    "customer_email": checkout.customer_email,
+                    "payment_token": checkout.payment_token,
+                    "items": checkout.items,
+                }),
+            ),
+            Call::CancelOrder => {
+                let reason: String = saga
+                    .state
+                    .reason
+                    .as_deref()
+                    .unwrap_or("cancelled")
+                    .chars()
+                    .take(500)
+                    .collect();
+                (format!("{}/orders/{id}/cancel", p.order), json!({ "reason": reason }))
+            }
+            Call::ReserveInventory => {
+                let items: Vec<Value> = checkout
+                    .items
+                    .iter()
+                    .map(|i| json!({ "sku": i.sku, "quantity": i.quantity }))
+                    .collect();
+                (
+                    format!("{}/reservations", p.inventory),
+                    json!({ "order_id": id, "items": items }),
+                )
+            }
+            Call::ReleaseInventory => (format!("{}/reservations/{id}/release", p.inventory), json!({})),
+            Call::ChargePayment => (
+                format!("{}/charges", p.payment),
+                json!({ "order_id": id, "amount_cents": checkout.total_cents, "payment_token": checkout.payment_token }),
+            ),
+            Call::RefundPayment => (format!("{}/refunds", p.payment), json!({ "order_id": id })),
+            Call::CommitInventory => (format!("{}/reservations/{id}/commit", p.inventory), json!({})),
+            Call::ConfirmOrder => (format!("{}/orders/{id}/confirm", p.order), json!({})),
+            Call::SendEmail => (
+                format!("{}/emails", p.email),
+                json!({ "order_id": id, "to": checkout.customer_email, "total_cents": checkout.total_cents }),
+            ),
+        }
+    }
+}
+
+/// The checkout's baggage for a call. Injected faults (`fault.*`) go with a step's
+/// first attempt only: a baggage fault is one failure, the kind a retry is for.
+/// Persistent failures are `/admin/faults` rules.
+pub fn baggage_for_attempt(baggage: Option<&str>, attempt: u32) -> Option<String> {
+    let baggage = baggage?;
+    if attempt <= 1 {
+        return Some(baggage.to_owned());
+    }
+    let kept: Vec<&str> = baggage
+        .split(',')
+        .map(str::trim)
+        .filter(|member| !member.starts_with("fault."))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::baggage_for_attempt;
+
+    #[test]
+    fn faults_ride_on_the_first_attempt_only() {
+        let baggage = Some("fault.payment.charge=error, tenant=acme");
+        assert_eq!(
+            baggage_for_attempt(baggage, 1).as_deref(),
+            Some("fault.payment.charge=error, tenant=acme")
+        );
+        assert_eq!(baggage_for_attempt(baggage, 2).as_deref(), Some("tenant=acme"));
+        assert_eq!(baggage_for_attempt(Some("fault.email.send=error"), 3), None);
+        assert_eq!(baggage_for_attempt(None, 1), None);
+    }
+}

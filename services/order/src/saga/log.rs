@@ -1,0 +1,213 @@
+//! The saga log in Postgres: written before each attempt and after each outcome.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    state::{SagaState, SagaStatus, StepState, StepStatus},
+    steps::STEPS,
+};
+
+/// The checkout as the saga carries it: validated and priced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PricedCheckout {
+    pub customer_email: String,
+    pub payment_token: String,
+    pub items: Vec<PricedItem>,
+    pub total_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PricedItem {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SagaRecord {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub request: PricedCheckout,
+    pub traceparent: Option<String>,
+    pub baggage: Option<String>,
+    pub state: SagaState,
+}
+
+pub struct NewSaga<'a> {
+    pub checkout_key: &'a str,
+    pub request: &'a PricedCheckout,
+    pub traceparent: Option<&'a str>,
+    pub baggage: Option<&'a str>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SagaRow {
+    id: Uuid,
+    order_id: Uuid,
+    status: SagaStatus,
+    reason: Option<String>,
+    parked_compensating: bool,
+    request: sqlx::types::Json<PricedCheckout>,
+    traceparent: Option<String>,
+    baggage: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    status: StepStatus,
+    attempts: i32,
+    compensation_attempts: i32,
+    last_error: Option<String>,
+}
+
+/// Creates the saga and its steps unless one exists for the checkout key; returns
+/// the saga's id either way.
+#[tracing::instrument(name = "db.insert_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<Uuid, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let id = Uuid::now_v7();
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(Uuid::now_v7())
+    .bind(new.checkout_key)
+    .bind(sqlx::types::Json(new.request))
+    .bind(new.traceparent)
+    .bind(new.baggage)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = inserted else {
+        tx.rollback().await?;
+        return sqlx::query_scalar("SELECT id FROM sagas WHERE checkout_key = $1")
+            .bind(new.checkout_key)
+            .fetch_one(pool)
+            .await;
+    };
+    let names: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
+    sqlx::query(
+        "INSERT INTO saga_steps (saga_id, position, step)
+         SELECT $1, (ordinality - 1)::smallint, step FROM unnest($2::text[]) WITH ORDINALITY AS s(step, ordinality)",
+    )
+    .bind(id)
+    .bind(&names)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+#[tracing::instrument(name = "db.fetch_saga_id_by_key", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_saga_id_by_key(pool: &PgPool, checkout_key: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM sagas WHERE checkout_key = $1")
+        .bind(checkout_key)
+        .fetch_optional(pool)
+        .await
+}
+
+#[tracing::instrument(name = "db.fetch_saga_id_by_order", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_saga_id_by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM sagas WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+}
+
+#[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_saga(pool: &PgPool, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
+    let row: Option<SagaRow> = sqlx::query_as(
+        "SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage
+         FROM sagas WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let steps: Vec<StepRow> = sqlx::query_as(
+        "SELECT status, attempts, compensation_attempts, last_error FROM saga_steps
+         WHERE saga_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let steps = steps
+        .into_iter()
+        .map(|s| StepState {
+            status: s.status,
+            attempts: s.attempts.max(0) as u32,
+            compensation_attempts: s.compensation_attempts.max(0) as u32,
+            last_error: s.last_error,
+        })
+        .collect();
+    Ok(Some(SagaRecord {
+        id: row.id,
+        order_id: row.order_id,
+        request: row.request.0,
+        traceparent: row.traceparent,
+        baggage: row.baggage,
+        state: SagaState::from_parts(row.status, row.reason, row.parked_compensating, steps),
+    }))
+}
+
+#[tracing::instrument(name = "db.update_saga_step", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn update_step(pool: &PgPool, saga_id: Uuid, position: usize, step: &StepState) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE saga_steps SET status = $3, attempts = $4, compensation_attempts = $5, last_error = $6, updated_at = now()
+         WHERE saga_id = $1 AND position = $2",
+    )
+    .bind(saga_id)
+    .bind(position as i16)
+    .bind(step.status)
+    .bind(step.attempts as i32)
+    .bind(step.compensation_attempts as i32)
+    .bind(step.last_error.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Saves the saga's status; a parked saga is due again after `retry_parked_in`.
+#[tracing::instrument(name = "db.update_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn update_saga(
+    pool: &PgPool,
+    saga_id: Uuid,
+    state: &SagaState,
+    retry_parked_in: Duration,
+) -> Result<(), sqlx::Error> {
+    let due_in = if state.status == SagaStatus::Parked {
+        retry_parked_in.as_secs_f64()
+    } else {
+        0.0
+    };
+    sqlx::query(
+        "UPDATE sagas SET status = $2, reason = $3, parked_compensating = $4,
+                next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(saga_id)
+    .bind(state.status)
+    .bind(state.reason.as_deref())
+    .bind(state.parked_compensating)
+    .bind(due_in)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Unfinished sagas that are due: running or compensating ones a crash left behind,
+/// and parked ones whose wait is over.
+#[tracing::instrument(name = "db.fetch_due_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_due_sagas(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM sagas WHERE status IN ('running', 'compensating', 'parked') AND next_attempt_at <= now()
+         ORDER BY next_attempt_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

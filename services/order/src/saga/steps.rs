@@ -1,0 +1,112 @@
+//! The checkout saga, on one screen.
+//!
+//! | # | step                | action                             | compensation                    | timeout | attempts              |
+//! |---|---------------------|------------------------------------|---------------------------------|---------|-----------------------|
+//! | 0 | `create_order`      | order: `POST /orders` (pending)    | order: `POST /orders/{id}/cancel` | 2 s   | 4, then compensate    |
+//! | 1 | `reserve_inventory` | inventory: `POST /reservations`    | inventory: `…/{id}/release`     | 2 s     | 4, then compensate    |
+//! | 2 | `charge_payment` ◆  | payment: `POST /charges`           | payment: `POST /refunds`        | 3 s     | 4, then compensate    |
+//! | 3 | `commit_inventory`  | inventory: `…/{id}/commit`         | — retried until done            | 2 s     | 6, then park          |
+//! | 4 | `confirm_order`     | order: `POST /orders/{id}/confirm` | — retried until done            | 2 s     | 6, then park          |
+//! | 5 | `send_email`        | email: `POST /emails`              | — retried until done            | 2 s     | 6, then park          |
+//!
+//! ◆ the pivot. A failure up to and including it compensates every step attempted so
+//! far, newest first; after it, steps only go forward: an email outage never refunds
+//! a customer. A parked saga is retried by the recovery actor.
+//!
+//! Every call carries the idempotency key `{saga_id}:{step}` (its compensation
+//! `{saga_id}:{step}:compensation`), so a retry, or the same attempt after a crash,
+//! never has a second effect. The engine that walks this table is in `engine.rs`;
+//! the transitions it follows are in `state.rs`.
+
+use std::time::Duration;
+
+pub use shared::retry::RetryPolicy;
+
+/// A participant call, built into an HTTP request by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    CreateOrder,
+    CancelOrder,
+    ReserveInventory,
+    ReleaseInventory,
+    ChargePayment,
+    RefundPayment,
+    CommitInventory,
+    ConfirmOrder,
+    SendEmail,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub name: &'static str,
+    pub action: Call,
+    /// `None`: after the pivot, the step is retried until it succeeds.
+    pub compensation: Option<Call>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+const BEFORE_PIVOT: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(1),
+};
+
+const AFTER_PIVOT: RetryPolicy = RetryPolicy {
+    max_attempts: 6,
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+};
+
+/// Compensations must end up succeeding: many attempts, then park for an operator.
+pub const COMPENSATION: RetryPolicy = RetryPolicy {
+    max_attempts: 10,
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+};
+
+const fn step(
+    name: &'static str,
+    action: Call,
+    compensation: Option<Call>,
+    timeout_ms: u64,
+    retry: RetryPolicy,
+) -> Step {
+    Step {
+        name,
+        action,
+        compensation,
+        timeout: Duration::from_millis(timeout_ms),
+        retry,
+    }
+}
+
+#[rustfmt::skip]
+pub static STEPS: [Step; 6] = [
+    step("create_order",      Call::CreateOrder,      Some(Call::CancelOrder),      2000, BEFORE_PIVOT),
+    step("reserve_inventory", Call::ReserveInventory, Some(Call::ReleaseInventory), 2000, BEFORE_PIVOT),
+    step("charge_payment",    Call::ChargePayment,    Some(Call::RefundPayment),    3000, BEFORE_PIVOT),
+    step("commit_inventory",  Call::CommitInventory,  None,                         2000, AFTER_PIVOT),
+    step("confirm_order",     Call::ConfirmOrder,     None,                         2000, AFTER_PIVOT),
+    step("send_email",        Call::SendEmail,        None,                         2000, AFTER_PIVOT),
+];
+
+/// The pivot: `charge_payment`.
+pub const PIVOT: usize = 2;
+
+pub fn is_before_or_at_pivot(step: usize) -> bool {
+    step <= PIVOT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_up_to_the_pivot_compensate_and_the_rest_only_go_forward() {
+        assert_eq!(STEPS[PIVOT].name, "charge_payment");
+        for (i, step) in STEPS.iter().enumerate() {
+            assert_eq!(step.compensation.is_some(), is_before_or_at_pivot(i), "{}", step.name);
+        }
+    }
+}

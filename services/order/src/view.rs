@@ -1,0 +1,145 @@
+//! An order as `GET /orders/{id}` and `POST /checkout` show it: the contract's
+//! checkout shape, with the saga's steps when the order came from a checkout.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::Problem;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, OrderLine},
+    domain::OrderStatus,
+    saga::{
+        log,
+        state::{SagaStatus, StepStatus},
+        steps::STEPS,
+    },
+};
+
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+    pub total_cents: i64,
+    /// The checkout's trace (paste it into Jaeger).
+    pub trace_id: Option<String>,
+    pub customer_email: String,
+    pub items: Vec<OrderLine>,
+    pub steps: Vec<StepView>,
+    pub saga: Option<SagaView>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub name: &'static str,
+    /// `pending`, `succeeded`, `failed`, `compensating` or `compensated`.
+    pub status: &'static str,
+    pub attempts: u32,
+    pub compensation_attempts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SagaView {
+    pub saga_id: Uuid,
+    /// `running`, `compensating`, `parked`, `confirmed` or `cancelled`.
+    pub status: SagaStatus,
+    /// Why it was cancelled, or parked.
+    pub reason: Option<String>,
+}
+
+fn step_status(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending | StepStatus::Running => "pending",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Compensating => "compensating",
+        StepStatus::Compensated => "compensated",
+    }
+}
+
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    traceparent.split('-').nth(1).map(str::to_owned)
+}
+
+/// The order, from its row and (when it came from a checkout) its saga.
+pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<OrderView>, Problem> {
+    let mut conn = pool.acquire().await?;
+    let order = db::fetch_order(&mut conn, order_id, false).await?;
+    let saga = match log::fetch_saga_id_by_order(pool, order_id).await? {
+        Some(saga_id) => log::fetch_saga(pool, saga_id).await?,
+        None => None,
+    };
+    let items = match &order {
+        Some(_) => db::fetch_order_lines(&mut conn, order_id).await?,
+        None => Vec::new(),
+    };
+    Ok(match (order, saga) {
+        (None, None) => None,
+        (order, Some(saga)) => {
+            let status = order.as_ref().map(|o| o.status).unwrap_or(match saga.state.status {
+                SagaStatus::Cancelled => OrderStatus::Cancelled,
+                _ => OrderStatus::Pending,
+            });
+            let reason = order.as_ref().and_then(|o| o.reason.clone()).or_else(|| {
+                (status == OrderStatus::Cancelled)
+                    .then(|| saga.state.reason.clone())
+                    .flatten()
+            });
+            let items = if items.is_empty() {
+                saga.request
+                    .items
+                    .iter()
+                    .map(|i| OrderLine {
+                        sku: i.sku.clone(),
+                        quantity: i.quantity,
+                        unit_price_cents: i.unit_price_cents,
+                    })
+                    .collect()
+            } else {
+                items
+            };
+            Some(OrderView {
+                order_id,
+                status,
+                reason,
+                total_cents: saga.request.total_cents,
+                trace_id: saga.traceparent.as_deref().and_then(trace_id_of),
+                customer_email: saga.request.customer_email.clone(),
+                items,
+                steps: STEPS
+                    .iter()
+                    .zip(&saga.state.steps)
+                    .map(|(step, state)| StepView {
+                        name: step.name,
+                        status: step_status(state.status),
+                        attempts: state.attempts,
+                        compensation_attempts: state.compensation_attempts,
+                        last_error: state.last_error.clone(),
+                    })
+                    .collect(),
+                saga: Some(SagaView {
+                    saga_id: saga.id,
+                    status: saga.state.status,
+                    reason: saga.state.reason.clone(),
+                }),
+                created_at: order.as_ref().map(|o| o.created_at),
+            })
+        }
+        (Some(order), None) => Some(OrderView {
+            order_id,
+            status: order.status,
+            reason: order.reason,
+            total_cents: order.total_cents,
+            trace_id: order.trace_id,
+            customer_email: order.customer_email,
+            items,
+            steps: Vec::new(),
+            saga: None,
+            created_at: Some(order.created_at),
+        }),
+    })
+}
