@@ -1,1 +1,245 @@
+//! The platform for end-to-end tests: every service in this process on port 0, each
+//! with its own fresh database, wired to each other and to an SMTP sink; plus the
+//! consistency checks from the brief.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::{
+    config::{Service, Settings},
+    testing::{SmtpSink, TestApp, eventually},
+};
+use uuid::Uuid;
+
+pub struct Platform {
+    pub order: TestApp,
+    pub inventory: TestApp,
+    pub payment: TestApp,
+    pub email: TestApp,
+    pub smtp: SmtpSink,
+}
+
+/// How the orchestrator is tuned for tests: short waits, quick recovery.
+pub fn saga_settings() -> order_service::startup::SagaSettings {
+    order_service::startup::SagaSettings {
+        checkout_deadline: Duration::from_secs(15),
+        recovery_interval: Duration::from_millis(200),
+        park_retry: Duration::from_millis(500),
+    }
+}
+
+fn participant(settings: &mut Settings) {
+    // Longer than any step's timeout (3 s at most), so `timeout` really times out.
+    settings.fault.timeout_wait = Duration::from_millis(3500);
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        Self::start_with(saga_settings()).await
+    }
+
+    pub async fn start_with(saga: order_service::startup::SagaSettings) -> Platform {
+        let smtp = SmtpSink::start().await;
+        let inventory = TestApp::spawn(Service::Inventory, participant, inventory_service::startup::build).await;
+        let payment = TestApp::spawn(Service::Payment, participant, |s| {
+            payment_service::startup::build_with(
+                s,
+                payment_service::startup::PaymentSettings {
+                    funds_limit_cents: 10_000,
+                },
+            )
+        })
+        .await;
+        let smtp_url = smtp.url();
+        let email = TestApp::spawn(Service::Email, participant, |s| {
+            email_service::startup::build_with(
+                s,
+                email_service::startup::EmailSettings {
+                    smtp_url: Some(smtp_url),
+                    from: "txlab orders <orders@txlab.local>".parse().unwrap(),
+                    poll_interval: Duration::from_millis(50),
+                    retry: shared::retry::RetryPolicy {
+                        max_attempts: u32::MAX,
+                        first_backoff: Duration::from_millis(50),
+                        max_backoff: Duration::from_millis(500),
+                    },
+                },
+            )
+        })
+        .await;
+        let (inventory_url, payment_url, email_url) = (
+            inventory.address.clone(),
+            payment.address.clone(),
+            email.address.clone(),
+        );
+        let order = TestApp::spawn(
+            Service::Order,
+            |s| {
+                participant(s);
+                s.peers.inventory = inventory_url;
+                s.peers.payment = payment_url;
+                s.peers.email = email_url;
+            },
+            |s| order_service::startup::build_with(s, saga),
+        )
+        .await;
+        Platform {
+            order,
+            inventory,
+            payment,
+            email,
+            smtp,
+        }
+    }
+
+    /// `POST /checkout`; returns the status, headers and JSON body.
+    pub async fn checkout(
+        &self,
+        body: &Value,
+        key: &str,
+        baggage: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .order
+            .client
+            .post(self.order.url("/checkout"))
+            .json(body)
+            .header("Idempotency-Key", key);
+        if let Some(baggage) = baggage {
+            request = request.header("baggage", baggage);
+        }
+        let response = self.order.send(request).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    pub async fn order(&self, order_id: &str) -> Value {
+        self.order
+            .get(&format!("/orders/{order_id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the order's saga stops (final, or parked), and returns the order.
+    pub async fn settled(&self, order_id: &str) -> Value {
+        eventually(Duration::from_secs(60), || async {
+            let order = self.order(order_id).await;
+            let saga = order["saga"]["status"].as_str().unwrap_or_default().to_owned();
+            matches!(saga.as_str(), "confirmed" | "cancelled" | "parked").then_some(order)
+        })
+        .await
+        .unwrap_or_else(|| panic!("order {order_id} did not settle"))
+    }
+
+    pub async fn stock(&self, sku: &str) -> Value {
+        self.inventory
+            .get(&format!("/inventory/{sku}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_stock(&self, sku: &str, available: i64) {
+        let request = self
+            .inventory
+            .client
+            .put(self.inventory.url(&format!("/admin/inventory/{sku}")))
+            .json(&json!({ "available": available }));
+        assert_eq!(self.inventory.send(request).await.status(), 200);
+    }
+
+    pub async fn payments(&self, order_id: &str) -> Value {
+        self.payment
+            .get(&format!("/payments?order_id={order_id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn emails(&self, order_id: &str) -> Vec<Value> {
+        let body: Value = self
+            .email
+            .get(&format!("/emails?order_id={order_id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["emails"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn reservation(&self, order_id: &str) -> Option<Value> {
+        let response = self.inventory.get(&format!("/reservations/{order_id}")).await;
+        (response.status() == 200).then_some(response.json().await.unwrap())
+    }
+
+    /// The brief's invariants for one settled order: a confirmed order has one
+    /// successful charge for its total, a committed reservation and exactly one
+    /// delivered confirmation email; a cancelled one has net charge 0, no held stock
+    /// and no email.
+    pub async fn assert_consistent(&self, order: &Value) {
+        let id = order["order_id"].as_str().unwrap();
+        let payments = self.payments(id).await;
+        let succeeded: Vec<&Value> = payments["charges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "succeeded")
+            .collect();
+        let reservation = self.reservation(id).await;
+        assert!(
+            payments["refunded_cents"].as_i64() <= payments["charged_cents"].as_i64(),
+            "{payments}"
+        );
+        match order["status"].as_str().unwrap() {
+            "confirmed" => {
+                assert_eq!(succeeded.len(), 1, "one successful charge: {payments}");
+                assert_eq!(payments["net_cents"], order["total_cents"], "{payments}");
+                assert_eq!(reservation.unwrap()["state"], "committed");
+                let delivered = eventually(Duration::from_secs(20), || async {
+                    let emails = self.emails(id).await;
+                    (emails.len() == 1 && emails[0]["state"] == "delivered").then_some(emails)
+                })
+                .await;
+                assert!(
+                    delivered.is_some(),
+                    "one delivered email for {id}: {:?}",
+                    self.emails(id).await
+                );
+                let sent = self
+                    .smtp
+                    .messages()
+                    .iter()
+                    .filter(|m| m.header("Subject").is_some_and(|s| s.contains(id)))
+                    .count();
+                assert_eq!(sent, 1, "one message through SMTP for {id}");
+            }
+            "cancelled" => {
+                assert_eq!(payments["net_cents"], 0, "{payments}");
+                if let Some(reservation) = reservation {
+                    assert_eq!(reservation["state"], "released", "{reservation}");
+                }
+                assert!(self.emails(id).await.is_empty(), "no email for a cancelled order");
+            }
+            other => panic!("order {id} is {other}, not final: {order}"),
+        }
+    }
+}
+
+pub fn checkout_body(sku: &str, quantity: i64, token: &str) -> Value {
+    json!({
+        "customer_email": "ada@example.com",
+        "items": [ { "sku": sku, "quantity": quantity } ],
+        "payment_token": token,
+    })
+}
+
+pub fn new_key() -> String {
+    Uuid::new_v4().to_string()
+}

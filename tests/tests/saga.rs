@@ -1,0 +1,218 @@
+//! The checkout saga end to end: every service up, real Postgres, real SMTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::testing::{eventually, problem};
+use txlab_tests::{Platform, checkout_body, new_key};
+
+fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
+    order["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-002").await["available"].as_i64().unwrap();
+    let (status, headers, order) = platform
+        .checkout(&checkout_body("SKU-002", 2, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert!(headers.contains_key("traceresponse"));
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["reason"], Value::Null);
+    assert_eq!(order["total_cents"], 2 * 4900);
+    assert_eq!(order["trace_id"].as_str().unwrap().len(), 32);
+    for name in ["reserve_inventory", "charge_payment", "confirm_order", "send_email"] {
+        assert_eq!(step(&order, name)["status"], "succeeded", "{name}: {order}");
+        assert_eq!(step(&order, name)["attempts"], 1, "{name}");
+    }
+    assert_eq!(platform.stock("SKU-002").await["available"], before - 2);
+    assert_eq!(platform.stock("SKU-002").await["sold"], 2);
+    platform.assert_consistent(&order).await;
+    let shown = platform.order(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(shown["status"], "confirmed");
+    assert_eq!(shown["trace_id"], order["trace_id"]);
+}
+
+#[actix_web::test]
+async fn a_declined_card_cancels_restores_stock_and_sends_nothing() {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-003").await;
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-003", 1, "tok_chargeDeclined"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    assert!(
+        order["reason"].as_str().unwrap().contains("payment-declined"),
+        "{order}"
+    );
+    assert_eq!(step(&order, "reserve_inventory")["status"], "compensated");
+    assert_eq!(step(&order, "charge_payment")["status"], "compensated");
+    assert_eq!(step(&order, "send_email")["status"], "pending");
+    assert_eq!(platform.stock("SKU-003").await["available"], before["available"]);
+    assert_eq!(platform.stock("SKU-003").await["reserved"], 0);
+    platform.assert_consistent(&order).await;
+}
+
+#[actix_web::test]
+async fn out_of_stock_cancels_without_charging() {
+    let platform = Platform::start().await;
+    platform.set_stock("SKU-012", 1).await;
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-012", 3, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    assert!(
+        order["reason"].as_str().unwrap().contains("insufficient-stock"),
+        "{order}"
+    );
+    assert_eq!(step(&order, "charge_payment")["attempts"], 0);
+    let payments = platform.payments(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(payments["charges"], json!([]));
+    assert_eq!(platform.stock("SKU-012").await["available"], 1);
+    platform.assert_consistent(&order).await;
+}
+
+#[actix_web::test]
+async fn insufficient_funds_above_the_limit_cancels() {
+    let platform = Platform::start().await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-005", 2, "tok_insufficientFunds"), &new_key(), None)
+        .await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert!(order["reason"].as_str().unwrap().contains("insufficient_funds"));
+    platform.assert_consistent(&order).await;
+}
+
+#[actix_web::test]
+async fn the_same_idempotency_key_makes_one_order_and_one_charge() {
+    let platform = Platform::start().await;
+    let key = new_key();
+    let body = checkout_body("SKU-004", 1, "tok_visa");
+    let (first_status, _, first) = platform.checkout(&body, &key, None).await;
+    let (second_status, headers, second) = platform.checkout(&body, &key, None).await;
+    assert_eq!(first_status, 201);
+    assert_eq!(second_status, 201);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(first, second);
+    let concurrent = futures_util::future::join_all((0..10).map(|_| platform.checkout(&body, &key, None))).await;
+    assert!(
+        concurrent
+            .iter()
+            .all(|(s, _, b)| *s == 201 && b["order_id"] == first["order_id"])
+    );
+    assert_eq!(platform.order.count("orders").await, 1);
+    assert_eq!(platform.order.count("sagas").await, 1);
+    assert_eq!(platform.payment.count("charges").await, 1);
+    platform.assert_consistent(&first).await;
+}
+
+#[actix_web::test]
+async fn concurrent_duplicate_checkouts_start_one_saga() {
+    let platform = Platform::start().await;
+    let key = new_key();
+    let body = checkout_body("SKU-006", 1, "tok_visa");
+    let answers = futures_util::future::join_all((0..20).map(|_| platform.checkout(&body, &key, None))).await;
+    for (status, headers, answer) in &answers {
+        assert!(
+            *status == 201 || (*status == 409 && headers.contains_key("retry-after")),
+            "{status} {answer}"
+        );
+    }
+    assert_eq!(platform.order.count("sagas").await, 1);
+    let (_, _, order) = platform.checkout(&body, &key, None).await;
+    platform
+        .assert_consistent(&platform.settled(order["order_id"].as_str().unwrap()).await)
+        .await;
+    assert_eq!(platform.payment.count("charges").await, 1);
+}
+
+#[actix_web::test]
+async fn bad_checkouts_are_refused_and_write_nothing() {
+    let platform = Platform::start().await;
+    let post = |body: Value, key: Option<&str>| {
+        let mut request = platform.order.client.post(platform.order.url("/checkout")).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        platform.order.send(request)
+    };
+    let (status, body) = problem(post(checkout_body("SKU-001", 1, "tok_visa"), None).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], "urn:txlab:problem:idempotency-key-missing");
+    let cases = [
+        (checkout_body("SKU-999", 1, "tok_visa"), 422),
+        (checkout_body("SKU-001", 0, "tok_visa"), 400),
+        (checkout_body("SKU-001", -1, "tok_visa"), 400),
+        (checkout_body("SKU-001", 1_000_000_000, "tok_visa"), 400),
+        (checkout_body("SKU-001", 1, "visa"), 400),
+        (
+            json!({ "customer_email": "ada", "items": [ { "sku": "SKU-001", "quantity": 1 } ], "payment_token": "tok_visa" }),
+            400,
+        ),
+        (
+            json!({ "customer_email": "ada@example.com", "items": [], "payment_token": "tok_visa" }),
+            400,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, problem_body) = problem(post(body.clone(), Some(&new_key())).await).await;
+        assert_eq!(status, expected, "{body}: {problem_body}");
+    }
+    let not_json = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .header("Idempotency-Key", new_key())
+        .header("content-type", "application/json")
+        .body("{");
+    assert_eq!(problem(platform.order.send(not_json).await).await.0, 400);
+    let huge = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .header("Idempotency-Key", new_key())
+        .header("content-type", "application/json")
+        .body(format!("{{\"p\":\"{}\"}}", "x".repeat(100 * 1024)));
+    assert_eq!(problem(platform.order.send(huge).await).await.0, 413);
+    assert_eq!(platform.order.count("orders").await, 0);
+    assert_eq!(platform.order.count("sagas").await, 0);
+    assert_eq!(platform.inventory.count("reservations").await, 0);
+    assert_eq!(platform.payment.count("charges").await, 0);
+}
+
+#[actix_web::test]
+async fn a_slow_saga_answers_202_with_a_location_and_finishes_later() {
+    let platform = Platform::start_with(order_service::startup::SagaSettings {
+        checkout_deadline: Duration::from_millis(300),
+        ..txlab_tests::saga_settings()
+    })
+    .await;
+    let (status, headers, order) = platform
+        .checkout(
+            &checkout_body("SKU-007", 1, "tok_visa"),
+            &new_key(),
+            Some("fault.payment.charge=delay_ms:1500"),
+        )
+        .await;
+    assert_eq!(status, 202, "{order}");
+    assert_eq!(order["status"], "pending");
+    let location = headers["location"].to_str().unwrap();
+    assert_eq!(location, format!("/orders/{}", order["order_id"].as_str().unwrap()));
+    let done = eventually(Duration::from_secs(20), || async {
+        let shown: Value = platform.order.get(location).await.json().await.unwrap();
+        (shown["status"] == "confirmed").then_some(shown)
+    })
+    .await
+    .expect("confirmed later");
+    platform.assert_consistent(&done).await;
+}
