@@ -211,10 +211,10 @@ pub fn record_injected(operation: &str, kind: FaultKind) {
     tracing::warn!(fault.injected = %value, "fault injected");
 }
 
-/// `PUT/GET/DELETE /admin/faults`; mount under the admin guard.
+/// `PUT/GET/DELETE /admin/faults`; mounted inside the `/admin` scope (and its guard).
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/admin/faults")
+        web::resource("/faults")
             .route(web::get().to(list_rules))
             .route(web::put().to(put_rules))
             .route(web::delete().to(delete_rules)),

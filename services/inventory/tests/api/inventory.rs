@@ -85,3 +85,42 @@ async fn health_is_live_and_ready() {
     let (status, _) = problem(app.get("/no/such/route").await).await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn fault_rules_are_set_read_applied_and_cleared() {
+    let app = spawn_app().await;
+    let rules = json!({ "rules": [ { "operation": "inventory.reserve", "kind": "error", "probability": 1.0 } ] });
+    let put = app.send(app.client.put(app.url("/admin/faults")).json(&rules)).await;
+    assert_eq!(put.status(), 200);
+    let listed: Value = app.get("/admin/faults").await.json().await.unwrap();
+    assert_eq!(listed["enabled"], true);
+    assert_eq!(listed["rules"], rules["rules"]);
+
+    let order = uuid::Uuid::new_v4();
+    let (status, body) = problem(
+        app.post("/reservations", &crate::helpers::reservation(order, "SKU-001", 1), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(body["type"], "urn:txlab:problem:fault-injected");
+    assert_eq!(app.count("reservations").await, 0);
+
+    let bad = json!({ "rules": [ { "operation": "payment.charge", "kind": "error" } ] });
+    let (status, _) = problem(app.send(app.client.put(app.url("/admin/faults")).json(&bad)).await).await;
+    assert_eq!(status, 400, "another service's operation");
+    let bad = json!({ "rules": [ { "operation": "inventory.reserve", "kind": "explode" } ] });
+    let (status, _) = problem(app.send(app.client.put(app.url("/admin/faults")).json(&bad)).await).await;
+    assert_eq!(status, 400, "an unknown kind");
+    let still: Value = app.get("/admin/faults").await.json().await.unwrap();
+    assert_eq!(still["rules"], rules["rules"], "refused rules change nothing");
+
+    assert_eq!(
+        app.send(app.client.delete(app.url("/admin/faults"))).await.status(),
+        200
+    );
+    let reserved = app
+        .post("/reservations", &crate::helpers::reservation(order, "SKU-001", 1), None)
+        .await;
+    assert_eq!(reserved.status(), 201);
+}

@@ -1,0 +1,169 @@
+//! Injected faults at every step end in the state the saga's semantics require.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::testing::eventually;
+use txlab_tests::{Platform, checkout_body, new_key};
+
+fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
+    order["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+/// A baggage fault fails a step's first attempt; the retry (same idempotency key)
+/// finds the definite answer, so every case ends confirmed, charged once, emailed once.
+async fn one_fault(operation: &str, kind: &str, step_name: &str) {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-010").await["available"].as_i64().unwrap();
+    let baggage = format!("fault.{operation}={kind}");
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-010", 2, "tok_visa"), &new_key(), Some(&baggage))
+        .await;
+    assert!(status == 201 || status == 202, "{status} {order}");
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "confirmed", "{baggage}: {order}");
+    assert!(
+        step(&order, step_name)["attempts"].as_u64().unwrap() >= 2,
+        "{baggage}: retried: {order}"
+    );
+    assert_eq!(platform.stock("SKU-010").await["available"], before - 2);
+    platform.assert_consistent(&order).await;
+}
+
+macro_rules! fault_cases {
+    ($($name:ident: $operation:literal, $kind:literal, $step:literal;)*) => {$(
+        #[actix_web::test]
+        async fn $name() {
+            one_fault($operation, $kind, $step).await;
+        }
+    )*};
+}
+
+fault_cases! {
+    reserve_error_is_retried: "inventory.reserve", "error", "reserve_inventory";
+    reserve_timeout_is_retried: "inventory.reserve", "timeout", "reserve_inventory";
+    reserve_lost_response_is_replayed: "inventory.reserve", "lost_response", "reserve_inventory";
+    charge_error_is_retried: "payment.charge", "error", "charge_payment";
+    charge_timeout_is_retried: "payment.charge", "timeout", "charge_payment";
+    charge_lost_response_is_replayed: "payment.charge", "lost_response", "charge_payment";
+    confirm_error_is_retried: "order.confirm", "error", "confirm_order";
+    confirm_timeout_is_retried: "order.confirm", "timeout", "confirm_order";
+    confirm_lost_response_is_replayed: "order.confirm", "lost_response", "confirm_order";
+    email_error_is_retried: "email.send", "error", "send_email";
+    email_timeout_is_retried: "email.send", "timeout", "send_email";
+    email_lost_response_is_replayed: "email.send", "lost_response", "send_email";
+}
+
+#[actix_web::test]
+async fn a_declined_reservation_cancels_before_the_charge() {
+    let platform = Platform::start().await;
+    let (_, _, order) = platform
+        .checkout(
+            &checkout_body("SKU-001", 1, "tok_visa"),
+            &new_key(),
+            Some("fault.inventory.reserve=decline"),
+        )
+        .await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(step(&order, "charge_payment")["attempts"], 0);
+    platform.assert_consistent(&order).await;
+}
+
+async fn rule(app: &shared::testing::TestApp, operation: &str, kind: &str) {
+    let request = app
+        .client
+        .put(app.url("/admin/faults"))
+        .json(&json!({ "rules": [ { "operation": operation, "kind": kind, "probability": 1.0 } ] }));
+    assert_eq!(app.send(request).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_charge_that_always_fails_is_compensated_after_its_attempts() {
+    let platform = Platform::start().await;
+    rule(&platform.payment, "payment.charge", "error").await;
+    let before = platform.stock("SKU-008").await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-008", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(step(&order, "charge_payment")["attempts"], 4);
+    assert!(
+        order["reason"].as_str().unwrap().contains("no definite answer"),
+        "{order}"
+    );
+    assert_eq!(platform.stock("SKU-008").await["available"], before["available"]);
+    platform.assert_consistent(&order).await;
+}
+
+#[actix_web::test]
+async fn a_charge_whose_answers_are_always_lost_is_refunded() {
+    let platform = Platform::start().await;
+    rule(&platform.payment, "payment.charge", "lost_response").await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-009", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    let payments = platform.payments(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(
+        payments["charged_cents"], order["total_cents"],
+        "the charge happened: {payments}"
+    );
+    assert_eq!(payments["net_cents"], 0, "and was refunded: {payments}");
+    platform.assert_consistent(&order).await;
+}
+
+#[actix_web::test]
+async fn an_email_outage_never_refunds_and_the_email_goes_out_once_it_is_over() {
+    let platform = Platform::start().await;
+    rule(&platform.email, "email.send", "error").await;
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-011", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "the order is decided: {order}");
+    assert_eq!(order["status"], "confirmed");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    let parked = platform.settled(&id).await;
+    assert_eq!(parked["saga"]["status"], "parked", "{parked}");
+    assert!(
+        parked["saga"]["reason"].as_str().unwrap().contains("send_email"),
+        "{parked}"
+    );
+    assert_eq!(parked["status"], "confirmed");
+    assert_eq!(
+        platform.payments(&id).await["net_cents"],
+        parked["total_cents"],
+        "never refunded"
+    );
+
+    let cleared = platform.email.client.delete(platform.email.url("/admin/faults"));
+    assert_eq!(platform.email.send(cleared).await.status(), 200);
+    let done = eventually(Duration::from_secs(30), || async {
+        let order = platform.order(&id).await;
+        (order["saga"]["status"] == "confirmed").then_some(order)
+    })
+    .await
+    .expect("the recovery actor finished the saga");
+    platform.assert_consistent(&done).await;
+}
+
+#[actix_web::test]
+async fn a_relay_refusing_mail_delays_delivery_but_not_the_order() {
+    let platform = Platform::start().await;
+    platform.smtp.refuse_next(3);
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-001", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(order["status"], "confirmed");
+    platform.assert_consistent(&order).await;
+    let emails = platform.emails(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(emails[0]["attempts"], 4);
+}
