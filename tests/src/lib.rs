@@ -18,7 +18,11 @@ pub struct Platform {
     pub payment: TestApp,
     pub email: TestApp,
     pub smtp: SmtpSink,
+    /// When the services run as processes of their own (to be killed and restarted).
+    pub processes: Option<processes::Processes>,
 }
+
+pub mod processes;
 
 /// How the orchestrator is tuned for tests: short waits, quick recovery.
 pub fn saga_settings() -> order_service::startup::SagaSettings {
@@ -90,6 +94,7 @@ impl Platform {
             payment,
             email,
             smtp,
+            processes: None,
         }
     }
 

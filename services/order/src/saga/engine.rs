@@ -65,7 +65,7 @@ impl Engine {
         saga.state.resume();
         let mut saved = (saga.state.status, saga.state.reason.clone());
         loop {
-            let next = saga.state.next();
+            let next = saga.state.decide();
             if (saga.state.status, saga.state.reason.clone()) != saved {
                 log::update_saga(&self.pool, saga.id, &saga.state, self.park_retry).await?;
                 saved = (saga.state.status, saga.state.reason.clone());

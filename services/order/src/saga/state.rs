@@ -135,7 +135,7 @@ impl SagaState {
 
     /// Decides the next move; may itself change the saga's status (to compensating
     /// when a step up to the pivot is out of attempts, to parked, to final).
-    pub fn next(&mut self) -> Next {
+    pub fn decide(&mut self) -> Next {
         match self.status {
             SagaStatus::Confirmed | SagaStatus::Cancelled | SagaStatus::Parked => Next::Stop(self.status),
             SagaStatus::Running => self.next_forward(),
@@ -268,7 +268,7 @@ mod tests {
     fn drive(saga: &mut SagaState, outcomes: impl Fn(Next, u32) -> Outcome) -> Vec<Next> {
         let mut trail = Vec::new();
         loop {
-            let next = saga.next();
+            let next = saga.decide();
             trail.push(next);
             match next {
                 Act(i) => {
@@ -402,7 +402,7 @@ mod tests {
         saga.begin_action(1);
         // ...the orchestrator dies here; the log says step 1 is running.
         let mut reloaded = SagaState::from_parts(saga.status, None, false, saga.steps.clone());
-        assert_eq!(reloaded.next(), Act(1));
+        assert_eq!(reloaded.decide(), Act(1));
     }
 
     #[test]

@@ -172,3 +172,26 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(app.count("orders").await, 0);
     assert_eq!(app.count("idempotency_keys").await, 0);
 }
+
+#[actix_web::test]
+async fn cancelling_an_order_never_created_is_a_recorded_no_op_and_refuses_its_creation() {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    for _ in 0..2 {
+        let response = app
+            .post(
+                &format!("/orders/{id}/cancel"),
+                &json!({ "reason": "compensation" }),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["null_compensation"], true);
+        assert_eq!(body["status"], "cancelled");
+    }
+    let (status, body) = problem(app.post("/orders", &new_order(id), None).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["type"], "urn:txlab:problem:action-after-compensation");
+    assert_eq!(app.count("orders").await, 0);
+}

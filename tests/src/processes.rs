@@ -1,0 +1,204 @@
+//! The platform as real processes: the service binaries from `target/`, each on a
+//! port of its own and a fresh database, so a test can SIGKILL one and start it again.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use shared::{
+    config::Service,
+    testing::{SmtpSink, TestApp, TestDatabase},
+};
+use tokio::process::{Child, Command};
+
+use crate::Platform;
+
+pub struct Processes {
+    bin_dir: PathBuf,
+    logs: PathBuf,
+    children: HashMap<Service, Child>,
+    envs: HashMap<Service, Vec<(String, String)>>,
+    ports: HashMap<Service, u16>,
+}
+
+/// Where `cargo build --workspace --bins` put the service binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/<test> → target/debug
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    for service in [Service::Order, Service::Inventory, Service::Payment, Service::Email] {
+        assert!(
+            dir.join(service.binary()).is_file(),
+            "{} is missing in {}: run `cargo build --workspace --bins` first (scripts/test does)",
+            service.binary(),
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Processes {
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.logs
+    }
+
+    fn spawn(&mut self, service: Service) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{}.log", service.binary())))
+            .expect("log file");
+        let child = Command::new(self.bin_dir.join(service.binary()))
+            .env_clear()
+            .envs(self.envs[&service].iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()));
+        self.children.insert(service, child);
+    }
+
+    async fn wait_ready(&mut self, service: Service) {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.ports[&service]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .children
+                .get_mut(&service)
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("{} exited ({status}); see {}", service.binary(), self.logs.display());
+            }
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready; see {}",
+                service.binary(),
+                self.logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, exactly like a crash.
+    pub async fn kill(&mut self, service: Service) {
+        if let Some(mut child) = self.children.remove(&service) {
+            child.start_kill().expect("SIGKILL");
+            let _ = child.wait().await;
+        }
+    }
+
+    pub async fn restart(&mut self, service: Service) {
+        self.kill(service).await;
+        self.spawn(service);
+        self.wait_ready(service).await;
+    }
+
+    /// Whether the service's process is gone (it crashed itself, say).
+    pub fn has_exited(&mut self, service: Service) -> bool {
+        match self.children.get_mut(&service) {
+            Some(child) => child.try_wait().ok().flatten().is_some(),
+            None => true,
+        }
+    }
+}
+
+impl Platform {
+    /// Every service as its own process. `extra` adds environment per service.
+    pub async fn start_processes(extra: &[(Service, &str, &str)]) -> Platform {
+        shared::telemetry::init_for_tests();
+        let smtp = SmtpSink::start().await;
+        let services = [Service::Inventory, Service::Payment, Service::Email, Service::Order];
+        let ports: HashMap<Service, u16> = services.iter().map(|s| (*s, free_port())).collect();
+        let mut databases = HashMap::new();
+        for service in services {
+            databases.insert(service, TestDatabase::create().await);
+        }
+        let logs = std::env::temp_dir().join(format!("txlab-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs).expect("log dir");
+        let mut envs = HashMap::new();
+        for service in services {
+            let mut env = vec![
+                ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+                ("BIND_ADDR".to_owned(), format!("127.0.0.1:{}", ports[&service])),
+                ("DATABASE_URL".to_owned(), databases[&service].url.clone()),
+                ("FAULT_INJECTION".to_owned(), "on".to_owned()),
+                ("FAULT_TIMEOUT_WAIT_MS".to_owned(), "3500".to_owned()),
+                ("RUST_LOG".to_owned(), "info".to_owned()),
+                ("SMTP_URL".to_owned(), smtp.url()),
+                ("EMAIL_POLL_INTERVAL_MS".to_owned(), "50".to_owned()),
+                ("EMAIL_RETRY_BASE_MS".to_owned(), "50".to_owned()),
+                ("SAGA_RECOVERY_INTERVAL_MS".to_owned(), "200".to_owned()),
+                ("SAGA_PARK_RETRY_SECS".to_owned(), "0.5".to_owned()),
+                ("CHECKOUT_DEADLINE_MS".to_owned(), "15000".to_owned()),
+                ("IDEMPOTENCY_LEASE_SECS".to_owned(), "2".to_owned()),
+            ];
+            for peer in services {
+                env.push((
+                    peer.url_variable().to_owned(),
+                    format!("http://127.0.0.1:{}", ports[&peer]),
+                ));
+            }
+            for (s, key, value) in extra {
+                if *s == service {
+                    env.push(((*key).to_owned(), (*value).to_owned()));
+                }
+            }
+            envs.insert(service, env);
+        }
+        let mut processes = Processes {
+            bin_dir: bin_dir(),
+            logs,
+            children: HashMap::new(),
+            envs,
+            ports: ports.clone(),
+        };
+        for service in services {
+            processes.spawn(service);
+        }
+        for service in services {
+            processes.wait_ready(service).await;
+        }
+        let mut apps = HashMap::new();
+        for service in services {
+            let db = databases.remove(&service).expect("database");
+            apps.insert(
+                service,
+                TestApp {
+                    address: format!("http://127.0.0.1:{}", ports[&service]),
+                    port: ports[&service],
+                    pool: db.pool().await,
+                    db,
+                    client: reqwest::Client::new(),
+                },
+            );
+        }
+        let mut take = |s: Service| apps.remove(&s).expect("app");
+        Platform {
+            order: take(Service::Order),
+            inventory: take(Service::Inventory),
+            payment: take(Service::Payment),
+            email: take(Service::Email),
+            smtp,
+            processes: Some(processes),
+        }
+    }
+
+    pub fn processes(&mut self) -> &mut Processes {
+        self.processes.as_mut().expect("started with start_processes")
+    }
+}

@@ -1,0 +1,136 @@
+//! The orchestrator is SIGKILLed mid-saga and started again: every saga reaches a
+//! final state and the invariants hold.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::{config::Service, testing::eventually};
+use txlab_tests::{Platform, checkout_body, new_key};
+
+fn step_status(order: &Value, name: &str) -> String {
+    order["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .and_then(|s| s["status"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Starts a checkout without waiting for its answer, and returns its order id once
+/// the order service has one.
+async fn start_checkout(platform: &Platform, body: Value, key: &str, baggage: &str) -> String {
+    let request = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .json(&body)
+        .header("Idempotency-Key", key)
+        .header("baggage", baggage);
+    tokio::spawn(async move {
+        let _ = request.send().await;
+    });
+    eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT order_id FROM sagas LIMIT 1")
+            .fetch_optional(&platform.order.pool)
+            .await
+            .unwrap()
+            .map(|id| id.to_string())
+    })
+    .await
+    .expect("the saga was logged")
+}
+
+async fn wait_for(platform: &Platform, order_id: &str, what: impl Fn(&Value) -> bool) {
+    let reached = eventually(Duration::from_secs(20), || async {
+        let response = platform.order.get(&format!("/orders/{order_id}")).await;
+        let order: Value = response.json().await.unwrap_or(Value::Null);
+        what(&order).then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "the saga never got there");
+}
+
+/// Kills the orchestrator at the moment `at` holds (the next step is held up by a
+/// delay), restarts it, and checks the saga ends `expected` and consistent; then
+/// retries the checkout with the same key and gets the same order.
+async fn crash_and_recover(body: Value, baggage: &str, at: impl Fn(&Value) -> bool, expected: &str) {
+    let mut platform = Platform::start_processes(&[]).await;
+    let key = new_key();
+    let order_id = start_checkout(&platform, body.clone(), &key, baggage).await;
+    wait_for(&platform, &order_id, at).await;
+    platform.processes().kill(Service::Order).await;
+    platform.processes().restart(Service::Order).await;
+
+    let order = platform.settled(&order_id).await;
+    assert_eq!(order["status"], expected, "{order}");
+    assert_eq!(order["saga"]["status"], expected, "{order}");
+    platform.assert_consistent(&order).await;
+
+    // The client never got its answer; retrying with the same key finds the same order.
+    let retried = eventually(Duration::from_secs(20), || async {
+        let (status, _, answer) = platform.checkout(&body, &key, None).await;
+        (status == 201).then_some(answer)
+    })
+    .await
+    .expect("the retried checkout answered");
+    assert_eq!(retried["order_id"], order_id);
+    assert_eq!(platform.order.count("sagas").await, 1);
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM charges WHERE state = 'succeeded'")
+        .fetch_one(&platform.payment.pool)
+        .await
+        .unwrap();
+    assert_eq!(succeeded, if expected == "confirmed" { 1 } else { 0 });
+}
+
+#[actix_web::test]
+async fn killed_after_the_reservation_it_resumes_and_confirms() {
+    crash_and_recover(
+        checkout_body("SKU-001", 2, "tok_visa"),
+        "fault.payment.charge=delay_ms:1500",
+        |o| step_status(o, "reserve_inventory") == "succeeded",
+        "confirmed",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn killed_after_the_charge_it_resumes_forward_and_never_refunds() {
+    crash_and_recover(
+        checkout_body("SKU-002", 1, "tok_visa"),
+        "fault.inventory.commit=delay_ms:1500",
+        |o| step_status(o, "charge_payment") == "succeeded",
+        "confirmed",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn killed_while_compensating_it_finishes_compensating() {
+    crash_and_recover(
+        checkout_body("SKU-003", 1, "tok_chargeDeclined"),
+        "fault.inventory.release=delay_ms:1500",
+        |o| o["saga"]["status"] == "compensating",
+        "cancelled",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn an_orchestrator_that_crashes_itself_mid_step_recovers() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let body = checkout_body("SKU-004", 1, "tok_visa");
+    let order_id = start_checkout(&platform, body, &new_key(), "fault.order.confirm=crash").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !platform.processes().has_exited(Service::Order) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crash fault should abort the order service"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    platform.processes().restart(Service::Order).await;
+    let order = platform.settled(&order_id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    platform.assert_consistent(&order).await;
+}
