@@ -98,7 +98,7 @@ async fn killed_after_the_reservation_it_resumes_and_confirms() {
 async fn killed_after_the_charge_it_resumes_forward_and_never_refunds() {
     crash_and_recover(
         checkout_body("SKU-002", 1, "tok_visa"),
-        "fault.inventory.commit=delay_ms:1500",
+        "fault.inventory.commit_reservation=delay_ms:1500",
         |o| step_status(o, "charge_payment") == "succeeded",
         "confirmed",
     )

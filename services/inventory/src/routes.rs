@@ -33,7 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(mutation(
             "/reservations/{order_id}/commit",
             web::post().to(commit_reservation),
-            "inventory.commit",
+            "inventory.commit_reservation",
             Idempotency::optional(),
         ))
         .route("/reservations/{order_id}", web::get().to(show_reservation));

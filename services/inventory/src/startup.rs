@@ -8,7 +8,7 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migration
 pub const FAULT_OPERATIONS: &[&str] = &[
     "inventory.reserve",
     "inventory.release",
-    "inventory.commit",
+    "inventory.commit_reservation",
     "inventory.restock",
 ];
 

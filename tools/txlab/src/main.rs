@@ -213,16 +213,35 @@ async fn stop_all(running: &mut Vec<Running>) {
 fn print_welcome(services: &[Service], logs: &Path) {
     let has = |s: Service| services.contains(&s);
     println!("\ntxlab is up. Logs: {}", logs.display());
-    if has(Service::Inventory) {
+    let key = "-H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\"";
+    let body = |token: &str| {
+        format!(
+            "'{{\"customer_email\":\"ada@example.com\",\"items\":[{{\"sku\":\"SKU-001\",\"quantity\":2}}],\"payment_token\":\"{token}\"}}'"
+        )
+    };
+    if has(Service::Order) {
+        println!("\nA checkout by saga, one declined, and one whose charge answer is lost:");
+        for (token, extra) in [
+            ("tok_visa", ""),
+            ("tok_chargeDeclined", ""),
+            ("tok_visa", " -H 'baggage: fault.payment.charge=lost_response'"),
+        ] {
+            println!(
+                "  curl -s -X POST http://127.0.0.1:8080/checkout -H 'Content-Type: application/json' {key}{extra} -d {}",
+                body(token)
+            );
+        }
+        println!("  curl -s 'http://127.0.0.1:8080/orders?limit=5'");
+    }
+    if has(Service::Coordinator) {
+        println!("\nThe same checkout by two-phase commit:");
         println!(
-            "\nTry:\n  curl -s http://127.0.0.1:8081/inventory/SKU-001\n  \
-             curl -si -X POST http://127.0.0.1:8081/reservations -H 'Content-Type: application/json' \\\n    \
-             -H \"Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)\" \\\n    \
-             -d '{{\"order_id\":\"'$(cat /proc/sys/kernel/random/uuid)'\",\"items\":[{{\"sku\":\"SKU-001\",\"quantity\":2}}]}}'"
+            "  curl -s -X POST http://127.0.0.1:8084/checkout -H 'Content-Type: application/json' {key} -d {}",
+            body("tok_visa")
         );
     }
-    if has(Service::Order) {
-        println!("  curl -s 'http://127.0.0.1:8080/orders?limit=5'");
+    if has(Service::Inventory) {
+        println!("  curl -s http://127.0.0.1:8081/inventory/SKU-001");
     }
     println!("\nPress Ctrl-C to stop everything.");
 }
