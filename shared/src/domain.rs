@@ -176,6 +176,88 @@ pub fn invalid(errors: Vec<String>) -> Problem {
     Problem::invalid(errors.join("; ")).with_extension("errors", errors)
 }
 
+/// A checkout as clients send it, to the saga and to the 2PC coordinator alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub customer_email: String,
+    pub items: Vec<LineItemRequest>,
+    pub payment_token: String,
+}
+
+/// A checkout validated and priced from the catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PricedCheckout {
+    pub customer_email: String,
+    pub payment_token: String,
+    pub items: Vec<PricedItem>,
+    pub total_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PricedItem {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+/// Validates a checkout (every problem listed, 400) and prices each line from the
+/// inventory service (an unknown SKU is 422; an unreachable inventory 503).
+pub async fn price_checkout(
+    request: &CheckoutRequest,
+    client: &crate::http_client::HttpClient,
+    inventory_url: &str,
+) -> Result<PricedCheckout, Problem> {
+    use crate::{ErrorCode, http_client::CallOutcome};
+    let mut errors = Vec::new();
+    let email = EmailAddress::parse(&request.customer_email).map_err(|e| errors.push(format!("customer_email: {e}")));
+    let token = PaymentToken::parse(&request.payment_token).map_err(|e| errors.push(format!("payment_token: {e}")));
+    let items = LineItems::parse(&request.items).map_err(|p| errors.push(p.detail));
+    let (Ok(email), Ok(token), Ok(items)) = (email, token, items) else {
+        return Err(invalid(errors));
+    };
+    let lookups = items.iter().map(|line| async move {
+        let url = format!("{inventory_url}/inventory/{}", line.sku.as_str());
+        let outcome = CallOutcome::of(client.get(&url, std::time::Duration::from_secs(2)).send().await).await;
+        (line, outcome)
+    });
+    let mut priced = Vec::new();
+    for (line, outcome) in futures_util::future::join_all(lookups).await {
+        let sku = line.sku.as_str();
+        match outcome {
+            CallOutcome::Succeeded(product) => {
+                let price = product["price_cents"]
+                    .as_i64()
+                    .ok_or_else(|| Problem::internal(anyhow::anyhow!("inventory sent no price for {sku}")))?;
+                priced.push(PricedItem {
+                    sku: sku.to_owned(),
+                    quantity: line.quantity.get(),
+                    unit_price_cents: price,
+                });
+            }
+            CallOutcome::Refused { status: 422 | 404, .. } => {
+                return Err(
+                    Problem::new(ErrorCode::UnknownSku, format!("the catalogue has no {sku}"))
+                        .with_extension("sku", sku),
+                );
+            }
+            other => {
+                return Err(Problem::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!("pricing {sku} failed: {}", other.describe()),
+                )
+                .with_retry_after(1));
+            }
+        }
+    }
+    Ok(PricedCheckout {
+        customer_email: email.as_str().to_owned(),
+        payment_token: token.as_str().to_owned(),
+        total_cents: priced.iter().map(|i| i64::from(i.quantity) * i.unit_price_cents).sum(),
+        items: priced,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
 //! - [`startup`]: the common `main` of every service and the server they all build.
+//! - [`supervisor`]: durable jobs as actors (one runner per job) and the sweeper that
+//!   resumes unfinished ones.
 //! - [`pgcluster`]: starting a throwaway PostgreSQL cluster (native launcher, tests).
 //! - [`testing`]: test support: a fresh database per test, an SMTP sink.
 
@@ -30,6 +32,7 @@ pub mod pgcluster;
 pub mod problem;
 pub mod retry;
 pub mod startup;
+pub mod supervisor;
 pub mod telemetry;
 pub mod testing;
 pub mod web;

@@ -6,15 +6,12 @@ use shared::{
     config::{Env, Settings},
     http_client::HttpClient,
     startup::{Routes, Server},
+    supervisor::{Supervisor, Sweeper},
 };
 
 use crate::{
     checkout::CheckoutDeadline,
-    saga::{
-        actor::SagaManager,
-        engine::{Engine, Participants},
-        recovery::SagaRecovery,
-    },
+    saga::engine::{self, Engine, Participants},
 };
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
@@ -64,8 +61,14 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         },
         park_retry: saga.park_retry,
     });
-    let manager = SagaManager::new(Arc::clone(&engine)).start();
-    SagaRecovery::new(prepared.pool.clone(), manager.clone(), saga.recovery_interval).start();
+    let manager = Supervisor::new(Arc::clone(&engine)).start();
+    Sweeper::new(
+        prepared.pool.clone(),
+        manager.clone(),
+        saga.recovery_interval,
+        engine::find_due,
+    )
+    .start();
     let (engine, manager, deadline) = (
         web::Data::new(engine),
         web::Data::new(manager),

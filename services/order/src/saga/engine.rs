@@ -2,10 +2,13 @@
 //! to the saga log before and after each call, calls the participants with the
 //! step's idempotency key and timeout, and backs off between attempts.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use shared::http_client::{CallOutcome, HttpClient};
+use shared::{
+    http_client::{CallOutcome, HttpClient},
+    supervisor::{Job, LocalBoxFuture},
+};
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -195,6 +198,19 @@ impl Engine {
             ),
         }
     }
+}
+
+impl Job for Engine {
+    const KIND: &'static str = "saga";
+
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>> {
+        Box::pin(async move { Ok(format!("{:?}", Engine::run(&self, id).await?)) })
+    }
+}
+
+/// Unfinished sagas that are due, for the sweeper.
+pub fn find_due(pool: PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    Box::pin(async move { log::fetch_due_sagas(&pool, 100).await })
 }
 
 /// The checkout's baggage for a call. Injected faults (`fault.*`) go with a step's

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use shared::domain::{PricedCheckout, PricedItem};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -10,22 +10,6 @@ use super::{
     state::{SagaState, SagaStatus, StepState, StepStatus},
     steps::STEPS,
 };
-
-/// The checkout as the saga carries it: validated and priced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PricedCheckout {
-    pub customer_email: String,
-    pub payment_token: String,
-    pub items: Vec<PricedItem>,
-    pub total_cents: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PricedItem {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_cents: i64,
-}
 
 #[derive(Debug, Clone)]
 pub struct SagaRecord {

@@ -4,12 +4,11 @@
 //! - [`state`]: the pure state machine the engine follows.
 //! - [`engine`]: runs a saga against the participants, logging before and after.
 //! - [`log`]: the saga log in Postgres.
-//! - [`actor`]: the manager actor and one runner actor per running saga.
-//! - [`recovery`]: the actor that resumes unfinished sagas.
+//!
+//! The engine is a `shared::supervisor::Job`: a supervisor actor runs one runner actor
+//! per running saga, and a sweeper actor resumes the unfinished ones from the log.
 
-pub mod actor;
 pub mod engine;
 pub mod log;
-pub mod recovery;
 pub mod state;
 pub mod steps;

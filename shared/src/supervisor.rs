@@ -1,0 +1,197 @@
+//! Long-running, durable jobs (a saga, a two-phase-commit transaction) as actors:
+//! a [`Supervisor`] starts one runner actor per job id (never two for the same id)
+//! and tells waiting requests when it stops; a [`Sweeper`] periodically hands it
+//! the jobs a log says are unfinished, so work left by a crash is resumed.
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, WrapFuture,
+};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+use uuid::Uuid;
+
+pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The work a supervisor runs: everything is in the job's log, so running a job
+/// again after a crash resumes it. Returns a one-word account of where it stopped.
+pub trait Job: 'static {
+    /// For spans and logs, e.g. `saga`.
+    const KIND: &'static str;
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>>;
+}
+
+pub struct Supervisor<J: Job> {
+    job: Arc<J>,
+    /// Running jobs and the requests waiting for each to stop.
+    running: HashMap<Uuid, Vec<oneshot::Sender<()>>>,
+}
+
+impl<J: Job> Supervisor<J> {
+    pub fn new(job: Arc<J>) -> Self {
+        Supervisor {
+            job,
+            running: HashMap::new(),
+        }
+    }
+}
+
+impl<J: Job> Actor for Supervisor<J> {
+    type Context = Context<Self>;
+}
+
+/// Start (or resume) a job unless it is already running here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunJob(pub Uuid);
+
+impl<J: Job> Handler<RunJob> for Supervisor<J> {
+    type Result = ();
+
+    fn handle(&mut self, RunJob(id): RunJob, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("actor.supervisor.run", job.kind = J::KIND, job.id = %id).entered();
+        if self.running.contains_key(&id) {
+            return;
+        }
+        self.running.insert(id, Vec::new());
+        Runner {
+            id,
+            job: Arc::clone(&self.job),
+            supervisor: ctx.address(),
+        }
+        .start();
+    }
+}
+
+/// A receiver that resolves when the job stops (at once if it is not running).
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct WatchJob(pub Uuid);
+
+impl<J: Job> Handler<WatchJob> for Supervisor<J> {
+    type Result = MessageResult<WatchJob>;
+
+    fn handle(&mut self, WatchJob(id): WatchJob, _: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        match self.running.get_mut(&id) {
+            Some(watchers) => watchers.push(tx),
+            None => {
+                let _ = tx.send(());
+            }
+        }
+        MessageResult(rx)
+    }
+}
+
+/// How many jobs are running here.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RunningJobs;
+
+impl<J: Job> Handler<RunningJobs> for Supervisor<J> {
+    type Result = usize;
+
+    fn handle(&mut self, _: RunningJobs, _: &mut Self::Context) -> usize {
+        self.running.len()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct JobStopped {
+    id: Uuid,
+    outcome: Result<String, String>,
+}
+
+impl<J: Job> Handler<JobStopped> for Supervisor<J> {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobStopped, _: &mut Self::Context) {
+        let _span = tracing::info_span!("actor.supervisor.stopped", job.kind = J::KIND, job.id = %msg.id).entered();
+        match &msg.outcome {
+            Ok(state) => tracing::info!(job.kind = J::KIND, job.id = %msg.id, %state, "job stopped"),
+            // Its log still says where it was; the sweeper resumes it.
+            Err(e) => {
+                tracing::warn!(job.kind = J::KIND, job.id = %msg.id, error = %e, "job interrupted; it will be resumed")
+            }
+        }
+        for watcher in self.running.remove(&msg.id).unwrap_or_default() {
+            let _ = watcher.send(());
+        }
+    }
+}
+
+/// One running job.
+struct Runner<J: Job> {
+    id: Uuid,
+    job: Arc<J>,
+    supervisor: Addr<Supervisor<J>>,
+}
+
+impl<J: Job> Actor for Runner<J> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let run = Arc::clone(&self.job).run(self.id);
+        ctx.spawn(run.into_actor(self).map(|outcome, runner, ctx| {
+            runner.supervisor.do_send(JobStopped {
+                id: runner.id,
+                outcome: outcome.map_err(|e| format!("{e:#}")),
+            });
+            ctx.stop();
+        }));
+    }
+}
+
+/// Finds unfinished jobs that are due.
+pub type FindDue = fn(PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>>;
+
+/// At start-up and then every `interval`, hands the supervisor every job `find_due`
+/// returns; the supervisor ignores those already running.
+pub struct Sweeper<J: Job> {
+    pool: PgPool,
+    supervisor: Addr<Supervisor<J>>,
+    interval: Duration,
+    find_due: FindDue,
+    /// True while a sweep runs; overlapping ticks are skipped.
+    sweeping: bool,
+}
+
+impl<J: Job> Sweeper<J> {
+    pub fn new(pool: PgPool, supervisor: Addr<Supervisor<J>>, interval: Duration, find_due: FindDue) -> Self {
+        Sweeper {
+            pool,
+            supervisor,
+            interval,
+            find_due,
+            sweeping: false,
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let find = (self.find_due)(self.pool.clone())
+            .instrument(tracing::info_span!("actor.sweeper.sweep", job.kind = J::KIND));
+        ctx.spawn(find.into_actor(self).map(|due, sweeper, _| {
+            sweeper.sweeping = false;
+            match due {
+                Ok(due) => due.into_iter().for_each(|id| sweeper.supervisor.do_send(RunJob(id))),
+                Err(e) => tracing::warn!(job.kind = J::KIND, error = %e, "looking for unfinished jobs failed"),
+            }
+        }));
+    }
+}
+
+impl<J: Job> Actor for Sweeper<J> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.sweep(ctx);
+        ctx.run_interval(self.interval, |sweeper, ctx| sweeper.sweep(ctx));
+    }
+}
