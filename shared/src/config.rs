@@ -231,6 +231,15 @@ pub struct FaultSettings {
     pub timeout_wait: Duration,
 }
 
+/// Two-phase commit, participant side.
+#[derive(Debug, Clone)]
+pub struct TpcSettings {
+    /// A prepared transaction older than this is in doubt: ask the coordinator.
+    pub in_doubt_after: Duration,
+    /// How often to look.
+    pub resolve_interval: Duration,
+}
+
 /// The settings every service reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -244,6 +253,7 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub peers: PeerSettings,
     pub idempotency: IdempotencySettings,
+    pub tpc: TpcSettings,
 }
 
 impl Settings {
@@ -298,6 +308,10 @@ impl Settings {
                 retention: env.seconds_or("IDEMPOTENCY_RETENTION_SECS", Duration::from_secs(24 * 3600))?,
                 lease: env.seconds_or("IDEMPOTENCY_LEASE_SECS", Duration::from_secs(10))?,
                 purge_interval: env.seconds_or("IDEMPOTENCY_PURGE_INTERVAL_SECS", Duration::from_secs(60))?,
+            },
+            tpc: TpcSettings {
+                in_doubt_after: env.seconds_or("TPC_IN_DOUBT_AFTER_SECS", Duration::from_secs(10))?,
+                resolve_interval: env.seconds_or("TPC_RESOLVE_INTERVAL_SECS", Duration::from_secs(5))?,
             },
         })
     }

@@ -15,6 +15,8 @@
 //! - [`retry`]: exponential backoff with jitter.
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
+//! - [`tpc`]: two-phase commit, participant side: prepare / commit / abort on
+//!   PostgreSQL prepared transactions, and the actor that resolves in-doubt ones.
 //! - [`startup`]: the common `main` of every service and the server they all build.
 //! - [`supervisor`]: durable jobs as actors (one runner per job) and the sweeper that
 //!   resumes unfinished ones.
@@ -35,6 +37,7 @@ pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
 pub mod testing;
+pub mod tpc;
 pub mod web;
 
 pub use problem::{ErrorCode, Problem};

@@ -5,6 +5,7 @@
 //! - [`dispatcher`]: the actor that delivers due emails over SMTP (or the log
 //!   transport), retrying transient failures with exponential backoff and jitter.
 //! - [`db`]: every query.
+//! - [`tpc`]: its part in a two-phase-commit checkout (a prepared outbox row).
 //!
 //! Delivery is at least once; the `Message-ID` is derived from the email's id, so a
 //! repeated delivery is recognisably the same message.
@@ -13,3 +14,4 @@ pub mod db;
 pub mod dispatcher;
 pub mod routes;
 pub mod startup;
+pub mod tpc;

@@ -26,43 +26,49 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EnqueueEmail {
-    order_id: Uuid,
-    to: String,
-    total_cents: i64,
+pub struct EnqueueEmail {
+    pub order_id: Uuid,
+    pub to: String,
+    pub total_cents: i64,
 }
 
 /// Puts the order's confirmation in the outbox, once: a repeat answers 200 with the
 /// email already there. The dispatcher delivers it after this commits.
 #[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
 async fn enqueue_email(mut uow: UnitOfWork, body: web::Json<EnqueueEmail>) -> Result<HttpResponse, Problem> {
-    let to = EmailAddress::parse(&body.to).map_err(Problem::invalid)?;
-    if !(0..=100_000_000_000).contains(&body.total_cents) {
+    let (email, is_new) = enqueue(uow.tx().await?, &body).await?;
+    if is_new { created(&email) } else { ok(&email) }
+}
+
+/// Writes the order's confirmation into the outbox unless it is there already;
+/// `(email, is_new)`. Delivery starts once the writing transaction commits.
+pub async fn enqueue(conn: &mut sqlx::PgConnection, request: &EnqueueEmail) -> Result<(db::Email, bool), Problem> {
+    let to = EmailAddress::parse(&request.to).map_err(Problem::invalid)?;
+    if !(0..=100_000_000_000).contains(&request.total_cents) {
         return Err(Problem::invalid(format!(
             "total_cents out of range: {}",
-            body.total_cents
+            request.total_cents
         )));
     }
-    let subject = format!("Your order {} is confirmed", body.order_id);
+    let subject = format!("Your order {} is confirmed", request.order_id);
     let text = format!(
         "Hello,\n\nthank you for your order {}.\nTotal: ${}.{:02}\n\nIt is confirmed and on its way.\n\n-- txlab\n",
-        body.order_id,
-        body.total_cents / 100,
-        body.total_cents % 100
+        request.order_id,
+        request.total_cents / 100,
+        request.total_cents % 100
     );
     let traceparent = current_traceparent();
-    let (email, is_new) = db::insert_email(
-        uow.tx().await?,
+    Ok(db::insert_email(
+        conn,
         NewEmail {
-            order_id: body.order_id,
+            order_id: request.order_id,
             recipient: to.as_str(),
             subject: &subject,
             body: &text,
             traceparent: traceparent.as_deref(),
         },
     )
-    .await?;
-    if is_new { created(&email) } else { ok(&email) }
+    .await?)
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use crate::dispatcher::{EmailDispatcher, RetryPolicy, Transport};
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/email");
 
-pub const FAULT_OPERATIONS: &[&str] = &["email.send"];
+pub const FAULT_OPERATIONS: &[&str] = &["email.send", "email.prepare", "email.commit", "email.abort"];
 
 /// The email service's own settings.
 #[derive(Debug, Clone)]
@@ -55,16 +55,20 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
         Some(url) => Transport::smtp(url).with_context(|| format!("environment variable SMTP_URL: {url:?}"))?,
         None => Transport::Log,
     };
-    let server = Server::start(
+    let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    let server = prepared.serve(
         &settings,
-        &MIGRATIONS,
         Routes {
-            public: crate::routes::routes,
+            public: |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(actix_web::web::Data::new(crate::tpc::EmailTpc));
+                shared::tpc::routes::<crate::tpc::EmailTpc>(cfg);
+                crate::routes::routes(cfg)
+            },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
         },
-    )
-    .await?;
+    )?;
     EmailDispatcher::new(
         server.pool.clone(),
         transport,

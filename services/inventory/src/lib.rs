@@ -3,6 +3,7 @@
 //! - [`startup`]: builds the server.
 //! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
 //! - [`db`]: every query, one function each.
+//! - [`tpc`]: its part in a two-phase-commit checkout.
 //!
 //! A reservation moves stock `available → reserved` (reserve), back (release), or
 //! `reserved → sold` (commit). Release before reserve is a recorded no-op (null
@@ -11,3 +12,4 @@
 pub mod db;
 pub mod routes;
 pub mod startup;
+pub mod tpc;

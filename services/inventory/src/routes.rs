@@ -126,13 +126,42 @@ async fn reservation(conn: &mut sqlx::PgConnection, row: db::ReservationRow) -> 
 #[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
 async fn reserve_stock(mut uow: UnitOfWork, body: web::Json<ReserveStock>) -> Result<HttpResponse, Problem> {
     let items = LineItems::parse(&body.items)?;
-    let order_id = body.order_id;
     let tx = uow.tx().await?;
-    if let Some(existing) = db::fetch_reservation(tx, order_id, true).await? {
-        return existing_reservation(tx, existing).await;
+    match reserve(tx, body.order_id, &items).await? {
+        Reserved::New => {
+            let row = db::ReservationRow {
+                order_id: body.order_id,
+                state: ReservationState::Held,
+                null_compensation: false,
+            };
+            created(&reservation(tx, row).await?)
+        }
+        Reserved::Existing(existing) => existing_reservation(tx, existing).await,
+    }
+}
+
+/// What [`reserve`] did.
+pub enum Reserved {
+    /// Held the stock for the order.
+    New,
+    /// The order already had a reservation; nothing changed.
+    Existing(db::ReservationRow),
+}
+
+/// Holds every line's stock for the order, or none of it: rows are locked in SKU
+/// order, so concurrent reservations queue instead of overselling or deadlocking.
+/// Waiting for locks held by an in-doubt 2PC transaction gives up after 2 s (503).
+pub async fn reserve(conn: &mut sqlx::PgConnection, order_id: Uuid, items: &LineItems) -> Result<Reserved, Problem> {
+    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
+    if let Some(existing) = db::fetch_reservation(conn, order_id, true).await.map_err(locked)? {
+        return Ok(Reserved::Existing(existing));
     }
     let (skus, quantities) = (items.skus(), items.quantities());
-    let available: HashMap<String, i32> = db::lock_products(tx, &skus).await?.into_iter().collect();
+    let available: HashMap<String, i32> = db::lock_products(conn, &skus)
+        .await
+        .map_err(locked)?
+        .into_iter()
+        .collect();
     if let Some(missing) = skus.iter().find(|sku| !available.contains_key(*sku)) {
         return Err(unknown_sku(missing));
     }
@@ -149,19 +178,32 @@ async fn reserve_stock(mut uow: UnitOfWork, body: web::Json<ReserveStock>) -> Re
         )
         .with_extension("shortages", short));
     }
-    if !db::insert_reservation(tx, order_id, ReservationState::Held, false).await? {
+    if !db::insert_reservation(conn, order_id, ReservationState::Held, false).await? {
         // A concurrent request for the same order got there first.
-        let existing = db::fetch_reservation(tx, order_id, true).await?;
-        let existing = existing.ok_or_else(|| Problem::internal(anyhow::anyhow!("reservation vanished")))?;
-        return existing_reservation(tx, existing).await;
+        let existing = db::fetch_reservation(conn, order_id, true).await?;
+        return existing
+            .map(Reserved::Existing)
+            .ok_or_else(|| Problem::internal(anyhow::anyhow!("reservation vanished")));
     }
-    db::insert_reservation_lines(tx, order_id, &skus, &quantities).await?;
-    let row = db::ReservationRow {
-        order_id,
-        state: ReservationState::Held,
-        null_compensation: false,
-    };
-    created(&reservation(tx, row).await?)
+    db::insert_reservation_lines(conn, order_id, &skus, &quantities).await?;
+    Ok(Reserved::New)
+}
+
+/// A lock wait that timed out: the rows are held by another transaction.
+fn locked(e: sqlx::Error) -> Problem {
+    let is_lock_timeout = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03");
+    if is_lock_timeout {
+        Problem::new(
+            ErrorCode::ServiceUnavailable,
+            "the stock rows are locked by another transaction (an in-doubt two-phase commit holds them); retry later",
+        )
+        .with_retry_after(1)
+    } else {
+        Problem::from(e)
+    }
 }
 
 async fn existing_reservation(

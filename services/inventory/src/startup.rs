@@ -10,17 +10,24 @@ pub const FAULT_OPERATIONS: &[&str] = &[
     "inventory.release",
     "inventory.commit_reservation",
     "inventory.restock",
+    "inventory.prepare",
+    "inventory.commit",
+    "inventory.abort",
 ];
 
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
-    Server::start(
+    let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    prepared.serve(
         &settings,
-        &MIGRATIONS,
         Routes {
-            public: crate::routes::routes,
+            public: |cfg: &mut actix_web::web::ServiceConfig| {
+                cfg.app_data(actix_web::web::Data::new(crate::tpc::InventoryTpc));
+                shared::tpc::routes::<crate::tpc::InventoryTpc>(cfg);
+                crate::routes::routes(cfg)
+            },
             admin: crate::routes::admin_routes,
             fault_operations: FAULT_OPERATIONS,
         },
     )
-    .await
 }

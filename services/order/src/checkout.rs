@@ -68,12 +68,13 @@ pub async fn checkout(
         .map_err(|e| Problem::internal(anyhow::anyhow!("saga manager: {e}")))?;
     let _ = tokio::time::timeout(deadline.0, stopped).await;
 
-    let saga = log::fetch_saga(&pool, saga_id)
+    let mut conn = pool.acquire().await?;
+    let saga = log::fetch_saga(&mut conn, saga_id)
         .await?
         .ok_or_else(|| Problem::internal(anyhow::anyhow!("saga {saga_id} vanished")))?;
     span.record("order.id", tracing::field::display(saga.order_id));
     span.set_attribute("order.id", saga.order_id.to_string());
-    let view = crate::view::load(&pool, saga.order_id)
+    let view = crate::view::load(&mut conn, saga.order_id)
         .await?
         .ok_or_else(|| Problem::internal(anyhow::anyhow!("order view missing")))?;
     if view.status == OrderStatus::Pending {

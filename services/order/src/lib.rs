@@ -7,6 +7,7 @@
 //! - [`domain`]: the order state machine (`pending → confirmed | cancelled`).
 //! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
 //! - [`db`]: every query.
+//! - [`tpc`]: its part in a two-phase-commit checkout.
 //! - [`startup`]: builds the server.
 
 pub mod checkout;
@@ -15,4 +16,5 @@ pub mod domain;
 pub mod routes;
 pub mod saga;
 pub mod startup;
+pub mod tpc;
 pub mod view;

@@ -1,7 +1,7 @@
 //! Order HTTP handlers.
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     ErrorCode, Problem,
     domain::{EmailAddress, LineItemRequest, LineItems, PaymentToken, invalid},
@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
-    db::{self, NewOrder, OrderLine, OrderRow},
+    db::{self, NewOrder},
     domain::{OrderEvent, OrderStatus, Transition},
 };
 
@@ -46,46 +46,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/orders/{order_id}", web::get().to(show_order));
 }
 
-/// An order as `GET /orders/{id}` shows it (the contract's checkout shape).
-#[derive(Debug, Serialize)]
-pub struct OrderView {
-    #[serde(flatten)]
-    pub order: OrderRow,
-    pub items: Vec<OrderLine>,
-    pub steps: Vec<serde_json::Value>,
-}
-
-pub async fn order_view(conn: &mut PgConnection, order: OrderRow) -> Result<OrderView, Problem> {
-    let items = db::fetch_order_lines(conn, order.id).await?;
-    Ok(OrderView {
-        order,
-        items,
-        steps: Vec::new(),
-    })
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricedLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PricedLine {
-    sku: String,
-    quantity: i64,
-    unit_price_cents: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateOrder {
-    /// Chosen by the caller (the coordinator); a new one when absent.
-    order_id: Option<Uuid>,
-    customer_email: String,
-    payment_token: String,
-    items: Vec<PricedLine>,
+pub struct CreateOrder {
+    /// Chosen by the caller (the saga, the coordinator); a new one when absent.
+    pub order_id: Option<Uuid>,
+    pub customer_email: String,
+    pub payment_token: String,
+    pub items: Vec<PricedLine>,
 }
 
 /// Creates a pending order with priced lines. A repeat with the same id answers
 /// with the existing order.
 async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Result<HttpResponse, Problem> {
-    let body = body.into_inner();
+    let tx = uow.tx().await?;
+    let (id, is_new) = create(tx, &body).await?;
+    let view = crate::view::load_existing(tx, id).await?;
+    if is_new { created(&view) } else { ok(&view) }
+}
+
+/// Validates and inserts a pending order; `(id, is_new)`. Refused after the order's
+/// cancellation (a creation arriving after its compensation).
+pub async fn create(conn: &mut PgConnection, body: &CreateOrder) -> Result<(Uuid, bool), Problem> {
     let mut errors = Vec::new();
     let email = EmailAddress::parse(&body.customer_email).map_err(|e| errors.push(format!("customer_email: {e}")));
     let token = PaymentToken::parse(&body.payment_token).map_err(|e| errors.push(format!("payment_token: {e}")));
@@ -122,16 +112,15 @@ async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Resu
         })
         .collect();
     let id = body.order_id.unwrap_or_else(Uuid::now_v7);
-    let trace_id = current_trace_id();
-    let tx = uow.tx().await?;
-    if db::fetch_order_tombstone(tx, id).await? {
+    if db::fetch_order_tombstone(conn, id).await? {
         return Err(Problem::new(
             ErrorCode::ActionAfterCompensation,
             format!("order {id} was cancelled before it was created; the late creation is refused"),
         ));
     }
+    let trace_id = current_trace_id();
     let inserted = db::insert_order(
-        tx,
+        conn,
         NewOrder {
             id,
             customer_email: email.as_str(),
@@ -143,15 +132,7 @@ async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Resu
         },
     )
     .await?;
-    match inserted {
-        Some(order) => created(&order_view(tx, order).await?),
-        None => {
-            let existing = db::fetch_order(tx, id, false)
-                .await?
-                .ok_or_else(|| Problem::not_found("order vanished"))?;
-            ok(&order_view(tx, existing).await?)
-        }
-    }
+    Ok((id, inserted.is_some()))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,7 +178,7 @@ async fn transition(
         return Err(Problem::not_found(format!("no order {id}")));
     };
     match order.status.apply(event) {
-        Transition::AlreadyThere => ok(&order_view(tx, order).await?),
+        Transition::AlreadyThere => ok(&crate::view::load_existing(tx, id).await?),
         Transition::Refused => Err(Problem::new(
             ErrorCode::Conflict,
             format!(
@@ -211,14 +192,14 @@ async fn transition(
             ),
         )),
         Transition::To(status) => {
-            let order = db::update_order_status(tx, id, status, reason.as_deref()).await?;
-            ok(&order_view(tx, order).await?)
+            db::update_order_status(tx, id, status, reason.as_deref()).await?;
+            ok(&crate::view::load_existing(tx, id).await?)
         }
     }
 }
 
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
-    match crate::view::load(&pool, *id).await? {
+    match crate::view::load(&mut *pool.acquire().await?, *id).await? {
         Some(view) => ok(&view),
         None => Err(Problem::not_found(format!("no order {}", *id))),
     }

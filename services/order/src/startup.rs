@@ -16,7 +16,15 @@ use crate::{
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
 
-pub const FAULT_OPERATIONS: &[&str] = &["order.checkout", "order.create", "order.confirm", "order.cancel"];
+pub const FAULT_OPERATIONS: &[&str] = &[
+    "order.checkout",
+    "order.create",
+    "order.confirm",
+    "order.cancel",
+    "order.prepare",
+    "order.commit",
+    "order.abort",
+];
 
 /// The orchestrator's own settings.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +69,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         },
         park_retry: saga.park_retry,
     });
+    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
     let manager = Supervisor::new(Arc::clone(&engine)).start();
     Sweeper::new(
         prepared.pool.clone(),
@@ -80,7 +89,9 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
             public: move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(engine.clone())
                     .app_data(manager.clone())
-                    .app_data(deadline.clone());
+                    .app_data(deadline.clone())
+                    .app_data(web::Data::new(crate::tpc::OrderTpc));
+                shared::tpc::routes::<crate::tpc::OrderTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: |_: &mut web::ServiceConfig| {},

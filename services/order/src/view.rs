@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::Problem;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -65,16 +65,22 @@ fn trace_id_of(traceparent: &str) -> Option<String> {
     traceparent.split('-').nth(1).map(str::to_owned)
 }
 
+/// An order that must exist (404 otherwise).
+pub async fn load_existing(conn: &mut PgConnection, order_id: Uuid) -> Result<OrderView, Problem> {
+    load(conn, order_id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))
+}
+
 /// The order, from its row and (when it came from a checkout) its saga.
-pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<OrderView>, Problem> {
-    let mut conn = pool.acquire().await?;
-    let order = db::fetch_order(&mut conn, order_id, false).await?;
-    let saga = match log::fetch_saga_id_by_order(pool, order_id).await? {
-        Some(saga_id) => log::fetch_saga(pool, saga_id).await?,
+pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<OrderView>, Problem> {
+    let order = db::fetch_order(conn, order_id, false).await?;
+    let saga = match log::fetch_saga_id_by_order(&mut *conn, order_id).await? {
+        Some(saga_id) => log::fetch_saga(&mut *conn, saga_id).await?,
         None => None,
     };
     let items = match &order {
-        Some(_) => db::fetch_order_lines(&mut conn, order_id).await?,
+        Some(_) => db::fetch_order_lines(conn, order_id).await?,
         None => Vec::new(),
     };
     Ok(match (order, saga) {

@@ -4,6 +4,7 @@
 //! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
 //! - [`cards`]: what each test token does.
 //! - [`db`]: every query.
+//! - [`tpc`]: its part in a two-phase-commit checkout.
 //!
 //! Per order, charge and refund are serialised by an advisory lock. A refund with no
 //! charge is a recorded no-op (null compensation) that refuses a later charge (hanging).
@@ -12,3 +13,4 @@ pub mod cards;
 pub mod db;
 pub mod routes;
 pub mod startup;
+pub mod tpc;

@@ -38,10 +38,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ChargeRequest {
-    order_id: Uuid,
-    amount_cents: i64,
-    payment_token: String,
+pub struct ChargeRequest {
+    pub order_id: Uuid,
+    pub amount_cents: i64,
+    pub payment_token: String,
 }
 
 /// Charges an order once. A repeat for the same order and amount answers with the
@@ -52,14 +52,33 @@ async fn charge_order(
     settings: web::Data<PaymentSettings>,
     body: web::Json<ChargeRequest>,
 ) -> Result<HttpResponse, Problem> {
-    let token = PaymentToken::parse(&body.payment_token).map_err(Problem::invalid)?;
-    if !(1..=MAX_AMOUNT_CENTS).contains(&body.amount_cents) {
+    match charge(uow.tx().await?, &body, settings.funds_limit_cents).await? {
+        Charged::New(charge) => created(&charge),
+        Charged::Existing(charge) => ok(&charge),
+    }
+}
+
+/// What [`charge`] did.
+pub enum Charged {
+    New(db::Charge),
+    /// The order was already charged this amount; nothing changed.
+    Existing(db::Charge),
+}
+
+/// Charges the order, recording a declined attempt too (a 402 error).
+pub async fn charge(
+    conn: &mut sqlx::PgConnection,
+    request: &ChargeRequest,
+    funds_limit_cents: i64,
+) -> Result<Charged, Problem> {
+    let token = PaymentToken::parse(&request.payment_token).map_err(Problem::invalid)?;
+    if !(1..=MAX_AMOUNT_CENTS).contains(&request.amount_cents) {
         return Err(Problem::invalid(format!(
             "amount_cents must be between 1 and {MAX_AMOUNT_CENTS}, got {}",
-            body.amount_cents
+            request.amount_cents
         )));
     }
-    let authorization = authorize(token.as_str(), body.amount_cents, settings.funds_limit_cents);
+    let authorization = authorize(token.as_str(), request.amount_cents, funds_limit_cents);
     if authorization == Authorization::UnknownToken {
         return Err(Problem::new(
             ErrorCode::InvalidPaymentToken,
@@ -69,35 +88,34 @@ async fn charge_order(
             ),
         ));
     }
-    let tx = uow.tx().await?;
-    db::lock_order(tx, body.order_id).await?;
-    if !db::fetch_refunds(tx, body.order_id).await?.is_empty() {
+    db::lock_order(conn, request.order_id).await?;
+    if !db::fetch_refunds(conn, request.order_id).await?.is_empty() {
         return Err(Problem::new(
             ErrorCode::ActionAfterCompensation,
             format!(
                 "order {} was already refunded; a charge arriving after its refund is refused",
-                body.order_id
+                request.order_id
             ),
         ));
     }
-    if let Some(existing) = db::fetch_successful_charge(tx, body.order_id).await? {
-        if existing.amount_cents != body.amount_cents {
+    if let Some(existing) = db::fetch_successful_charge(conn, request.order_id).await? {
+        if existing.amount_cents != request.amount_cents {
             return Err(Problem::new(
                 ErrorCode::Conflict,
                 format!(
                     "order {} is already charged {} cents",
-                    body.order_id, existing.amount_cents
+                    request.order_id, existing.amount_cents
                 ),
             ));
         }
-        return ok(&existing);
+        return Ok(Charged::Existing(existing));
     }
     match authorization {
         Authorization::Declined(code) => {
-            let charge = db::insert_charge(
-                tx,
-                body.order_id,
-                body.amount_cents,
+            let declined = db::insert_charge(
+                conn,
+                request.order_id,
+                request.amount_cents,
                 token.as_str(),
                 Some(code.as_str()),
             )
@@ -108,12 +126,11 @@ async fn charge_order(
                 format!("the card was declined: {}", code.as_str()),
             )
             .with_extension("decline_code", code.as_str())
-            .with_extension("charge_id", charge.id.to_string()))
+            .with_extension("charge_id", declined.id.to_string()))
         }
-        Authorization::Approved | Authorization::UnknownToken => {
-            let charge = db::insert_charge(tx, body.order_id, body.amount_cents, token.as_str(), None).await?;
-            created(&charge)
-        }
+        Authorization::Approved | Authorization::UnknownToken => Ok(Charged::New(
+            db::insert_charge(conn, request.order_id, request.amount_cents, token.as_str(), None).await?,
+        )),
     }
 }
 

@@ -5,7 +5,13 @@ use shared::{
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/payment");
 
-pub const FAULT_OPERATIONS: &[&str] = &["payment.charge", "payment.refund"];
+pub const FAULT_OPERATIONS: &[&str] = &[
+    "payment.charge",
+    "payment.refund",
+    "payment.prepare",
+    "payment.commit",
+    "payment.abort",
+];
 
 /// Payment's own settings.
 #[derive(Debug, Clone, Copy)]
@@ -22,17 +28,21 @@ pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
 }
 
 pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow::Result<Server> {
-    Server::start(
+    let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    prepared.serve(
         &settings,
-        &MIGRATIONS,
         Routes {
             public: move |cfg: &mut actix_web::web::ServiceConfig| {
-                cfg.app_data(actix_web::web::Data::new(payment));
+                cfg.app_data(actix_web::web::Data::new(payment))
+                    .app_data(actix_web::web::Data::new(crate::tpc::PaymentTpc {
+                        funds_limit_cents: payment.funds_limit_cents,
+                    }));
+                shared::tpc::routes::<crate::tpc::PaymentTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
         },
     )
-    .await
 }

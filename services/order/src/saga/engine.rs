@@ -42,7 +42,7 @@ impl Engine {
     /// Runs (or resumes) a saga until it is final or parked. The work joins the
     /// checkout's trace, also after a restart.
     pub async fn run(&self, saga_id: Uuid) -> anyhow::Result<SagaStatus> {
-        let saga = log::fetch_saga(&self.pool, saga_id)
+        let saga = log::fetch_saga(&mut *self.pool.acquire().await?, saga_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no saga {saga_id}"))?;
         let span = tracing::info_span!(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 pub use shared::domain::{PricedCheckout, PricedItem};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
@@ -95,21 +95,21 @@ pub async fn fetch_saga_id_by_key(pool: &PgPool, checkout_key: &str) -> Result<O
 }
 
 #[tracing::instrument(name = "db.fetch_saga_id_by_order", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_saga_id_by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn fetch_saga_id_by_order(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM sagas WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }
 
 #[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_saga(pool: &PgPool, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
+pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
         "SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage
          FROM sagas WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let steps: Vec<StepRow> = sqlx::query_as(
@@ -117,7 +117,7 @@ pub async fn fetch_saga(pool: &PgPool, id: Uuid) -> Result<Option<SagaRecord>, s
          WHERE saga_id = $1 ORDER BY position",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     let steps = steps
         .into_iter()

@@ -1,0 +1,37 @@
+//! Email's part in a two-phase-commit checkout. Email is not a transactional
+//! resource: it takes part through its outbox row, prepared and committed with the
+//! rest; the dispatcher only ever sees committed rows, so nothing is sent before the
+//! decision, and nothing at all on abort.
+
+use shared::{ErrorCode, Problem, tpc::TpcWork};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::routes::{EnqueueEmail, enqueue};
+
+pub struct EmailTpc;
+
+impl TpcWork for EmailTpc {
+    const PARTICIPANT: &'static str = "email";
+    const PREPARE_OPERATION: &'static str = "email.prepare";
+    const COMMIT_OPERATION: &'static str = "email.commit";
+    const ABORT_OPERATION: &'static str = "email.abort";
+
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        _: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let request: EnqueueEmail =
+            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
+        let (email, is_new) = enqueue(conn, &request).await?;
+        if !is_new {
+            return Err(Problem::new(
+                ErrorCode::Conflict,
+                format!("order {} already has its confirmation", request.order_id),
+            ));
+        }
+        Ok(serde_json::json!({ "email_id": email.id }))
+    }
+}

@@ -1,0 +1,54 @@
+//! Inventory's part in a two-phase-commit checkout: the order's stock, sold outright
+//! (`available → sold`), inside the transaction that is prepared. Its row locks are
+//! held until the coordinator's decision arrives.
+
+use serde::Deserialize;
+use shared::{
+    ErrorCode, Problem,
+    domain::{LineItemRequest, LineItems},
+    tpc::TpcWork,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, ReservationState},
+    routes::{Reserved, reserve},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    order_id: Uuid,
+    items: Vec<LineItemRequest>,
+}
+
+pub struct InventoryTpc;
+
+impl TpcWork for InventoryTpc {
+    const PARTICIPANT: &'static str = "inventory";
+    const PREPARE_OPERATION: &'static str = "inventory.prepare";
+    const COMMIT_OPERATION: &'static str = "inventory.commit";
+    const ABORT_OPERATION: &'static str = "inventory.abort";
+
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        _: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let payload: Payload =
+            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
+        let items = LineItems::parse(&payload.items)?;
+        match reserve(conn, payload.order_id, &items).await? {
+            Reserved::Existing(_) => Err(Problem::new(
+                ErrorCode::Conflict,
+                format!("order {} already has a reservation", payload.order_id),
+            )),
+            Reserved::New => {
+                db::update_reservation_state(conn, payload.order_id, ReservationState::Committed).await?;
+                Ok(serde_json::json!({ "order_id": payload.order_id, "sold": items }))
+            }
+        }
+    }
+}

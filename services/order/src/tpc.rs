@@ -1,0 +1,37 @@
+//! The order service's part in a two-phase-commit checkout: the order, created and
+//! confirmed inside the transaction that is prepared.
+
+use shared::{ErrorCode, Problem, tpc::TpcWork};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    domain::OrderStatus,
+    routes::{CreateOrder, create},
+};
+
+pub struct OrderTpc;
+
+impl TpcWork for OrderTpc {
+    const PARTICIPANT: &'static str = "order";
+    const PREPARE_OPERATION: &'static str = "order.prepare";
+    const COMMIT_OPERATION: &'static str = "order.commit";
+    const ABORT_OPERATION: &'static str = "order.abort";
+
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        _: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let request: CreateOrder =
+            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
+        let (id, is_new) = create(conn, &request).await?;
+        if !is_new {
+            return Err(Problem::new(ErrorCode::Conflict, format!("order {id} already exists")));
+        }
+        db::update_order_status(conn, id, OrderStatus::Confirmed, None).await?;
+        Ok(serde_json::json!({ "order_id": id, "status": OrderStatus::Confirmed }))
+    }
+}

@@ -1,0 +1,38 @@
+//! Payment's part in a two-phase-commit checkout: the charge, inside the transaction
+//! that is prepared. A declined card votes no (and, rolled back, leaves no record).
+
+use shared::{ErrorCode, Problem, tpc::TpcWork};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::routes::{ChargeRequest, Charged, charge};
+
+pub struct PaymentTpc {
+    pub funds_limit_cents: i64,
+}
+
+impl TpcWork for PaymentTpc {
+    const PARTICIPANT: &'static str = "payment";
+    const PREPARE_OPERATION: &'static str = "payment.prepare";
+    const COMMIT_OPERATION: &'static str = "payment.commit";
+    const ABORT_OPERATION: &'static str = "payment.abort";
+
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        _: Uuid,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, Problem> {
+        let request: ChargeRequest =
+            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
+        match charge(conn, &request, self.funds_limit_cents).await? {
+            Charged::New(charge) => {
+                Ok(serde_json::json!({ "charge_id": charge.id, "amount_cents": charge.amount_cents }))
+            }
+            Charged::Existing(_) => Err(Problem::new(
+                ErrorCode::Conflict,
+                format!("order {} is already charged", request.order_id),
+            )),
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! Two-phase commit, participant side, shared by every service.
+//!
+//! ```text
+//! POST /tpc/{gid}/prepare   BEGIN; the service's work; INSERT tpc_log; PREPARE TRANSACTION 'gid'
+//!                           → 200 vote yes (checked in pg_prepared_xacts), or 4xx vote no
+//! POST /tpc/{gid}/commit    COMMIT PREPARED 'gid'   (again: 200 if tpc_log says committed)
+//! POST /tpc/{gid}/abort     ROLLBACK PREPARED 'gid' (again, or never prepared: 200)
+//! GET  /tpc/prepared        this database's prepared transactions and their age
+//! ```
+//!
+//! The global transaction id is the idempotency key of these calls. Locks taken by
+//! the work stay held from PREPARE until the decision arrives: that is two-phase
+//! commit's blocking, and `/tpc/prepared` shows it. A [`TpcResolver`] actor asks the
+//! coordinator about transactions prepared too long ago and finishes them.
+
+use std::{future::Future, time::Duration};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{Connection, PgConnection, PgPool};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{
+    ErrorCode, Problem,
+    fault::FaultPoint,
+    http_client::{CallOutcome, HttpClient},
+    web::ok,
+};
+
+/// A global transaction id: `txlab_<transaction id, 32 hex>_<participant>`. Unique
+/// per cluster (participants may share one), and safe to splice into SQL because it
+/// is checked against exactly this shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gid {
+    pub transaction_id: Uuid,
+    pub participant: String,
+}
+
+impl Gid {
+    pub fn new(transaction_id: Uuid, participant: &str) -> Gid {
+        Gid {
+            transaction_id,
+            participant: participant.to_owned(),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Gid, String> {
+        let bad = || format!("{raw:?} is not a global transaction id (txlab_<32 hex>_<participant>)");
+        let rest = raw.strip_prefix("txlab_").ok_or_else(bad)?;
+        let (hex, participant) = rest.split_once('_').ok_or_else(bad)?;
+        let ok_participant =
+            (1..=20).contains(&participant.len()) && participant.bytes().all(|b| b.is_ascii_lowercase());
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) || !ok_participant
+        {
+            return Err(bad());
+        }
+        let transaction_id = Uuid::parse_str(hex).map_err(|_| bad())?;
+        Ok(Gid::new(transaction_id, participant))
+    }
+
+    pub fn as_string(&self) -> String {
+        format!("txlab_{}_{}", self.transaction_id.simple(), self.participant)
+    }
+
+    /// The id as an SQL string literal (it cannot be a bind parameter).
+    fn literal(&self) -> String {
+        format!("'{}'", self.as_string())
+    }
+}
+
+/// A service's part in a 2PC checkout: the work done inside the transaction that
+/// is then prepared. Refusing (a declined card, no stock) votes no.
+pub trait TpcWork: 'static {
+    /// `order`, `inventory`, `payment` or `email`.
+    const PARTICIPANT: &'static str;
+    const PREPARE_OPERATION: &'static str;
+    const COMMIT_OPERATION: &'static str;
+    const ABORT_OPERATION: &'static str;
+
+    fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        transaction_id: Uuid,
+        payload: serde_json::Value,
+    ) -> impl Future<Output = Result<serde_json::Value, Problem>>;
+}
+
+/// The routes, for a service whose work is `W` (registered as `web::Data<W>`).
+pub fn routes<W: TpcWork>(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/tpc/{gid}/prepare")
+            .route(web::post().to(prepare::<W>))
+            .wrap(FaultPoint::new(W::PREPARE_OPERATION)),
+    )
+    .service(
+        web::resource("/tpc/{gid}/commit")
+            .route(web::post().to(commit::<W>))
+            .wrap(FaultPoint::new(W::COMMIT_OPERATION)),
+    )
+    .service(
+        web::resource("/tpc/{gid}/abort")
+            .route(web::post().to(abort::<W>))
+            .wrap(FaultPoint::new(W::ABORT_OPERATION)),
+    )
+    .route("/tpc/prepared", web::get().to(list_prepared));
+}
+
+fn parse_gid<W: TpcWork>(raw: &str) -> Result<Gid, Problem> {
+    let gid = Gid::parse(raw).map_err(Problem::invalid)?;
+    if gid.participant != W::PARTICIPANT {
+        return Err(Problem::invalid(format!(
+            "{raw} belongs to participant {}, this is {}",
+            gid.participant,
+            W::PARTICIPANT
+        )));
+    }
+    Ok(gid)
+}
+
+#[tracing::instrument(name = "db.is_prepared", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+async fn is_prepared(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = $1 AND database = current_database())",
+    )
+    .bind(gid.as_string())
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(name = "db.is_committed", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+async fn is_committed(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tpc_log WHERE gid = $1)")
+        .bind(gid.as_string())
+        .fetch_one(conn)
+        .await
+}
+
+fn vote(gid: &Gid, vote: &str, detail: serde_json::Value) -> Result<HttpResponse, Problem> {
+    ok(&serde_json::json!({ "gid": gid.as_string(), "vote": vote, "detail": detail }))
+}
+
+/// Phase one: do the work and prepare it, holding its locks. It runs in a task of
+/// its own: a caller that hangs up must not leave a pooled connection half-way
+/// through a transaction.
+async fn prepare<W: TpcWork>(
+    work: web::Data<W>,
+    pool: web::Data<PgPool>,
+    gid: web::Path<String>,
+    payload: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, Problem> {
+    let gid = parse_gid::<W>(&gid)?;
+    let task = prepare_detached(work, pool, gid, payload.into_inner()).instrument(tracing::Span::current());
+    actix_rt::spawn(task)
+        .await
+        .map_err(|e| Problem::internal(anyhow::anyhow!("prepare task failed: {e}")))?
+}
+
+#[tracing::instrument(name = "tpc.prepare", skip_all, fields(tx.id, tx.phase = "prepare", tx.participant = W::PARTICIPANT, tx.vote))]
+async fn prepare_detached<W: TpcWork>(
+    work: web::Data<W>,
+    pool: web::Data<PgPool>,
+    gid: Gid,
+    payload: serde_json::Value,
+) -> Result<HttpResponse, Problem> {
+    let span = tracing::Span::current();
+    span.record("tx.id", tracing::field::display(gid.transaction_id));
+    let mut conn = pool.acquire().await?;
+    if is_prepared(&mut conn, &gid).await? {
+        span.record("tx.vote", "yes");
+        return vote(&gid, "yes", serde_json::json!({ "already": "prepared" }));
+    }
+    if is_committed(&mut conn, &gid).await? {
+        span.record("tx.vote", "yes");
+        return vote(&gid, "yes", serde_json::json!({ "already": "committed" }));
+    }
+    // A plain BEGIN on a pooled connection: after PREPARE the session is outside any
+    // transaction again, and the connection goes back to the pool clean.
+    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    let outcome = prepare_in_transaction(work.get_ref(), &mut conn, &gid, payload).await;
+    match outcome {
+        Ok(detail) => {
+            // A PREPARE inside an aborted transaction "succeeds" by rolling back:
+            // vote yes only if Postgres really holds it.
+            if !is_prepared(&mut conn, &gid).await? {
+                span.record("tx.vote", "no");
+                return Err(Problem::new(
+                    ErrorCode::Conflict,
+                    "the transaction could not be prepared; voting no",
+                ));
+            }
+            span.record("tx.vote", "yes");
+            tracing::info!(gid = %gid.as_string(), "prepared; locks held until the decision");
+            vote(&gid, "yes", detail)
+        }
+        Err(problem) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            span.record("tx.vote", "no");
+            Err(problem)
+        }
+    }
+}
+
+async fn prepare_in_transaction<W: TpcWork>(
+    work: &W,
+    conn: &mut PgConnection,
+    gid: &Gid,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, Problem> {
+    // Waiting behind another prepared transaction's locks is the point of the demo,
+    // but not forever: after 2 s the vote is no.
+    sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
+    let detail = work
+        .prepare(conn, gid.transaction_id, payload)
+        .await
+        .map_err(|p| if is_lock_timeout(&p) { locked() } else { p })?;
+    sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2)")
+        .bind(gid.as_string())
+        .bind(gid.transaction_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION {}", gid.literal())))
+        .execute(&mut *conn)
+        .await?;
+    Ok(detail)
+}
+
+fn is_lock_timeout(problem: &Problem) -> bool {
+    problem
+        .source
+        .as_ref()
+        .and_then(|e| e.downcast_ref::<sqlx::Error>())
+        .and_then(|e| e.as_database_error())
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "55P03")
+}
+
+fn locked() -> Problem {
+    Problem::new(
+        ErrorCode::Conflict,
+        "rows this transaction needs are locked by another (possibly in-doubt) transaction; voting no",
+    )
+}
+
+/// Phase two, commit. Repeating it is harmless.
+#[tracing::instrument(name = "tpc.commit", skip_all, fields(tx.id, tx.phase = "commit", tx.participant = W::PARTICIPANT))]
+async fn commit<W: TpcWork>(pool: web::Data<PgPool>, gid: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let gid = parse_gid::<W>(&gid)?;
+    tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
+    let mut conn = pool.acquire().await?;
+    finish(&mut conn, &gid, Decision::Commit).await
+}
+
+/// Phase two, abort. Repeating it, or aborting what was never prepared, is harmless.
+#[tracing::instrument(name = "tpc.abort", skip_all, fields(tx.id, tx.phase = "abort", tx.participant = W::PARTICIPANT))]
+async fn abort<W: TpcWork>(pool: web::Data<PgPool>, gid: web::Path<String>) -> Result<HttpResponse, Problem> {
+    let gid = parse_gid::<W>(&gid)?;
+    tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
+    let mut conn = pool.acquire().await?;
+    finish(&mut conn, &gid, Decision::Abort).await
+}
+
+/// The coordinator's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<HttpResponse, Problem> {
+    let outcome = |o: &str| ok(&serde_json::json!({ "gid": gid.as_string(), "outcome": o }));
+    if is_prepared(conn, gid).await? {
+        let sql = match decision {
+            Decision::Commit => format!("COMMIT PREPARED {}", gid.literal()),
+            Decision::Abort => format!("ROLLBACK PREPARED {}", gid.literal()),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        tracing::info!(gid = %gid.as_string(), ?decision, "prepared transaction finished");
+    }
+    let committed = is_committed(conn, gid).await?;
+    match (decision, committed) {
+        (Decision::Commit, true) => outcome("committed"),
+        (Decision::Abort, false) => outcome("aborted"),
+        (Decision::Commit, false) => Err(Problem::new(
+            ErrorCode::Conflict,
+            format!(
+                "{} was never prepared here, or was rolled back; it cannot commit",
+                gid.as_string()
+            ),
+        )),
+        (Decision::Abort, true) => Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("{} is already committed; it cannot abort", gid.as_string()),
+        )),
+    }
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct PreparedTransaction {
+    pub gid: String,
+    pub prepared_at: DateTime<Utc>,
+    pub age_seconds: f64,
+}
+
+#[tracing::instrument(name = "db.fetch_prepared", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<PreparedTransaction>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT gid, prepared AS prepared_at, extract(epoch FROM now() - prepared)::float8 AS age_seconds
+         FROM pg_prepared_xacts
+         WHERE database = current_database() AND gid LIKE 'txlab\\_%' AND prepared <= now() - make_interval(secs => $1)
+         ORDER BY prepared",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
+async fn list_prepared(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+    let prepared = fetch_prepared(&pool, Duration::ZERO).await?;
+    ok(&serde_json::json!({ "prepared": prepared }))
+}
+
+/// Asks the coordinator what became of transactions prepared here longer than
+/// `after` ago, and finishes them: committed → COMMIT PREPARED; aborted, or unknown
+/// to the coordinator (presumed abort) → ROLLBACK PREPARED; undecided, or the
+/// coordinator unreachable → left in doubt, locks held, until the next look.
+pub struct TpcResolver {
+    pool: PgPool,
+    client: HttpClient,
+    coordinator: String,
+    after: Duration,
+    interval: Duration,
+    busy: bool,
+}
+
+impl TpcResolver {
+    pub fn new(pool: PgPool, client: HttpClient, coordinator: String, after: Duration, interval: Duration) -> Self {
+        TpcResolver {
+            pool,
+            client,
+            coordinator,
+            after,
+            interval,
+            busy: false,
+        }
+    }
+}
+
+impl Actor for TpcResolver {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |resolver, ctx| {
+            if resolver.busy {
+                return;
+            }
+            resolver.busy = true;
+            let (pool, client, coordinator, after) = (
+                resolver.pool.clone(),
+                resolver.client.clone(),
+                resolver.coordinator.clone(),
+                resolver.after,
+            );
+            let work = resolve_in_doubt(pool, client, coordinator, after)
+                .instrument(tracing::info_span!("actor.tpc_resolver.tick"));
+            ctx.spawn(work.into_actor(resolver).map(|(), resolver, _| resolver.busy = false));
+        });
+    }
+}
+
+async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String, after: Duration) {
+    let prepared = match fetch_prepared(&pool, after).await {
+        Ok(prepared) => prepared,
+        Err(e) => return tracing::warn!(error = %e, "listing prepared transactions failed"),
+    };
+    for tx in prepared {
+        let Ok(gid) = Gid::parse(&tx.gid) else { continue };
+        let url = format!("{coordinator}/transactions/{}", gid.transaction_id);
+        let decision = match CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await {
+            CallOutcome::Succeeded(body) => match body["decision"].as_str() {
+                Some("commit") => Some(Decision::Commit),
+                Some("abort") => Some(Decision::Abort),
+                _ => None,
+            },
+            // Presumed abort: no record of it means no commit was ever decided.
+            CallOutcome::Refused { status: 404, .. } => Some(Decision::Abort),
+            other => {
+                tracing::warn!(gid = %tx.gid, age_seconds = tx.age_seconds, outcome = %other.describe(),
+                    "in doubt: the coordinator cannot say yet; locks stay held");
+                None
+            }
+        };
+        let Some(decision) = decision else { continue };
+        let finished = match pool.acquire().await {
+            Ok(mut conn) => finish(&mut conn, &gid, decision).await.map(|_| ()),
+            Err(e) => Err(Problem::from(e)),
+        };
+        match finished {
+            Ok(()) => {
+                tracing::info!(gid = %tx.gid, ?decision, "resolved an in-doubt transaction by asking the coordinator")
+            }
+            Err(e) => tracing::warn!(gid = %tx.gid, error = %e, "resolving an in-doubt transaction failed"),
+        }
+    }
+}
+
+/// Starts the resolver with the service's settings (`TPC_IN_DOUBT_AFTER_SECS`,
+/// `TPC_RESOLVE_INTERVAL_SECS`, `COORDINATOR_URL`).
+pub fn start_resolver(settings: &crate::config::Settings, pool: PgPool) -> anyhow::Result<()> {
+    TpcResolver::new(
+        pool,
+        HttpClient::new()?,
+        settings.peers.coordinator.clone(),
+        settings.tpc.in_doubt_after,
+        settings.tpc.resolve_interval,
+    )
+    .start();
+    Ok(())
+}
+
+/// A transaction prepared and never finished would hold its locks forever; tests
+/// assert there are none left.
+pub async fn count_prepared(url: &str) -> Result<i64, sqlx::Error> {
+    let mut conn = PgConnection::connect(url).await?;
+    let n = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gids_have_exactly_one_shape() {
+        let id = Uuid::new_v4();
+        let gid = Gid::new(id, "inventory");
+        assert_eq!(Gid::parse(&gid.as_string()), Ok(gid.clone()));
+        for bad in [
+            "txlab_x_inventory".to_owned(),
+            format!("txlab_{}_", id.simple()),
+            format!("txlab_{}_Inventory", id.simple()),
+            format!("txlab_{}_inv'; DROP TABLE x; --", id.simple()),
+            format!("other_{}_inventory", id.simple()),
+        ] {
+            assert!(Gid::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}
