@@ -98,6 +98,7 @@ pub struct Prepared {
     pub pool: sqlx::PgPool,
     listener: std::net::TcpListener,
     migrations: i64,
+    injector: Option<actix_web::web::Data<crate::fault::FaultInjector>>,
 }
 
 impl Server {
@@ -125,11 +126,26 @@ impl Server {
             pool,
             listener,
             migrations,
+            injector: None,
         })
     }
 }
 
 impl Prepared {
+    /// The service's fault injector, for services that inject faults outside HTTP
+    /// handlers too (the coordinator's protocol). The same one serves `/admin/faults`.
+    pub fn fault_injector(
+        &mut self,
+        settings: &Settings,
+        operations: &'static [&'static str],
+    ) -> actix_web::web::Data<crate::fault::FaultInjector> {
+        self.injector
+            .get_or_insert_with(|| {
+                actix_web::web::Data::new(crate::fault::FaultInjector::new(settings.fault.clone(), operations))
+            })
+            .clone()
+    }
+
     pub fn serve<P, A>(self, settings: &Settings, routes: Routes<P, A>) -> anyhow::Result<Server>
     where
         P: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
@@ -150,6 +166,7 @@ impl Prepared {
             pool,
             listener,
             migrations,
+            injector,
         } = self;
         IdempotencyPurger::new(
             pool.clone(),
@@ -162,7 +179,8 @@ impl Prepared {
             service: settings.service.name(),
             lease: settings.idempotency.lease,
         });
-        let injector = web::Data::new(FaultInjector::new(settings.fault.clone(), routes.fault_operations));
+        let injector = injector
+            .unwrap_or_else(|| web::Data::new(FaultInjector::new(settings.fault.clone(), routes.fault_operations)));
         let pool_data = web::Data::new(pool.clone());
         let expected = web::Data::new(ExpectedMigrations(migrations));
         let admin_token = settings.admin_token.clone();

@@ -130,6 +130,14 @@ async fn is_prepared(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::E
     .await
 }
 
+#[tracing::instrument(name = "db.is_aborted", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+async fn is_aborted(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = $1)")
+        .bind(gid.as_string())
+        .fetch_one(conn)
+        .await
+}
+
 #[tracing::instrument(name = "db.is_committed", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 async fn is_committed(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tpc_log WHERE gid = $1)")
@@ -175,6 +183,13 @@ async fn prepare_detached<W: TpcWork>(
     if is_committed(&mut conn, &gid).await? {
         span.record("tx.vote", "yes");
         return vote(&gid, "yes", serde_json::json!({ "already": "committed" }));
+    }
+    if is_aborted(&mut conn, &gid).await? {
+        span.record("tx.vote", "no");
+        return Err(Problem::new(
+            ErrorCode::ActionAfterCompensation,
+            format!("{} was aborted before this prepare arrived; voting no", gid.as_string()),
+        ));
     }
     // A plain BEGIN on a pooled connection: after PREPARE the session is outside any
     // transaction again, and the connection goes back to the pool clean.
@@ -271,6 +286,13 @@ pub enum Decision {
 
 async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<HttpResponse, Problem> {
     let outcome = |o: &str| ok(&serde_json::json!({ "gid": gid.as_string(), "outcome": o }));
+    if decision == Decision::Abort {
+        // First, so that a prepare still on its way votes no when it arrives.
+        sqlx::query("INSERT INTO tpc_aborted (gid) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(gid.as_string())
+            .execute(&mut *conn)
+            .await?;
+    }
     if is_prepared(conn, gid).await? {
         let sql = match decision {
             Decision::Commit => format!("COMMIT PREPARED {}", gid.literal()),

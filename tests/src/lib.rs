@@ -13,6 +13,7 @@ use shared::{
 use uuid::Uuid;
 
 pub struct Platform {
+    pub coordinator: TestApp,
     pub order: TestApp,
     pub inventory: TestApp,
     pub payment: TestApp,
@@ -33,9 +34,20 @@ pub fn saga_settings() -> order_service::startup::SagaSettings {
     }
 }
 
-fn participant(settings: &mut Settings) {
-    // Longer than any step's timeout (3 s at most), so `timeout` really times out.
+fn participant(settings: &mut Settings, coordinator: &str) {
+    // Longer than any step's or vote's timeout (3 s at most), so `timeout` times out.
     settings.fault.timeout_wait = Duration::from_millis(3500);
+    settings.peers.coordinator = coordinator.to_owned();
+    settings.tpc.in_doubt_after = Duration::from_secs(1);
+    settings.tpc.resolve_interval = Duration::from_millis(300);
+}
+
+/// A port nobody listens on yet, for a service its peers must know in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 impl Platform {
@@ -45,6 +57,9 @@ impl Platform {
 
     pub async fn start_with(saga: order_service::startup::SagaSettings) -> Platform {
         let smtp = SmtpSink::start().await;
+        let coordinator_port = free_port();
+        let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
+        let participant = |s: &mut Settings| participant(s, &coordinator_url);
         let inventory = TestApp::spawn(Service::Inventory, participant, inventory_service::startup::build).await;
         let payment = TestApp::spawn(Service::Payment, participant, |s| {
             payment_service::startup::build_with(
@@ -81,14 +96,37 @@ impl Platform {
             Service::Order,
             |s| {
                 participant(s);
-                s.peers.inventory = inventory_url;
-                s.peers.payment = payment_url;
-                s.peers.email = email_url;
+                s.peers.inventory = inventory_url.clone();
+                s.peers.payment = payment_url.clone();
+                s.peers.email = email_url.clone();
             },
             |s| order_service::startup::build_with(s, saga),
         )
         .await;
+        let order_url = order.address.clone();
+        let coordinator = TestApp::spawn(
+            Service::Coordinator,
+            |s| {
+                s.bind_addr = std::net::SocketAddr::from(([127, 0, 0, 1], coordinator_port));
+                s.peers.order = order_url;
+                s.peers.inventory = inventory_url;
+                s.peers.payment = payment_url;
+                s.peers.email = email_url;
+            },
+            |s| {
+                coordinator::startup::build_with(
+                    s,
+                    coordinator::startup::CoordinatorSettings {
+                        vote_timeout: Duration::from_secs(3),
+                        checkout_deadline: Duration::from_secs(15),
+                        recovery_interval: Duration::from_millis(200),
+                    },
+                )
+            },
+        )
+        .await;
         Platform {
+            coordinator,
             order,
             inventory,
             payment,
@@ -98,29 +136,89 @@ impl Platform {
         }
     }
 
-    /// `POST /checkout`; returns the status, headers and JSON body.
+    /// `POST /checkout` on the saga; returns the status, headers and JSON body.
     pub async fn checkout(
         &self,
         body: &Value,
         key: &str,
         baggage: Option<&str>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut request = self
-            .order
-            .client
-            .post(self.order.url("/checkout"))
-            .json(body)
-            .header("Idempotency-Key", key);
-        if let Some(baggage) = baggage {
-            request = request.header("baggage", baggage);
-        }
-        let response = self.order.send(request).await;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, headers, body)
+        checkout_on(&self.order, body, key, baggage).await
     }
 
+    /// `POST /checkout` on the 2PC coordinator.
+    pub async fn checkout_2pc(
+        &self,
+        body: &Value,
+        key: &str,
+        baggage: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        checkout_on(&self.coordinator, body, key, baggage).await
+    }
+
+    /// Prepared transactions left in the participants' databases.
+    pub async fn prepared_left(&self) -> i64 {
+        let mut total = 0;
+        for app in [&self.order, &self.inventory, &self.payment, &self.email] {
+            total += shared::tpc::count_prepared(&app.db.url).await.unwrap();
+        }
+        total
+    }
+
+    pub async fn assert_no_prepared_left(&self) {
+        let none = eventually(Duration::from_secs(15), || async {
+            (self.prepared_left().await == 0).then_some(())
+        })
+        .await;
+        assert!(
+            none.is_some(),
+            "{} prepared transactions left behind",
+            self.prepared_left().await
+        );
+    }
+
+    pub async fn transaction(&self, id: &str) -> Value {
+        self.coordinator
+            .get(&format!("/transactions/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the 2PC transaction is committed or aborted everywhere.
+    pub async fn finished(&self, id: &str) -> Value {
+        eventually(Duration::from_secs(60), || async {
+            let tx = self.transaction(id).await;
+            matches!(tx["state"].as_str(), Some("committed" | "aborted")).then_some(tx)
+        })
+        .await
+        .unwrap_or_else(|| panic!("transaction {id} did not finish"))
+    }
+}
+
+async fn checkout_on(
+    app: &TestApp,
+    body: &Value,
+    key: &str,
+    baggage: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = app
+        .client
+        .post(app.url("/checkout"))
+        .json(body)
+        .header("Idempotency-Key", key);
+    if let Some(baggage) = baggage {
+        request = request.header("baggage", baggage);
+    }
+    let response = app.send(request).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+impl Platform {
     pub async fn order(&self, order_id: &str) -> Value {
         self.order
             .get(&format!("/orders/{order_id}"))
@@ -141,13 +239,17 @@ impl Platform {
         .unwrap_or_else(|| panic!("order {order_id} did not settle"))
     }
 
+    /// The SKU's stock, without the request's own trace id.
     pub async fn stock(&self, sku: &str) -> Value {
-        self.inventory
+        let mut stock: Value = self
+            .inventory
             .get(&format!("/inventory/{sku}"))
             .await
             .json()
             .await
-            .unwrap()
+            .unwrap();
+        stock.as_object_mut().unwrap().remove("trace_id");
+        stock
     }
 
     pub async fn set_stock(&self, sku: &str, available: i64) {

@@ -29,7 +29,13 @@ fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/debug/deps/<test> → target/debug
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
-    for service in [Service::Order, Service::Inventory, Service::Payment, Service::Email] {
+    for service in [
+        Service::Order,
+        Service::Inventory,
+        Service::Payment,
+        Service::Email,
+        Service::Coordinator,
+    ] {
         assert!(
             dir.join(service.binary()).is_file(),
             "{} is missing in {}: run `cargo build --workspace --bins` first (scripts/test does)",
@@ -40,12 +46,7 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use crate::free_port;
 
 impl Processes {
     pub fn log_dir(&self) -> &std::path::Path {
@@ -122,7 +123,13 @@ impl Platform {
     pub async fn start_processes(extra: &[(Service, &str, &str)]) -> Platform {
         shared::telemetry::init_for_tests();
         let smtp = SmtpSink::start().await;
-        let services = [Service::Inventory, Service::Payment, Service::Email, Service::Order];
+        let services = [
+            Service::Inventory,
+            Service::Payment,
+            Service::Email,
+            Service::Order,
+            Service::Coordinator,
+        ];
         let ports: HashMap<Service, u16> = services.iter().map(|s| (*s, free_port())).collect();
         let mut databases = HashMap::new();
         for service in services {
@@ -146,6 +153,9 @@ impl Platform {
                 ("SAGA_PARK_RETRY_SECS".to_owned(), "0.5".to_owned()),
                 ("CHECKOUT_DEADLINE_MS".to_owned(), "15000".to_owned()),
                 ("IDEMPOTENCY_LEASE_SECS".to_owned(), "2".to_owned()),
+                ("TPC_IN_DOUBT_AFTER_SECS".to_owned(), "1".to_owned()),
+                ("TPC_RESOLVE_INTERVAL_SECS".to_owned(), "0.3".to_owned()),
+                ("TPC_RECOVERY_INTERVAL_MS".to_owned(), "200".to_owned()),
             ];
             for peer in services {
                 env.push((
@@ -189,6 +199,7 @@ impl Platform {
         }
         let mut take = |s: Service| apps.remove(&s).expect("app");
         Platform {
+            coordinator: take(Service::Coordinator),
             order: take(Service::Order),
             inventory: take(Service::Inventory),
             payment: take(Service::Payment),

@@ -1,0 +1,8 @@
+use std::process::ExitCode;
+
+use shared::config::Service;
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    shared::startup::run(Service::Coordinator, coordinator::startup::build).await
+}

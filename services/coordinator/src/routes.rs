@@ -1,0 +1,212 @@
+//! The coordinator's HTTP API: the checkout by two-phase commit, and its log.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared::{
+    Problem,
+    domain::{CheckoutRequest, PricedItem, price_checkout},
+    idempotency::{ClaimedKey, Idempotency},
+    supervisor::{RunJob, Supervisor, WatchJob},
+    telemetry::current_traceparent,
+    web::{json, mutation, ok},
+};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::tpc::{
+    log::{self, NewTransaction, TxRecord},
+    protocol::Coordinator,
+    state::{Decision, TxState, Vote},
+};
+
+/// How long `POST /checkout` waits for the decision before answering 202.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckoutDeadline(pub Duration);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(mutation(
+        "/checkout",
+        web::post().to(checkout),
+        "coordinator.checkout",
+        Idempotency::required(),
+    ))
+    .route("/transactions", web::get().to(list_transactions))
+    .route("/transactions/{id}", web::get().to(show_transaction));
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransactionView {
+    pub transaction_id: Uuid,
+    pub order_id: Uuid,
+    /// `committed`, `aborted`, or `pending` before the decision.
+    pub status: &'static str,
+    /// Where the protocol is: `preparing`, `committing`, `aborting`, `committed`, `aborted`.
+    pub state: TxState,
+    pub decision: Option<Decision>,
+    pub reason: Option<String>,
+    pub total_cents: i64,
+    pub trace_id: Option<String>,
+    pub customer_email: String,
+    pub items: Vec<PricedItem>,
+    pub participants: Vec<ParticipantView>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParticipantView {
+    pub name: String,
+    /// `yes`, `no`, `timeout`, or `pending` before it answered.
+    pub vote: Vote,
+    /// `committed`, `aborted` or `in_doubt`.
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+}
+
+fn view(record: TxRecord) -> TransactionView {
+    TransactionView {
+        transaction_id: record.id,
+        order_id: record.order_id,
+        status: match record.tx.decision {
+            Some(Decision::Commit) => "committed",
+            Some(Decision::Abort) => "aborted",
+            None => "pending",
+        },
+        state: record.tx.state,
+        decision: record.tx.decision,
+        reason: record.tx.reason.clone(),
+        total_cents: record.request.total_cents,
+        trace_id: record
+            .traceparent
+            .as_deref()
+            .and_then(|tp| tp.split('-').nth(1))
+            .map(str::to_owned),
+        customer_email: record.request.customer_email.clone(),
+        items: record.request.items.clone(),
+        participants: record
+            .tx
+            .participants
+            .iter()
+            .map(|p| ParticipantView {
+                name: p.name.clone(),
+                vote: p.vote,
+                outcome: p.outcome(),
+                detail: p.detail.clone(),
+            })
+            .collect(),
+        created_at: record.created_at,
+        decided_at: record.decided_at,
+    }
+}
+
+async fn load(conn: &mut PgConnection, id: Uuid) -> Result<TransactionView, Problem> {
+    log::fetch_transaction(conn, id)
+        .await?
+        .map(view)
+        .ok_or_else(|| Problem::not_found(format!("no transaction {id}")))
+}
+
+/// `POST /checkout`: validate, price, log the transaction, run the protocol, and
+/// answer 201 once it is decided (202 with `Location` if the deadline passes first).
+#[tracing::instrument(name = "checkout", skip_all, fields(tx.id, order.id))]
+#[allow(clippy::too_many_arguments)]
+async fn checkout(
+    req: HttpRequest,
+    key: ClaimedKey,
+    body: web::Json<CheckoutRequest>,
+    pool: web::Data<PgPool>,
+    coordinator: web::Data<Arc<Coordinator>>,
+    supervisor: web::Data<Addr<Supervisor<Coordinator>>>,
+    deadline: web::Data<CheckoutDeadline>,
+) -> Result<HttpResponse, Problem> {
+    let checkout_key = format!("{}:{}", key.scope, key.key);
+    let id = match log::fetch_transaction_id_by_key(&pool, &checkout_key).await? {
+        Some(id) => id,
+        None => {
+            let inventory = &coordinator.participants["inventory"];
+            let priced = price_checkout(&body, &coordinator.client, inventory).await?;
+            let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
+            log::insert_transaction(
+                &pool,
+                NewTransaction {
+                    checkout_key: &checkout_key,
+                    request: &priced,
+                    traceparent: current_traceparent().as_deref(),
+                    baggage,
+                    started_by: coordinator.boot_id,
+                },
+            )
+            .await?
+        }
+    };
+    tracing::Span::current().record("tx.id", tracing::field::display(id));
+    supervisor.do_send(RunJob(id));
+    let stopped = supervisor
+        .send(WatchJob(id))
+        .await
+        .map_err(|e| Problem::internal(anyhow::anyhow!("supervisor: {e}")))?;
+    let _ = tokio::time::timeout(deadline.0, stopped).await;
+    let view = load(&mut *pool.acquire().await?, id).await?;
+    tracing::Span::current().record("order.id", tracing::field::display(view.order_id));
+    if view.decision.is_some() {
+        json(StatusCode::CREATED, &view)
+    } else {
+        let mut response = json(StatusCode::ACCEPTED, &view)?;
+        response.headers_mut().insert(
+            actix_web::http::header::LOCATION,
+            actix_web::http::header::HeaderValue::from_str(&format!("/transactions/{id}"))
+                .map_err(Problem::internal)?,
+        );
+        Ok(response)
+    }
+}
+
+async fn show_transaction(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+    ok(&load(&mut *pool.acquire().await?, *id).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionsQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATES: [&str; 6] = [
+    "in_doubt",
+    "preparing",
+    "committing",
+    "aborting",
+    "committed",
+    "aborted",
+];
+
+async fn list_transactions(
+    pool: web::Data<PgPool>,
+    query: web::Query<TransactionsQuery>,
+) -> Result<HttpResponse, Problem> {
+    if let Some(state) = query.state.as_deref()
+        && !STATES.contains(&state)
+    {
+        return Err(Problem::invalid(format!(
+            "state must be one of {STATES:?}, got {state:?}"
+        )));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::invalid(format!(
+            "limit must be between 1 and 500, got {limit}"
+        )));
+    }
+    let mut conn = pool.acquire().await?;
+    let ids = log::fetch_transaction_ids(&pool, query.state.as_deref(), limit).await?;
+    let mut transactions = Vec::with_capacity(ids.len());
+    for id in ids {
+        transactions.push(load(&mut conn, id).await?);
+    }
+    ok(&serde_json::json!({ "transactions": transactions }))
+}

@@ -1,0 +1,226 @@
+//! The coordinator's log in Postgres.
+
+use chrono::{DateTime, Utc};
+use shared::domain::PricedCheckout;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::state::{Ack, Decision, Participant, Transaction, TxState, Vote};
+
+pub const PARTICIPANTS: [&str; 4] = ["order", "inventory", "payment", "email"];
+
+#[derive(Debug, Clone)]
+pub struct TxRecord {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub request: PricedCheckout,
+    pub traceparent: Option<String>,
+    pub baggage: Option<String>,
+    pub started_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub tx: Transaction,
+}
+
+#[derive(sqlx::FromRow)]
+struct TxRow {
+    id: Uuid,
+    order_id: Uuid,
+    state: TxState,
+    decision: Option<Decision>,
+    reason: Option<String>,
+    request: sqlx::types::Json<PricedCheckout>,
+    traceparent: Option<String>,
+    baggage: Option<String>,
+    started_by: Uuid,
+    created_at: DateTime<Utc>,
+    decided_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ParticipantRow {
+    name: String,
+    vote: Vote,
+    outcome: Ack,
+    detail: Option<String>,
+}
+
+pub struct NewTransaction<'a> {
+    pub checkout_key: &'a str,
+    pub request: &'a PricedCheckout,
+    pub traceparent: Option<&'a str>,
+    pub baggage: Option<&'a str>,
+    pub started_by: Uuid,
+}
+
+/// Logs a transaction (before anything is prepared) unless the checkout key has one.
+#[tracing::instrument(name = "db.insert_transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_transaction(pool: &PgPool, new: NewTransaction<'_>) -> Result<Uuid, sqlx::Error> {
+    let mut db = pool.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO transactions (id, order_id, checkout_key, request, traceparent, baggage, started_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (checkout_key) DO NOTHING RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .bind(new.checkout_key)
+    .bind(sqlx::types::Json(new.request))
+    .bind(new.traceparent)
+    .bind(new.baggage)
+    .bind(new.started_by)
+    .fetch_optional(&mut *db)
+    .await?;
+    let Some(id) = inserted else {
+        db.rollback().await?;
+        return sqlx::query_scalar("SELECT id FROM transactions WHERE checkout_key = $1")
+            .bind(new.checkout_key)
+            .fetch_one(pool)
+            .await;
+    };
+    sqlx::query(
+        "INSERT INTO tx_participants (transaction_id, position, name)
+         SELECT $1, (ordinality - 1)::smallint, name FROM unnest($2::text[]) WITH ORDINALITY AS p(name, ordinality)",
+    )
+    .bind(id)
+    .bind(&PARTICIPANTS[..])
+    .execute(&mut *db)
+    .await?;
+    db.commit().await?;
+    Ok(id)
+}
+
+#[tracing::instrument(name = "db.fetch_transaction_id_by_key", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_transaction_id_by_key(pool: &PgPool, checkout_key: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM transactions WHERE checkout_key = $1")
+        .bind(checkout_key)
+        .fetch_optional(pool)
+        .await
+}
+
+#[tracing::instrument(name = "db.fetch_transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Option<TxRecord>, sqlx::Error> {
+    let row: Option<TxRow> = sqlx::query_as(
+        "SELECT id, order_id, state, decision, reason, request, traceparent, baggage, started_by, created_at, decided_at
+         FROM transactions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let participants: Vec<ParticipantRow> = sqlx::query_as(
+        "SELECT name, vote, outcome, detail FROM tx_participants WHERE transaction_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    Ok(Some(TxRecord {
+        id: row.id,
+        order_id: row.order_id,
+        request: row.request.0,
+        traceparent: row.traceparent,
+        baggage: row.baggage,
+        started_by: row.started_by,
+        created_at: row.created_at,
+        decided_at: row.decided_at,
+        tx: Transaction {
+            state: row.state,
+            decision: row.decision,
+            reason: row.reason,
+            participants: participants
+                .into_iter()
+                .map(|p| Participant {
+                    name: p.name,
+                    vote: p.vote,
+                    ack: p.outcome,
+                    detail: p.detail,
+                })
+                .collect(),
+        },
+    }))
+}
+
+#[tracing::instrument(name = "db.update_participant", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn update_participant(
+    pool: &PgPool,
+    id: Uuid,
+    position: usize,
+    p: &Participant,
+    phase2_attempt: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tx_participants SET vote = $3, outcome = $4, detail = $5,
+                phase2_attempts = phase2_attempts + CASE WHEN $6 THEN 1 ELSE 0 END
+         WHERE transaction_id = $1 AND position = $2",
+    )
+    .bind(id)
+    .bind(position as i16)
+    .bind(p.vote)
+    .bind(p.ack)
+    .bind(p.detail.as_deref())
+    .bind(phase2_attempt)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The commit point: the decision, durably, before anyone hears it. Refuses to
+/// change a decision already logged.
+#[tracing::instrument(name = "db.log_decision", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn log_decision(pool: &PgPool, id: Uuid, tx: &Transaction) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE transactions SET state = $2, decision = $3, reason = $4, decided_at = now(), updated_at = now()
+         WHERE id = $1 AND decision IS NULL",
+    )
+    .bind(id)
+    .bind(tx.state)
+    .bind(tx.decision)
+    .bind(tx.reason.as_deref())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+#[tracing::instrument(name = "db.update_transaction_state", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn update_state(pool: &PgPool, id: Uuid, state: TxState) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE transactions SET state = $2, updated_at = now(),
+                completed_at = CASE WHEN $2 IN ('committed', 'aborted') THEN now() ELSE completed_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Transactions not finished yet, for the sweeper.
+#[tracing::instrument(name = "db.fetch_unfinished_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_unfinished(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM transactions WHERE state IN ('preparing', 'committing', 'aborting') ORDER BY created_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Newest first; `in_doubt` means unfinished with a participant that may have
+/// prepared and has not heard the decision.
+#[tracing::instrument(name = "db.fetch_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_transaction_ids(pool: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT t.id FROM transactions t
+         WHERE $1::text IS NULL
+            OR ($1 = 'in_doubt' AND t.state IN ('preparing', 'committing', 'aborting') AND EXISTS (
+                    SELECT 1 FROM tx_participants p WHERE p.transaction_id = t.id
+                    AND p.vote IN ('yes', 'timeout') AND p.outcome = 'pending'))
+            OR t.state::text = $1
+         ORDER BY t.created_at DESC LIMIT $2",
+    )
+    .bind(state)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

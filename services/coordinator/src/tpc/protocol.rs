@@ -1,0 +1,260 @@
+//! The coordinator's protocol, run as a supervised job per transaction:
+//!
+//! 1. the transaction is logged (by `POST /checkout`, before anything else);
+//! 2. **prepare**: every participant, in parallel, within the vote timeout;
+//! 3. **decide** and log the decision durably — the commit point;
+//! 4. **commit or abort** every participant, retried until each acknowledges.
+//!
+//! Run again after a crash, it picks up from the log: an undecided transaction it
+//! did not start is aborted (presumed abort); a decided one is delivered again.
+//! Fault points `coordinator.vote` (votes in, decision not logged) and
+//! `coordinator.decide` (decision logged, nobody told) make both crashes one
+//! request away.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use shared::{
+    fault::{FaultInjector, FaultKind, record_injected},
+    http_client::{CallOutcome, HttpClient},
+    retry::RetryPolicy,
+    supervisor::{Job, LocalBoxFuture},
+    tpc::Gid,
+};
+use sqlx::PgPool;
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use super::{
+    log::{self, TxRecord},
+    state::{Decision, TxState, Vote},
+};
+
+pub struct Coordinator {
+    pub pool: PgPool,
+    pub client: HttpClient,
+    /// Base URL per participant name.
+    pub participants: HashMap<&'static str, String>,
+    pub vote_timeout: Duration,
+    pub faults: actix_web::web::Data<FaultInjector>,
+    /// This process: a transaction started by another one and found undecided is
+    /// presumed aborted.
+    pub boot_id: Uuid,
+}
+
+const PHASE_TWO: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+};
+
+impl Job for Coordinator {
+    const KIND: &'static str = "2pc";
+
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>> {
+        Box::pin(async move { Ok(format!("{:?}", self.run_transaction(id).await?)) })
+    }
+}
+
+pub fn find_unfinished(pool: PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    Box::pin(async move { log::fetch_unfinished(&pool, 100).await })
+}
+
+impl Coordinator {
+    async fn run_transaction(&self, id: Uuid) -> anyhow::Result<TxState> {
+        let record = log::fetch_transaction(&mut *self.pool.acquire().await?, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no transaction {id}"))?;
+        let span = tracing::info_span!(
+            "tpc.transaction",
+            otel.name = "tpc.checkout",
+            tx.id = %record.id,
+            order.id = %record.order_id,
+            tx.resumed = record.started_by != self.boot_id,
+            tx.decision = Empty,
+            tx.state = Empty,
+        );
+        if let Some(traceparent) = &record.traceparent {
+            let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
+            let _ = span.set_parent(opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier)));
+        }
+        let state = self.drive(record).instrument(span.clone()).await?;
+        span.record("tx.state", tracing::field::debug(state));
+        Ok(state)
+    }
+
+    async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TxState> {
+        let ours = record.started_by == self.boot_id;
+        if record.tx.state == TxState::Preparing {
+            if ours {
+                self.prepare_all(&mut record).await?;
+                self.fault_point(&record, "coordinator.vote").await;
+                record.tx.decide();
+            } else {
+                tracing::warn!("found undecided after a restart: presumed abort");
+                record.tx.presume_abort();
+            }
+            let decision = record.tx.decision;
+            let span = tracing::info_span!("tpc.decision", tx.id = %record.id, tx.phase = "decide", tx.decision = ?decision, tx.reason = record.tx.reason.as_deref());
+            async {
+                if !log::log_decision(&self.pool, record.id, &record.tx).await? {
+                    // Someone logged a decision first; theirs stands.
+                    record = log::fetch_transaction(&mut *self.pool.acquire().await?, record.id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("transaction vanished"))?;
+                }
+                tracing::info!(decision = ?record.tx.decision, reason = record.tx.reason.as_deref(), "decision logged");
+                anyhow::Ok(())
+            }
+            .instrument(span)
+            .await?;
+            if ours {
+                self.fault_point(&record, "coordinator.decide").await;
+            }
+        }
+        tracing::Span::current().record("tx.decision", tracing::field::debug(record.tx.decision));
+        self.finish_all(&mut record).await?;
+        Ok(record.tx.state)
+    }
+
+    /// Phase one: every participant prepares, or fails to within the vote timeout.
+    async fn prepare_all(&self, record: &mut TxRecord) -> anyhow::Result<()> {
+        let baggage = record.baggage.clone();
+        let calls = record.tx.participants.iter().enumerate().map(|(i, p)| {
+            let name = p.name.clone();
+            let gid = Gid::new(record.id, &name).as_string();
+            let url = format!("{}/tpc/{gid}/prepare", self.participants[name.as_str()]);
+            let payload = payload(&name, record);
+            let mut request = self.client.post_json(&url, &payload, &gid, self.vote_timeout);
+            if let Some(baggage) = &baggage {
+                request = request.header("baggage", baggage.clone());
+            }
+            let span = tracing::info_span!(
+                "tpc.prepare",
+                otel.name = %format!("tpc.prepare {name}"),
+                tx.id = %record.id,
+                tx.phase = "prepare",
+                tx.participant = %name,
+                tx.vote = Empty,
+            );
+            async move {
+                // Any answer but a yes is a no; only silence is a timeout.
+                let answered = request.send().await;
+                let silent = answered.is_err();
+                let (vote, detail) = match CallOutcome::of(answered).await {
+                    CallOutcome::Succeeded(body) if body["vote"] == "yes" => (Vote::Yes, None),
+                    CallOutcome::Succeeded(body) => (Vote::No, Some(body.to_string())),
+                    other if silent => (Vote::Timeout, Some(other.describe())),
+                    other => (Vote::No, Some(other.describe())),
+                };
+                tracing::Span::current().record("tx.vote", tracing::field::debug(vote));
+                (i, vote, detail)
+            }
+            .instrument(span)
+        });
+        for (i, vote, detail) in join_all(calls).await {
+            record.tx.record_vote(i, vote, detail);
+            log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], false).await?;
+        }
+        Ok(())
+    }
+
+    /// Phase two: tell every participant the decision until each acknowledges.
+    async fn finish_all(&self, record: &mut TxRecord) -> anyhow::Result<()> {
+        let Some(decision) = record.tx.decision else {
+            anyhow::bail!("phase two without a decision");
+        };
+        let verb = match decision {
+            Decision::Commit => "commit",
+            Decision::Abort => "abort",
+        };
+        let mut round = 0;
+        loop {
+            let pending = record.tx.unacknowledged();
+            if pending.is_empty() {
+                log::update_state(&self.pool, record.id, record.tx.state).await?;
+                return Ok(());
+            }
+            if round > 0 {
+                tokio::time::sleep(PHASE_TWO.backoff(round)).await;
+            }
+            round += 1;
+            let calls = pending.into_iter().map(|i| {
+                let name = record.tx.participants[i].name.clone();
+                let gid = Gid::new(record.id, &name).as_string();
+                let url = format!("{}/tpc/{gid}/{verb}", self.participants[name.as_str()]);
+                let mut request = self.client.post_json(&url, &json!({}), &gid, Duration::from_secs(3));
+                if round == 1
+                    && let Some(baggage) = &record.baggage
+                {
+                    request = request.header("baggage", baggage.clone());
+                }
+                let span = tracing::info_span!(
+                    "tpc.finish",
+                    otel.name = %format!("tpc.{verb} {name}"),
+                    tx.id = %record.id,
+                    tx.phase = verb,
+                    tx.participant = %name,
+                    tx.attempt = round,
+                    tx.outcome = Empty,
+                );
+                async move {
+                    let outcome = CallOutcome::of(request.send().await).await;
+                    tracing::Span::current().record("tx.outcome", outcome.describe().as_str());
+                    if !matches!(outcome, CallOutcome::Succeeded(_)) {
+                        tracing::warn!(participant = %name, outcome = %outcome.describe(), "not acknowledged yet; retrying");
+                    }
+                    (i, matches!(outcome, CallOutcome::Succeeded(_)))
+                }
+                .instrument(span)
+            });
+            for (i, acknowledged) in join_all(calls).await {
+                if acknowledged {
+                    record.tx.record_ack(i);
+                }
+                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
+            }
+        }
+    }
+
+    /// A fault point inside the protocol: `crash` aborts the process here, a delay
+    /// holds the transaction (and the participants' locks) here.
+    async fn fault_point(&self, record: &TxRecord, operation: &'static str) {
+        let Some(kind) = self.faults.decide(operation, record.baggage.as_deref()) else {
+            return;
+        };
+        record_injected(operation, kind);
+        match kind {
+            FaultKind::Crash => {
+                tracing::error!(operation, "fault crash: aborting the coordinator");
+                std::process::abort();
+            }
+            FaultKind::DelayMs(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            other => tracing::warn!(operation, kind = %other, "only crash and delay_ms apply inside the protocol"),
+        }
+    }
+}
+
+/// What each participant prepares.
+fn payload(participant: &str, record: &TxRecord) -> Value {
+    let checkout = &record.request;
+    let id = record.order_id;
+    match participant {
+        "order" => json!({
+            "order_id": id,
+            "customer_email": checkout.customer_email,
+            "payment_token": checkout.payment_token,
+            "items": checkout.items,
+        }),
+        "inventory" => json!({
+            "order_id": id,
+            "items": checkout.items.iter().map(|i| json!({ "sku": i.sku, "quantity": i.quantity })).collect::<Vec<_>>(),
+        }),
+        "payment" => {
+            json!({ "order_id": id, "amount_cents": checkout.total_cents, "payment_token": checkout.payment_token })
+        }
+        _ => json!({ "order_id": id, "to": checkout.customer_email, "total_cents": checkout.total_cents }),
+    }
+}

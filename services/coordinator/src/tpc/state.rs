@@ -1,0 +1,229 @@
+//! A two-phase-commit transaction as a pure state machine.
+//!
+//! ```text
+//! preparing ──all voted yes──► committing ──every participant acknowledged──► committed
+//!     │                            (decision logged first: the commit point)
+//!     └──any no / timeout, or found undecided after a restart──► aborting ──► aborted
+//! ```
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "tx_state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    Preparing,
+    Committing,
+    Aborting,
+    Committed,
+    Aborted,
+}
+
+impl TxState {
+    pub fn is_final(self) -> bool {
+        matches!(self, TxState::Committed | TxState::Aborted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "tx_decision", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "tx_vote", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    Pending,
+    Yes,
+    No,
+    /// No answer in time: the participant may or may not have prepared.
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "tx_outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Ack {
+    Pending,
+    Committed,
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub name: String,
+    pub vote: Vote,
+    pub ack: Ack,
+    pub detail: Option<String>,
+}
+
+impl Participant {
+    /// `committed`, `aborted` or `in_doubt` (prepared, or maybe prepared, and not
+    /// yet told the decision), as the API shows it.
+    pub fn outcome(&self) -> &'static str {
+        match (self.ack, self.vote) {
+            (Ack::Committed, _) => "committed",
+            (Ack::Aborted, _) => "aborted",
+            (Ack::Pending, Vote::Yes | Vote::Timeout) => "in_doubt",
+            (Ack::Pending, Vote::No | Vote::Pending) => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub state: TxState,
+    pub decision: Option<Decision>,
+    pub reason: Option<String>,
+    pub participants: Vec<Participant>,
+}
+
+impl Transaction {
+    pub fn new(names: &[&str]) -> Self {
+        Transaction {
+            state: TxState::Preparing,
+            decision: None,
+            reason: None,
+            participants: names
+                .iter()
+                .map(|name| Participant {
+                    name: (*name).to_owned(),
+                    vote: Vote::Pending,
+                    ack: Ack::Pending,
+                    detail: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn record_vote(&mut self, i: usize, vote: Vote, detail: Option<String>) {
+        self.participants[i].vote = vote;
+        self.participants[i].detail = detail;
+    }
+
+    /// The decision from the votes: commit only if every participant voted yes.
+    pub fn decide(&mut self) -> Decision {
+        let refusal = self.participants.iter().find(|p| p.vote != Vote::Yes).map(|p| {
+            format!(
+                "{} voted {:?}: {}",
+                p.name,
+                p.vote,
+                p.detail.as_deref().unwrap_or("no detail")
+            )
+            .to_lowercase()
+        });
+        let decision = if refusal.is_none() {
+            Decision::Commit
+        } else {
+            Decision::Abort
+        };
+        self.decided(decision, refusal);
+        decision
+    }
+
+    /// Found undecided by a coordinator that did not start it: no logged decision
+    /// means abort.
+    pub fn presume_abort(&mut self) {
+        self.decided(
+            Decision::Abort,
+            Some("presumed abort: the coordinator restarted before logging a decision".into()),
+        );
+    }
+
+    fn decided(&mut self, decision: Decision, reason: Option<String>) {
+        self.decision = Some(decision);
+        self.reason = reason;
+        self.state = match decision {
+            Decision::Commit => TxState::Committing,
+            Decision::Abort => TxState::Aborting,
+        };
+    }
+
+    /// Participants that have not acknowledged the decision yet.
+    pub fn unacknowledged(&self) -> Vec<usize> {
+        (0..self.participants.len())
+            .filter(|&i| self.participants[i].ack == Ack::Pending)
+            .collect()
+    }
+
+    pub fn record_ack(&mut self, i: usize) {
+        let Some(decision) = self.decision else { return };
+        self.participants[i].ack = match decision {
+            Decision::Commit => Ack::Committed,
+            Decision::Abort => Ack::Aborted,
+        };
+        if self.unacknowledged().is_empty() {
+            self.state = match decision {
+                Decision::Commit => TxState::Committed,
+                Decision::Abort => TxState::Aborted,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 4] = ["order", "inventory", "payment", "email"];
+
+    #[test]
+    fn every_yes_commits_once_everyone_acknowledges() {
+        let mut tx = Transaction::new(&NAMES);
+        for i in 0..4 {
+            tx.record_vote(i, Vote::Yes, None);
+        }
+        assert_eq!(tx.decide(), Decision::Commit);
+        assert_eq!(tx.state, TxState::Committing);
+        assert_eq!(tx.participants[2].outcome(), "in_doubt");
+        for i in 0..3 {
+            tx.record_ack(i);
+        }
+        assert_eq!(tx.state, TxState::Committing);
+        tx.record_ack(3);
+        assert_eq!(tx.state, TxState::Committed);
+        assert!(tx.participants.iter().all(|p| p.outcome() == "committed"));
+    }
+
+    #[test]
+    fn one_no_aborts_everyone() {
+        let mut tx = Transaction::new(&NAMES);
+        tx.record_vote(0, Vote::Yes, None);
+        tx.record_vote(1, Vote::No, Some("422 insufficient-stock".into()));
+        tx.record_vote(2, Vote::Yes, None);
+        tx.record_vote(3, Vote::Yes, None);
+        assert_eq!(tx.decide(), Decision::Abort);
+        assert!(tx.reason.as_deref().unwrap().contains("inventory voted no"));
+        assert_eq!(tx.participants[1].outcome(), "aborted");
+        assert_eq!(tx.participants[0].outcome(), "in_doubt", "prepared, not yet told");
+    }
+
+    #[test]
+    fn a_timeout_aborts_and_the_silent_participant_stays_in_doubt_until_told() {
+        let mut tx = Transaction::new(&NAMES);
+        for i in 0..3 {
+            tx.record_vote(i, Vote::Yes, None);
+        }
+        tx.record_vote(3, Vote::Timeout, None);
+        assert_eq!(tx.decide(), Decision::Abort);
+        assert_eq!(tx.participants[3].outcome(), "in_doubt");
+        for i in 0..4 {
+            tx.record_ack(i);
+        }
+        assert_eq!(tx.state, TxState::Aborted);
+    }
+
+    #[test]
+    fn an_undecided_transaction_found_after_a_restart_aborts() {
+        let mut tx = Transaction::new(&NAMES);
+        tx.record_vote(0, Vote::Yes, None);
+        tx.presume_abort();
+        assert_eq!(tx.decision, Some(Decision::Abort));
+        assert_eq!(tx.state, TxState::Aborting);
+        assert_eq!(tx.unacknowledged().len(), 4, "everyone is told, prepared or not");
+    }
+}

@@ -1,0 +1,290 @@
+//! The checkout by two-phase commit, end to end, on PostgreSQL prepared transactions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::testing::{eventually, problem};
+use txlab_tests::{Platform, checkout_body, new_key};
+
+fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
+    tx["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_committed_checkout_changes_every_participant_once() {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-002").await["available"].as_i64().unwrap();
+    let (status, headers, tx) = platform
+        .checkout_2pc(&checkout_body("SKU-002", 2, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "{tx}");
+    assert!(headers.contains_key("traceresponse"));
+    assert_eq!(tx["status"], "committed");
+    assert_eq!(tx["total_cents"], 2 * 4900);
+    assert_eq!(tx["trace_id"].as_str().unwrap().len(), 32);
+    let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    for name in ["order", "inventory", "payment", "email"] {
+        assert_eq!(participant(&tx, name)["vote"], "yes", "{tx}");
+        assert_eq!(participant(&tx, name)["outcome"], "committed", "{tx}");
+    }
+    let order_id = tx["order_id"].as_str().unwrap();
+    let order = platform.order(order_id).await;
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(platform.stock("SKU-002").await["available"], before - 2);
+    platform.assert_consistent(&order).await;
+    platform.assert_no_prepared_left().await;
+}
+
+#[actix_web::test]
+async fn effects_stay_invisible_until_the_decision() {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-003").await;
+    let key = new_key();
+    let body = checkout_body("SKU-003", 1, "tok_visa");
+    let checkout = {
+        let (coordinator, body, key) = (platform.coordinator.clone(), body.clone(), key.clone());
+        tokio::spawn(async move {
+            let request = coordinator
+                .client
+                .post(coordinator.url("/checkout"))
+                .json(&body)
+                .header("Idempotency-Key", key)
+                .header("baggage", "fault.coordinator.vote=delay_ms:1500");
+            request.send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    // Everyone has prepared; the coordinator has not decided yet.
+    let prepared = eventually(Duration::from_secs(10), || async {
+        (platform.prepared_left().await == 4).then_some(())
+    })
+    .await;
+    assert!(prepared.is_some(), "all four prepared");
+    assert_eq!(
+        platform.stock("SKU-003").await,
+        before,
+        "stock unchanged to everyone else"
+    );
+    assert_eq!(platform.order.count("orders").await, 0, "no order visible yet");
+    assert_eq!(platform.payment.count("charges").await, 0, "no charge visible yet");
+    assert_eq!(platform.email.count("emails").await, 0, "no email queued yet");
+    let tx = checkout.await.unwrap();
+    assert_eq!(tx["status"], "committed", "{tx}");
+    platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    assert_eq!(
+        platform.stock("SKU-003").await["sold"],
+        before["sold"].as_i64().unwrap() + 1
+    );
+    assert_eq!(platform.payment.count("charges").await, 1);
+    platform.assert_no_prepared_left().await;
+}
+
+async fn aborted_with_no_effects(platform: &Platform, tx: &Value, who: &str) {
+    assert_eq!(tx["status"], "aborted", "{tx}");
+    assert_eq!(participant(tx, who)["vote"], "no", "{tx}");
+    assert!(tx["reason"].as_str().unwrap().contains(who), "{tx}");
+    let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    assert!(
+        tx["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["outcome"] == "aborted"),
+        "{tx}"
+    );
+    assert_eq!(platform.order.count("orders").await, 0);
+    assert_eq!(platform.payment.count("charges").await, 0);
+    assert_eq!(platform.email.count("emails").await, 0);
+    assert_eq!(platform.inventory.count("reservations").await, 0);
+    platform.assert_no_prepared_left().await;
+}
+
+#[actix_web::test]
+async fn a_declined_card_votes_no_and_everything_rolls_back() {
+    let platform = Platform::start().await;
+    let before = platform.stock("SKU-004").await;
+    let (status, _, tx) = platform
+        .checkout_2pc(&checkout_body("SKU-004", 1, "tok_chargeDeclined"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201);
+    aborted_with_no_effects(&platform, &tx, "payment").await;
+    assert_eq!(platform.stock("SKU-004").await, before);
+}
+
+#[actix_web::test]
+async fn out_of_stock_votes_no_and_everything_rolls_back() {
+    let platform = Platform::start().await;
+    platform.set_stock("SKU-012", 1).await;
+    let (_, _, tx) = platform
+        .checkout_2pc(&checkout_body("SKU-012", 2, "tok_visa"), &new_key(), None)
+        .await;
+    aborted_with_no_effects(&platform, &tx, "inventory").await;
+    assert_eq!(platform.stock("SKU-012").await["available"], 1);
+}
+
+#[actix_web::test]
+async fn an_injected_prepare_error_votes_no() {
+    let platform = Platform::start().await;
+    let (_, _, tx) = platform
+        .checkout_2pc(
+            &checkout_body("SKU-005", 1, "tok_visa"),
+            &new_key(),
+            Some("fault.email.prepare=error"),
+        )
+        .await;
+    aborted_with_no_effects(&platform, &tx, "email").await;
+}
+
+#[actix_web::test]
+async fn a_participant_that_does_not_vote_in_time_aborts_the_transaction() {
+    let platform = Platform::start().await;
+    let (_, _, tx) = platform
+        .checkout_2pc(
+            &checkout_body("SKU-006", 1, "tok_visa"),
+            &new_key(),
+            Some("fault.payment.prepare=timeout"),
+        )
+        .await;
+    assert_eq!(tx["status"], "aborted", "{tx}");
+    assert_eq!(participant(&tx, "payment")["vote"], "timeout", "{tx}");
+    platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    // The late prepare arrives after the abort: it votes no, or is rolled back by the
+    // payment service's resolver after asking the coordinator. Nothing stays prepared.
+    platform.assert_no_prepared_left().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    platform.assert_no_prepared_left().await;
+    assert_eq!(platform.payment.count("charges").await, 0);
+    assert_eq!(platform.order.count("orders").await, 0);
+}
+
+#[actix_web::test]
+async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
+    let platform = Platform::start().await;
+    let key = new_key();
+    let body = checkout_body("SKU-007", 1, "tok_visa");
+    let checkout = {
+        let (coordinator, body, key) = (platform.coordinator.clone(), body.clone(), key.clone());
+        tokio::spawn(async move {
+            let request = coordinator
+                .client
+                .post(coordinator.url("/checkout"))
+                .json(&body)
+                .header("Idempotency-Key", key)
+                .header("baggage", "fault.coordinator.vote=delay_ms:4000");
+            request.send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    let in_doubt = eventually(Duration::from_secs(10), || async {
+        let listed: Value = platform
+            .coordinator
+            .get("/transactions?state=in_doubt")
+            .await
+            .json()
+            .await
+            .unwrap();
+        listed["transactions"].as_array().and_then(|t| t.first().cloned())
+    })
+    .await
+    .expect("the API shows the in-doubt transaction");
+    assert_eq!(
+        in_doubt["decision"],
+        Value::Null,
+        "every vote is in, nothing decided yet: {in_doubt}"
+    );
+    // The participants ask the coordinator after 1 s; with no decision to learn they
+    // stay in doubt, holding their locks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(participant(&in_doubt, "inventory")["outcome"], "in_doubt");
+    let prepared: Value = platform.inventory.get("/tpc/prepared").await.json().await.unwrap();
+    assert_eq!(prepared["prepared"].as_array().unwrap().len(), 1, "{prepared}");
+
+    // A saga checkout of the same SKU meets the held row locks: its reservation waits,
+    // gives up after the lock timeout, and is retried.
+    let (status, _, blocked) = platform
+        .checkout(&checkout_body("SKU-007", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let order_id = blocked["order_id"].as_str().unwrap().to_owned();
+    let tx = checkout.await.unwrap();
+    assert_eq!(tx["status"], "committed");
+    platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    let order = platform.settled(&order_id).await;
+    let reserve = order["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "reserve_inventory")
+        .unwrap();
+    assert!(
+        reserve["attempts"].as_u64().unwrap() >= 2,
+        "the reservation was blocked and retried ({status}): {order}"
+    );
+    assert_eq!(
+        order["status"], "confirmed",
+        "and succeeded once the locks were released"
+    );
+    platform.assert_no_prepared_left().await;
+}
+
+#[actix_web::test]
+async fn the_same_key_is_one_transaction() {
+    let platform = Platform::start().await;
+    let key = new_key();
+    let body = checkout_body("SKU-008", 1, "tok_visa");
+    let (_, _, first) = platform.checkout_2pc(&body, &key, None).await;
+    let (status, headers, second) = platform.checkout_2pc(&body, &key, None).await;
+    assert_eq!(status, 201);
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(first, second);
+    assert_eq!(platform.coordinator.count("transactions").await, 1);
+    assert_eq!(platform.payment.count("charges").await, 1);
+}
+
+#[actix_web::test]
+async fn bad_2pc_checkouts_are_refused_and_write_nothing() {
+    let platform = Platform::start().await;
+    let request = platform
+        .coordinator
+        .client
+        .post(platform.coordinator.url("/checkout"))
+        .json(&checkout_body("SKU-001", 1, "tok_visa"));
+    assert_eq!(problem(platform.coordinator.send(request).await).await.0, 400, "no key");
+    for (body, expected) in [
+        (checkout_body("SKU-999", 1, "tok_visa"), 422),
+        (checkout_body("SKU-001", 0, "tok_visa"), 400),
+    ] {
+        let request = platform
+            .coordinator
+            .client
+            .post(platform.coordinator.url("/checkout"))
+            .json(&body)
+            .header("Idempotency-Key", new_key());
+        assert_eq!(
+            problem(platform.coordinator.send(request).await).await.0,
+            expected,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        problem(platform.coordinator.get("/transactions?state=maybe").await)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        problem(
+            platform
+                .coordinator
+                .get(&format!("/transactions/{}", uuid::Uuid::new_v4()))
+                .await
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(platform.coordinator.count("transactions").await, 0);
+}
