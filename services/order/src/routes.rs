@@ -199,7 +199,14 @@ async fn transition(
 }
 
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
-    match crate::view::load(&mut *pool.acquire().await?, *id).await? {
+    // One snapshot for the order, its lines and its saga.
+    let mut snapshot = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let view = crate::view::load(&mut snapshot, *id).await?;
+    snapshot.commit().await?;
+    match view {
         Some(view) => ok(&view),
         None => Err(Problem::not_found(format!("no order {}", *id))),
     }

@@ -73,12 +73,16 @@ pub async fn load_existing(conn: &mut PgConnection, order_id: Uuid) -> Result<Or
 }
 
 /// The order, from its row and (when it came from a checkout) its saga.
+///
+/// The saga is read before the order: an order's final status commits before its
+/// saga logs its own, so a saga read as final always comes with a final order (read
+/// the other way round, a finishing saga could show a stale order).
 pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<OrderView>, Problem> {
-    let order = db::fetch_order(conn, order_id, false).await?;
     let saga = match log::fetch_saga_id_by_order(&mut *conn, order_id).await? {
         Some(saga_id) => log::fetch_saga(&mut *conn, saga_id).await?,
         None => None,
     };
+    let order = db::fetch_order(conn, order_id, false).await?;
     let items = match &order {
         Some(_) => db::fetch_order_lines(conn, order_id).await?,
         None => Vec::new(),

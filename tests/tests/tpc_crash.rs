@@ -1,0 +1,195 @@
+//! The coordinator and participants are SIGKILLed at the protocol's worst moments
+//! and started again: every transaction ends committed or aborted everywhere, and
+//! no prepared transaction is left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shared::{config::Service, testing::eventually};
+use txlab_tests::{Platform, checkout_body, new_key};
+
+/// Starts a 2PC checkout without waiting for the answer; returns its transaction id.
+async fn start_checkout(platform: &Platform, sku: &str, baggage: &str) -> String {
+    let request = platform
+        .coordinator
+        .client
+        .post(platform.coordinator.url("/checkout"))
+        .json(&checkout_body(sku, 1, "tok_visa"))
+        .header("Idempotency-Key", new_key())
+        .header("baggage", baggage);
+    tokio::spawn(async move {
+        let _ = request.send().await;
+    });
+    eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM transactions LIMIT 1")
+            .fetch_optional(&platform.coordinator.pool)
+            .await
+            .unwrap()
+            .map(|id| id.to_string())
+    })
+    .await
+    .expect("the transaction was logged")
+}
+
+async fn wait_until_exited(platform: &mut Platform, service: Service) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !platform.processes().has_exited(service) {
+        assert!(Instant::now() < deadline, "{service} should have crashed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn everywhere(platform: &Platform, tx: &Value, expected: &str) {
+    assert_eq!(tx["state"], expected, "{tx}");
+    for p in tx["participants"].as_array().unwrap() {
+        assert_eq!(p["outcome"], expected, "{tx}");
+    }
+    let order_id = tx["order_id"].as_str().unwrap();
+    let payments = platform.payments(order_id).await;
+    if expected == "committed" {
+        platform.assert_consistent(&platform.order(order_id).await).await;
+    } else {
+        assert_eq!(payments["charges"], json!([]), "{payments}");
+        assert_eq!(platform.order.get(&format!("/orders/{order_id}")).await.status(), 404);
+        assert!(platform.emails(order_id).await.is_empty());
+        assert!(platform.reservation(order_id).await.is_none());
+    }
+    platform.assert_no_prepared_left().await;
+}
+
+#[actix_web::test]
+async fn a_coordinator_killed_after_logging_commit_commits_everywhere_on_restart() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let id = start_checkout(&platform, "SKU-001", "fault.coordinator.decide=crash").await;
+    wait_until_exited(&mut platform, Service::Coordinator).await;
+    let logged: (String, Option<String>) =
+        sqlx::query_as("SELECT state::text, decision::text FROM transactions WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&platform.coordinator.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        logged,
+        ("committing".to_owned(), Some("commit".to_owned())),
+        "the decision was logged first"
+    );
+    platform.processes().restart(Service::Coordinator).await;
+    let tx = platform.finished(&id).await;
+    everywhere(&platform, &tx, "committed").await;
+}
+
+#[actix_web::test]
+async fn a_coordinator_killed_before_deciding_aborts_everywhere_on_restart() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let id = start_checkout(&platform, "SKU-002", "fault.coordinator.vote=crash").await;
+    wait_until_exited(&mut platform, Service::Coordinator).await;
+    assert_eq!(
+        platform.prepared_left().await,
+        4,
+        "everyone prepared, nobody knows the outcome"
+    );
+    platform.processes().restart(Service::Coordinator).await;
+    let tx = platform.finished(&id).await;
+    assert!(tx["reason"].as_str().unwrap().contains("presumed abort"), "{tx}");
+    everywhere(&platform, &tx, "aborted").await;
+}
+
+#[actix_web::test]
+async fn while_the_coordinator_is_down_the_participants_block_and_both_checkouts_resolve_after() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let before = platform.stock("SKU-003").await;
+    let id = start_checkout(&platform, "SKU-003", "fault.coordinator.vote=crash").await;
+    wait_until_exited(&mut platform, Service::Coordinator).await;
+
+    // The participants show what they hold, and for how long.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let prepared: Value = platform.inventory.get("/tpc/prepared").await.json().await.unwrap();
+    let held = &prepared["prepared"][0];
+    assert!(
+        held["gid"].as_str().unwrap().contains(&id.replace('-', "")),
+        "{prepared}"
+    );
+    assert!(held["age_seconds"].as_f64().unwrap() >= 1.0, "{prepared}");
+
+    // A second checkout of the same SKU, by saga, meets the locks and cannot go on:
+    // its reservation waits, times out on the lock, and is retried.
+    let request = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .json(&checkout_body("SKU-003", 1, "tok_visa"))
+        .header("Idempotency-Key", new_key());
+    let second = tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() });
+    let blocked = eventually(Duration::from_secs(15), || async {
+        let order_id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT order_id FROM sagas LIMIT 1")
+            .fetch_optional(&platform.order.pool)
+            .await
+            .unwrap();
+        let order = platform.order(&order_id?.to_string()).await;
+        let reserve = order["steps"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "reserve_inventory")?
+            .clone();
+        reserve["last_error"].as_str()?.contains("locked").then_some(order)
+    })
+    .await
+    .expect("the reservation is blocked by the in-doubt transaction's locks");
+    assert_eq!(blocked["status"], "pending");
+    assert_eq!(platform.stock("SKU-003").await, before, "nothing moved while in doubt");
+
+    platform.processes().restart(Service::Coordinator).await;
+    let listed: Value = platform
+        .coordinator
+        .get(&format!("/transactions/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(listed["state"], "committed", "{listed}");
+    let tx = platform.finished(&id).await;
+    everywhere(&platform, &tx, "aborted").await;
+    let second = second.await.unwrap();
+    let second = platform.settled(second["order_id"].as_str().unwrap()).await;
+    assert_eq!(
+        second["status"], "confirmed",
+        "the blocked checkout went through once the locks were released"
+    );
+    platform.assert_consistent(&second).await;
+}
+
+#[actix_web::test]
+async fn a_participant_killed_after_preparing_commits_its_prepared_work_on_restart() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let id = start_checkout(&platform, "SKU-004", "fault.coordinator.vote=delay_ms:2000").await;
+    let prepared = eventually(Duration::from_secs(10), || async {
+        (platform.prepared_left().await == 4).then_some(())
+    })
+    .await;
+    assert!(prepared.is_some());
+    platform.processes().kill(Service::Payment).await;
+    // The decision (commit: everyone voted yes) cannot reach the payment service.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tx = platform.transaction(&id).await;
+    assert_eq!(tx["decision"], "commit", "{tx}");
+    assert_eq!(tx["participants"][2]["outcome"], "in_doubt", "{tx}");
+    assert_eq!(
+        shared::tpc::count_prepared(&platform.payment.db.url).await.unwrap(),
+        1,
+        "it survived the crash"
+    );
+    platform.processes().restart(Service::Payment).await;
+    let tx = platform.finished(&id).await;
+    everywhere(&platform, &tx, "committed").await;
+}
+
+#[actix_web::test]
+async fn a_participant_that_crashes_while_committing_is_committed_once() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let id = start_checkout(&platform, "SKU-005", "fault.payment.commit=crash").await;
+    wait_until_exited(&mut platform, Service::Payment).await;
+    platform.processes().restart(Service::Payment).await;
+    let tx = platform.finished(&id).await;
+    everywhere(&platform, &tx, "committed").await;
+}
