@@ -41,10 +41,16 @@ pub struct QuietHealthRootSpan;
 impl RootSpanBuilder for QuietHealthRootSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
         if request.path().starts_with("/health/") {
-            tracing::Span::none()
-        } else {
-            DefaultRootSpanBuilder::on_request_start(request)
+            return tracing::Span::none();
         }
+        let span = DefaultRootSpanBuilder::on_request_start(request);
+        // The baggage that came with the request (fault injection rides on it), so a
+        // trace shows what reached each hop.
+        if let Some(baggage) = request.headers().get("baggage").and_then(|v| v.to_str().ok()) {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            span.set_attribute("http.request.header.baggage", baggage.to_owned());
+        }
+        span
     }
 
     fn on_request_end<B: MessageBody>(span: tracing::Span, outcome: &Result<ServiceResponse<B>, Error>) {

@@ -23,6 +23,7 @@ pub struct Platform {
     pub processes: Option<processes::Processes>,
 }
 
+pub mod otlp;
 pub mod processes;
 
 /// How the orchestrator is tuned for tests: short waits, quick recovery.

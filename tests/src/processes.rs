@@ -103,6 +103,19 @@ impl Processes {
         }
     }
 
+    /// SIGTERM: a graceful stop (requests drained, spans flushed); waits for the exit.
+    pub async fn terminate(&mut self, service: Service) {
+        if let Some(mut child) = self.children.remove(&service) {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+        }
+    }
+
     pub async fn restart(&mut self, service: Service) {
         self.kill(service).await;
         self.spawn(service);

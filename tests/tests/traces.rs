@@ -1,0 +1,411 @@
+//! Traces that tell the story: every service exports to an OTLP receiver built on
+//! `opentelemetry-proto` (gRPC, and `http/protobuf` for the payment service), and the
+//! tests check the shape of what arrives.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use serde_json::Value;
+use shared::{config::Service, testing::eventually};
+use txlab_tests::{
+    Platform, checkout_body, new_key,
+    otlp::{OtlpReceiver, Span, TraceShape},
+};
+
+/// Every service exporting to `receiver`: gRPC, but HTTP/protobuf for the payment service.
+async fn traced_platform(receiver: &OtlpReceiver) -> Platform {
+    let (grpc, http) = (receiver.grpc_endpoint(), receiver.http_endpoint());
+    let mut env: Vec<(Service, &str, &str)> = Vec::new();
+    for service in [Service::Order, Service::Inventory, Service::Email, Service::Coordinator] {
+        env.push((service, "OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()));
+        env.push((service, "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
+    }
+    env.push((Service::Payment, "OTEL_EXPORTER_OTLP_ENDPOINT", http.as_str()));
+    env.push((Service::Payment, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"));
+    // The env strings are copied into each process's environment at start.
+    Platform::start_processes(&env).await
+}
+
+async fn checkout_with(platform: &Platform, url: &str, body: &Value, headers: &[(&str, &str)]) -> Value {
+    let mut request = platform
+        .order
+        .client
+        .post(url)
+        .json(body)
+        .header("Idempotency-Key", new_key());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+fn server_spans<'a>(spans: &'a [Span], service: &str) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.service == service && s.kind == SpanKind::Server)
+        .collect()
+}
+
+/// Every server span that is not where the trace entered is the child of a client span.
+fn assert_client_parents_server(spans: &[Span], entry: &[&str]) {
+    for server in spans.iter().filter(|s| {
+        s.kind == SpanKind::Server && !s.parent_span_id.is_empty() && !entry.contains(&s.parent_span_id.as_str())
+    }) {
+        let parent = spans.by_id(&server.parent_span_id);
+        let parent = parent.unwrap_or_else(|| panic!("{} {} has no parent in the trace", server.service, server.name));
+        assert_eq!(
+            parent.kind,
+            SpanKind::Client,
+            "{} is parented by {}",
+            server.name,
+            parent.name
+        );
+    }
+}
+
+/// Waits until the trace has `what` and no span is missing its parent: spans are
+/// exported as they end, so an incomplete trace has orphans until its last spans
+/// (the request's, the saga's) arrive. A span that never ends fails this.
+async fn complete(
+    receiver: &OtlpReceiver,
+    trace_id: &str,
+    entry: &[&str],
+    what: &str,
+    check: impl Fn(&[Span]) -> bool,
+) -> Vec<Span> {
+    receiver
+        .wait_for(trace_id, &format!("{what}, with every parent present"), |spans| {
+            check(spans) && spans.orphans(entry).is_empty()
+        })
+        .await
+}
+
+fn assert_well_formed(spans: &[Span], allowed_parents: &[&str]) {
+    let orphans: Vec<String> = spans
+        .orphans(allowed_parents)
+        .iter()
+        .map(|s| format!("{}:{}", s.service, s.name))
+        .collect();
+    assert!(orphans.is_empty(), "orphan spans: {orphans:?}");
+    for span in spans {
+        assert!(
+            span.end_unix_nano >= span.start_unix_nano && span.end_unix_nano > 0,
+            "unended: {}",
+            span.name
+        );
+    }
+}
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[actix_web::test]
+async fn a_saga_checkout_is_one_trace_across_every_service_and_joins_the_callers() {
+    let receiver = OtlpReceiver::start().await;
+    let platform = traced_platform(&receiver).await;
+    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-001", 1, "tok_visa"),
+        &[("traceparent", &traceparent), ("baggage", "tenant=acme")],
+    )
+    .await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(
+        order["trace_id"], CALLER_TRACE,
+        "the checkout joined the caller's trace"
+    );
+
+    let spans = complete(
+        &receiver,
+        CALLER_TRACE,
+        &[CALLER_SPAN],
+        "the email's delivery",
+        |spans| !spans.named("email.deliver").is_empty(),
+    )
+    .await;
+    let services = spans.services();
+    for service in ["order-service", "inventory-service", "payment-service", "email-service"] {
+        assert!(services.contains(&service.to_owned()), "{service} in {services:?}");
+        assert!(!server_spans(&spans, service).is_empty(), "{service} has a server span");
+    }
+    let saga = spans.named("saga.checkout");
+    assert_eq!(saga.len(), 1);
+    for step in [
+        "create_order",
+        "reserve_inventory",
+        "charge_payment",
+        "commit_inventory",
+        "confirm_order",
+        "send_email",
+    ] {
+        let step_spans = spans.named(&format!("saga.step {step}"));
+        assert_eq!(step_spans.len(), 1, "{step}");
+        assert!(spans.descends_from(step_spans[0], saga[0]), "{step} is under the saga");
+        assert_eq!(step_spans[0].attr("saga.step"), Some(step));
+        assert_eq!(step_spans[0].attr("saga.attempt"), Some("1"));
+        assert_eq!(step_spans[0].attr("order.id"), order["order_id"].as_str());
+    }
+    assert_client_parents_server(&spans, &[CALLER_SPAN]);
+    assert_well_formed(&spans, &[CALLER_SPAN]);
+    // The baggage reached every hop.
+    for server in spans.iter().filter(|s| s.kind == SpanKind::Server) {
+        assert_eq!(
+            server.attr("http.request.header.baggage"),
+            Some("tenant=acme"),
+            "{} {}",
+            server.service,
+            server.name
+        );
+    }
+    // Database work shows up as client spans of PostgreSQL.
+    let db = spans
+        .iter()
+        .find(|s| s.name == "db.insert_charge")
+        .expect("a database span");
+    assert_eq!(db.attr("db.system"), Some("postgresql"));
+    assert_eq!(db.kind, SpanKind::Client);
+}
+
+#[actix_web::test]
+async fn a_declined_checkout_shows_its_compensations_and_no_email() {
+    let receiver = OtlpReceiver::start().await;
+    let platform = traced_platform(&receiver).await;
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-002", 1, "tok_chargeDeclined"),
+        &[],
+    )
+    .await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    let trace_id = order["trace_id"].as_str().unwrap();
+    let spans = complete(&receiver, trace_id, &[], "every compensation", |spans| {
+        !spans.named("saga.compensate create_order").is_empty()
+    })
+    .await;
+    let saga = spans.named("saga.checkout")[0];
+    for step in ["charge_payment", "reserve_inventory", "create_order"] {
+        let compensation = spans.named(&format!("saga.compensate {step}"));
+        assert_eq!(compensation.len(), 1, "{step}");
+        assert!(
+            spans.descends_from(compensation[0], saga),
+            "{step}'s compensation is under the saga"
+        );
+        assert_eq!(compensation[0].attr("saga.compensation"), Some("true"));
+    }
+    assert!(
+        server_spans(&spans, "email-service").is_empty(),
+        "no email for a cancelled order"
+    );
+    assert!(spans.named("email.deliver").is_empty());
+    assert_client_parents_server(&spans, &[]);
+    assert_well_formed(&spans, &[]);
+}
+
+#[actix_web::test]
+async fn each_retry_is_a_span_of_its_own_and_the_injected_fault_is_marked() {
+    let receiver = OtlpReceiver::start().await;
+    let platform = traced_platform(&receiver).await;
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-003", 1, "tok_visa"),
+        &[("baggage", "fault.payment.charge=error")],
+    )
+    .await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let trace_id = order["trace_id"].as_str().unwrap();
+    let spans = complete(&receiver, trace_id, &[], "two charge attempts", |spans| {
+        spans.named("saga.step charge_payment").len() == 2
+    })
+    .await;
+    let mut attempts: Vec<&str> = spans
+        .named("saga.step charge_payment")
+        .iter()
+        .filter_map(|s| s.attr("saga.attempt"))
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, vec!["1", "2"]);
+    let faulted = spans
+        .iter()
+        .find(|s| s.service == "payment-service" && s.attr("fault.injected").is_some())
+        .expect("the payment service marked the injected fault");
+    assert_eq!(faulted.attr("fault.injected"), Some("payment.charge=error"));
+    assert!(faulted.events.iter().any(|e| e == "fault.injected"));
+    assert_well_formed(&spans, &[]);
+}
+
+#[actix_web::test]
+async fn work_resumed_after_a_crash_continues_the_checkout_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let mut platform = traced_platform(&receiver).await;
+    let request = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .json(&checkout_body("SKU-004", 1, "tok_visa"))
+        .header("Idempotency-Key", new_key())
+        .header("baggage", "fault.order.confirm=crash");
+    tokio::spawn(async move {
+        let _ = request.send().await;
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !platform.processes().has_exited(Service::Order) {
+        assert!(std::time::Instant::now() < deadline, "the order service should crash");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order_id: uuid::Uuid = sqlx::query_scalar("SELECT order_id FROM sagas LIMIT 1")
+        .fetch_one(&platform.order.pool)
+        .await
+        .unwrap();
+    let traceparent: String = sqlx::query_scalar("SELECT traceparent FROM sagas LIMIT 1")
+        .fetch_one(&platform.order.pool)
+        .await
+        .unwrap();
+    let trace_id = traceparent.split('-').nth(1).unwrap().to_owned();
+    platform.processes().restart(Service::Order).await;
+    let order = platform.settled(&order_id.to_string()).await;
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["trace_id"], trace_id.as_str());
+    let spans = receiver
+        .wait_for(&trace_id, "the resumed saga's email step", |spans| {
+            !spans.named("saga.step send_email").is_empty()
+        })
+        .await;
+    let resumed = spans
+        .named("saga.checkout")
+        .into_iter()
+        .find(|s| {
+            s.attr("saga.resumed_from").is_some_and(|from| from != "Running") || spans.named("saga.checkout").len() == 1
+        })
+        .expect("the resumed saga's span");
+    assert_eq!(resumed.trace_id, trace_id, "resumed work keeps the original trace id");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "saga.step confirm_order" && s.attr("saga.attempt") == Some("2"))
+    );
+}
+
+#[actix_web::test]
+async fn a_two_phase_commit_shows_its_phases_votes_and_decision() {
+    let receiver = OtlpReceiver::start().await;
+    let platform = traced_platform(&receiver).await;
+    let committed = checkout_with(
+        &platform,
+        &platform.coordinator.url("/checkout"),
+        &checkout_body("SKU-005", 1, "tok_visa"),
+        &[],
+    )
+    .await;
+    assert_eq!(committed["status"], "committed", "{committed}");
+    let trace_id = committed["trace_id"].as_str().unwrap();
+    let spans = complete(&receiver, trace_id, &[], "every commit", |spans| {
+        ["order", "inventory", "payment", "email"]
+            .iter()
+            .all(|p| !spans.named(&format!("tpc.commit {p}")).is_empty())
+    })
+    .await;
+    let tx = spans.named("tpc.checkout")[0];
+    for participant in ["order", "inventory", "payment", "email"] {
+        let vote = spans.named(&format!("tpc.prepare {participant}"));
+        assert_eq!(vote.len(), 1, "{participant}");
+        assert_eq!(vote[0].attr("tx.vote"), Some("Yes"));
+        assert_eq!(vote[0].attr("tx.phase"), Some("prepare"));
+        assert!(spans.descends_from(vote[0], tx));
+        let commit = spans.named(&format!("tpc.commit {participant}"));
+        assert_eq!(commit[0].attr("tx.phase"), Some("commit"));
+    }
+    let decision = spans.named("tpc.decision");
+    assert_eq!(decision.len(), 1);
+    assert_eq!(decision[0].attr("tx.decision"), Some("Some(Commit)"));
+    assert_eq!(decision[0].attr("tx.id"), committed["transaction_id"].as_str());
+    assert_client_parents_server(&spans, &[]);
+    assert_well_formed(&spans, &[]);
+
+    let aborted = checkout_with(
+        &platform,
+        &platform.coordinator.url("/checkout"),
+        &checkout_body("SKU-006", 1, "tok_chargeDeclined"),
+        &[],
+    )
+    .await;
+    assert_eq!(aborted["status"], "aborted", "{aborted}");
+    let spans = complete(
+        &receiver,
+        aborted["trace_id"].as_str().unwrap(),
+        &[],
+        "every abort",
+        |spans| {
+            ["order", "inventory", "payment", "email"]
+                .iter()
+                .all(|p| !spans.named(&format!("tpc.abort {p}")).is_empty())
+        },
+    )
+    .await;
+    assert_eq!(spans.named("tpc.prepare payment")[0].attr("tx.vote"), Some("No"));
+    assert_eq!(spans.named("tpc.decision")[0].attr("tx.decision"), Some("Some(Abort)"));
+    assert_well_formed(&spans, &[]);
+}
+
+#[actix_web::test]
+async fn a_collector_that_never_answers_does_not_hold_up_a_checkout() {
+    // It accepts connections and then says nothing, the worst kind of down.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let env: Vec<(Service, &str, &str)> = [
+        Service::Order,
+        Service::Inventory,
+        Service::Payment,
+        Service::Email,
+        Service::Coordinator,
+    ]
+    .into_iter()
+    .map(|s| (s, "OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()))
+    .collect();
+    let platform = Platform::start_processes(&env).await;
+    for sku in ["SKU-007", "SKU-008", "SKU-009"] {
+        let (status, _, order) = platform
+            .checkout(&checkout_body(sku, 1, "tok_visa"), &new_key(), None)
+            .await;
+        assert_eq!(status, 201, "answered within the deadline: {order}");
+        assert_eq!(order["status"], "confirmed");
+    }
+}
+
+#[actix_web::test]
+async fn a_graceful_stop_flushes_every_span() {
+    let receiver = OtlpReceiver::start().await;
+    let mut platform = traced_platform(&receiver).await;
+    let response = platform.inventory.get("/inventory/SKU-010").await;
+    let trace_id = response.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    // Stopped at once: the batch would only have gone out half a second later.
+    platform.processes().terminate(Service::Inventory).await;
+    let flushed = eventually(Duration::from_secs(5), || async {
+        receiver
+            .trace(&trace_id)
+            .iter()
+            .any(|s| s.service == "inventory-service" && s.kind == SpanKind::Server)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        flushed.is_some(),
+        "the request's span was exported before the process ended"
+    );
+}
