@@ -174,6 +174,8 @@ async fn show_transaction(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Resul
 struct TransactionsQuery {
     state: Option<String>,
     limit: Option<i64>,
+    /// The last `transaction_id` of the previous page.
+    before: Option<Uuid>,
 }
 
 const STATES: [&str; 6] = [
@@ -203,7 +205,7 @@ async fn list_transactions(
         )));
     }
     let mut conn = pool.acquire().await?;
-    let ids = log::fetch_transaction_ids(&pool, query.state.as_deref(), limit).await?;
+    let ids = log::fetch_transaction_ids(&pool, query.state.as_deref(), query.before, limit).await?;
     let mut transactions = Vec::with_capacity(ids.len());
     for id in ids {
         transactions.push(load(&mut conn, id).await?);

@@ -12,6 +12,8 @@ pub struct Product {
     pub available: i32,
     pub reserved: i32,
     pub sold: i32,
+    /// Every unit ever put on the shelf: `available + reserved + sold`.
+    pub stocked: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -38,14 +40,14 @@ pub struct ReservationRow {
 
 #[tracing::instrument(name = "db.fetch_products", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_products(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold FROM products ORDER BY sku")
+    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products ORDER BY sku")
         .fetch_all(pool)
         .await
 }
 
 #[tracing::instrument(name = "db.fetch_product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_product(pool: &PgPool, sku: &str) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold FROM products WHERE sku = $1")
+    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = $1")
         .bind(sku)
         .fetch_optional(pool)
         .await
@@ -60,7 +62,7 @@ pub async fn update_available(
 ) -> Result<Option<Product>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE products SET stocked = stocked + ($2 - available), available = $2 WHERE sku = $1
-         RETURNING sku, name, price_cents, available, reserved, sold",
+         RETURNING sku, name, price_cents, available, reserved, sold, stocked",
     )
     .bind(sku)
     .bind(available)

@@ -127,15 +127,18 @@ pub async fn update_order_status(
 pub async fn fetch_orders(
     pool: &PgPool,
     status: Option<OrderStatus>,
+    before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<OrderSummary>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, status, customer_email, total_cents, created_at FROM orders
-         WHERE $1::order_status IS NULL OR status = $1
+         WHERE ($1::order_status IS NULL OR status = $1)
+           AND ($3::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM orders WHERE id = $3))
          ORDER BY created_at DESC, id DESC LIMIT $2",
     )
     .bind(status)
     .bind(limit)
+    .bind(before)
     .fetch_all(pool)
     .await
 }

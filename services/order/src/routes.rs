@@ -217,6 +217,8 @@ async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<Http
 struct OrdersQuery {
     status: Option<String>,
     limit: Option<i64>,
+    /// The last `order_id` of the previous page.
+    before: Option<Uuid>,
 }
 
 async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) -> Result<HttpResponse, Problem> {
@@ -233,6 +235,6 @@ async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) ->
             "limit must be between 1 and 500, got {limit}"
         )));
     }
-    let orders = db::fetch_orders(&pool, status, limit).await?;
+    let orders = db::fetch_orders(&pool, status, query.before, limit).await?;
     ok(&serde_json::json!({ "orders": orders }))
 }

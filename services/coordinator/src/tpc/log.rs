@@ -209,18 +209,25 @@ pub async fn fetch_unfinished(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sq
 /// Newest first; `in_doubt` means unfinished with a participant that may have
 /// prepared and has not heard the decision.
 #[tracing::instrument(name = "db.fetch_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_transaction_ids(pool: &PgPool, state: Option<&str>, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn fetch_transaction_ids(
+    pool: &PgPool,
+    state: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT t.id FROM transactions t
-         WHERE $1::text IS NULL
+         WHERE ($1::text IS NULL
             OR ($1 = 'in_doubt' AND t.state IN ('preparing', 'committing', 'aborting') AND EXISTS (
                     SELECT 1 FROM tx_participants p WHERE p.transaction_id = t.id
                     AND p.vote IN ('yes', 'timeout') AND p.outcome = 'pending'))
-            OR t.state::text = $1
-         ORDER BY t.created_at DESC LIMIT $2",
+            OR t.state::text = $1)
+           AND ($3::uuid IS NULL OR (t.created_at, t.id) < (SELECT created_at, id FROM transactions WHERE id = $3))
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
     )
     .bind(state)
     .bind(limit)
+    .bind(before)
     .fetch_all(pool)
     .await
 }

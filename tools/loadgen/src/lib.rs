@@ -1,0 +1,10 @@
+//! Load for txlab's checkouts and the auditor that checks what it left behind.
+//!
+//! - [`load`]: `POST /checkout` against the saga or the 2PC coordinator, open loop
+//!   (fixed arrival rate; latency measured from each request's intended start, so
+//!   a stalled system cannot hide its queueing) or closed loop (N clients).
+//! - [`audit`]: the brief's consistency invariants, read through the services' APIs;
+//!   every violation names its order and trace.
+
+pub mod audit;
+pub mod load;

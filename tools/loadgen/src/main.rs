@@ -1,0 +1,162 @@
+//! `loadgen run …` drives checkouts; `loadgen audit …` checks the invariants.
+#![allow(clippy::print_stdout)]
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use loadgen::{
+    audit::{AuditSettings, Endpoints, audit},
+    load::{FaultMix, LoadSettings, Mode, Protocol, Skus, run},
+};
+
+#[derive(Parser)]
+#[command(about = "Load and consistency checks for txlab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    Saga,
+    #[value(name = "2pc")]
+    TwoPhase,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send checkouts and report throughput, latency and outcomes.
+    Run {
+        #[arg(long, value_enum, default_value = "saga")]
+        target: Target,
+        /// Base URL; defaults to the order service (saga) or the coordinator (2PC).
+        #[arg(long)]
+        url: Option<String>,
+        /// Open loop: this many arrivals per second (latency corrected for coordinated omission).
+        #[arg(long, conflicts_with = "clients")]
+        rate: Option<f64>,
+        /// Closed loop: this many concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Every checkout buys this SKU (contention); otherwise spread over SKU-001..SKU-011.
+        #[arg(long)]
+        hot_sku: Option<String>,
+        /// operation=kind[:probability], put in baggage, e.g. payment.charge=error:0.1 (repeatable).
+        #[arg(long = "fault")]
+        faults: Vec<FaultMix>,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Check every invariant; exit non-zero on any violation.
+    Audit {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        order_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        inventory_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        payment_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:8083")]
+        email_url: String,
+        /// Also check the coordinator's transactions (empty to skip).
+        #[arg(long, default_value = "http://127.0.0.1:8084")]
+        coordinator_url: String,
+        /// How long to wait for running work to finish first.
+        #[arg(long, default_value_t = 60)]
+        settle_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run {
+            target,
+            url,
+            rate,
+            clients,
+            requests,
+            hot_sku,
+            faults,
+            timeout_secs,
+            json,
+        } => {
+            let protocol = match target {
+                Target::Saga => Protocol::Saga,
+                Target::TwoPhase => Protocol::TwoPhase,
+            };
+            let settings = LoadSettings {
+                url: url.unwrap_or_else(|| match protocol {
+                    Protocol::Saga => "http://127.0.0.1:8080".into(),
+                    Protocol::TwoPhase => "http://127.0.0.1:8084".into(),
+                }),
+                protocol,
+                mode: match rate {
+                    Some(rate) => Mode::Open { rate },
+                    None => Mode::Closed { clients },
+                },
+                requests,
+                skus: hot_sku.map(Skus::Hot).unwrap_or(Skus::Uniform { count: 11 }),
+                faults,
+                timeout: Duration::from_secs(timeout_secs),
+                progress: true,
+            };
+            match run(&settings).await {
+                Ok(report) => {
+                    println!("{}", report.table());
+                    if let Some(path) = json
+                        && let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default())
+                    {
+                        eprintln!("loadgen: writing {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit {
+            order_url,
+            inventory_url,
+            payment_url,
+            email_url,
+            coordinator_url,
+            settle_secs,
+        } => {
+            let settings = AuditSettings {
+                endpoints: Endpoints {
+                    order: order_url,
+                    inventory: inventory_url,
+                    payment: payment_url,
+                    email: email_url,
+                    coordinator: (!coordinator_url.is_empty()).then_some(coordinator_url),
+                },
+                settle: Duration::from_secs(settle_secs),
+            };
+            match audit(&settings).await {
+                Ok(report) => {
+                    for violation in &report.violations {
+                        println!("{violation}");
+                    }
+                    println!("{}", report.summary());
+                    if report.violations.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("loadgen: audit failed: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
