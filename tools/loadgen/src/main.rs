@@ -52,6 +52,31 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Saga and 2PC back to back: same mix, same faults, interleaved repetitions.
+    Compare {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        saga_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:8084")]
+        tpc_url: String,
+        /// Open loop at this rate; closed loop with --clients otherwise.
+        #[arg(long, conflicts_with = "clients")]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        #[arg(long)]
+        hot_sku: Option<String>,
+        #[arg(long = "fault")]
+        faults: Vec<FaultMix>,
+        /// Write the chart here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Check every invariant; exit non-zero on any violation.
     Audit {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -113,6 +138,66 @@ async fn main() -> ExitCode {
                     {
                         eprintln!("loadgen: writing {}: {e}", path.display());
                         return ExitCode::FAILURE;
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Compare {
+            saga_url,
+            tpc_url,
+            rate,
+            clients,
+            requests,
+            repetitions,
+            hot_sku,
+            faults,
+            svg,
+            json,
+        } => {
+            let settings = |url: String, protocol: Protocol| LoadSettings {
+                url,
+                protocol,
+                mode: match rate {
+                    Some(rate) => Mode::Open { rate },
+                    None => Mode::Closed { clients },
+                },
+                requests,
+                skus: hot_sku.clone().map(Skus::Hot).unwrap_or(Skus::Uniform { count: 11 }),
+                faults: faults.clone(),
+                timeout: Duration::from_secs(30),
+                progress: true,
+            };
+            let (saga, tpc) = (
+                settings(saga_url, Protocol::Saga),
+                settings(tpc_url, Protocol::TwoPhase),
+            );
+            match loadgen::compare::compare(&saga, &tpc, repetitions).await {
+                Ok(comparison) => {
+                    for report in &comparison.repetitions {
+                        println!("{}", report.table());
+                    }
+                    println!("{}", comparison.table());
+                    let title = format!(
+                        "saga vs 2PC, {requests} checkouts x {repetitions}, {}",
+                        hot_sku
+                            .as_deref()
+                            .map(|s| format!("hot {s}"))
+                            .unwrap_or_else(|| "uniform SKUs".into())
+                    );
+                    let writes = [
+                        svg.map(|p| (p, comparison.svg(&title).into_bytes())),
+                        json.map(|p| (p, serde_json::to_vec_pretty(&comparison).unwrap_or_default())),
+                    ];
+                    for (path, bytes) in writes.into_iter().flatten() {
+                        if let Err(e) = std::fs::write(&path, bytes) {
+                            eprintln!("loadgen: writing {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
                     }
                     ExitCode::SUCCESS
                 }
