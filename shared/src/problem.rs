@@ -134,8 +134,12 @@ impl ErrorCode {
 
     /// Looks a code up from its `type` URI (used by callers classifying answers).
     pub fn from_type_uri(uri: &str) -> Option<ErrorCode> {
-        use ErrorCode::*;
         let slug = uri.strip_prefix("urn:txlab:problem:")?;
+        ErrorCode::ALL.into_iter().find(|c| c.slug() == slug)
+    }
+
+    pub const ALL: [ErrorCode; 21] = {
+        use ErrorCode::*;
         [
             InvalidRequest,
             InvalidJson,
@@ -159,9 +163,7 @@ impl ErrorCode {
             ServiceUnavailable,
             Internal,
         ]
-        .into_iter()
-        .find(|c| c.slug() == slug)
-    }
+    };
 }
 
 /// An error answer. Build with [`Problem::new`] or the `From` impls; render once.

@@ -381,3 +381,46 @@ pub fn assert_start_up_fails_naming(binary: &str, env: &[(&str, &str)], variable
     assert!(lines[0].contains(variable), "the line names {variable}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The start-up tests every service binary has: a missing, unreachable or
+/// non-Postgres `DATABASE_URL`, and an invalid setting, each end start-up with one
+/// line naming the variable. Expands in the service's own test crate, where
+/// `CARGO_BIN_EXE_<binary>` is known.
+#[macro_export]
+macro_rules! start_up_tests {
+    ($binary:literal) => {
+        const BINARY: &str = env!(concat!("CARGO_BIN_EXE_", $binary));
+
+        #[test]
+        fn a_missing_database_url_is_named() {
+            $crate::testing::assert_start_up_fails_naming(BINARY, &[("BIND_ADDR", "127.0.0.1:0")], "DATABASE_URL");
+        }
+
+        #[test]
+        fn an_unreachable_database_url_is_named() {
+            let env = [
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", "postgres://txlab:secret@127.0.0.1:1/nowhere"),
+            ];
+            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
+        }
+
+        #[test]
+        fn a_database_url_that_is_not_postgres_is_named() {
+            let env = [
+                ("BIND_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", "mysql://localhost/shop"),
+            ];
+            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
+        }
+
+        #[test]
+        fn an_invalid_setting_is_named() {
+            let env = [
+                ("DATABASE_URL", "postgres://localhost/x"),
+                ("FAULT_INJECTION", "sometimes"),
+            ];
+            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "FAULT_INJECTION");
+        }
+    };
+}

@@ -79,12 +79,14 @@ pub trait TpcWork: 'static {
     const PREPARE_OPERATION: &'static str;
     const COMMIT_OPERATION: &'static str;
     const ABORT_OPERATION: &'static str;
+    /// What the coordinator sends with prepare.
+    type Payload: serde::de::DeserializeOwned;
 
     fn prepare(
         &self,
         conn: &mut PgConnection,
         transaction_id: Uuid,
-        payload: serde_json::Value,
+        payload: Self::Payload,
     ) -> impl Future<Output = Result<serde_json::Value, Problem>>;
 }
 
@@ -227,6 +229,8 @@ async fn prepare_in_transaction<W: TpcWork>(
     // Waiting behind another prepared transaction's locks is the point of the demo,
     // but not forever: after 2 s the vote is no.
     sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
+    let payload: W::Payload =
+        serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
     let detail = work
         .prepare(conn, gid.transaction_id, payload)
         .await

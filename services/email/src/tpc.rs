@@ -16,15 +16,14 @@ impl TpcWork for EmailTpc {
     const PREPARE_OPERATION: &'static str = "email.prepare";
     const COMMIT_OPERATION: &'static str = "email.commit";
     const ABORT_OPERATION: &'static str = "email.abort";
+    type Payload = EnqueueEmail;
 
     async fn prepare(
         &self,
         conn: &mut PgConnection,
         _: Uuid,
-        payload: serde_json::Value,
+        request: EnqueueEmail,
     ) -> Result<serde_json::Value, Problem> {
-        let request: EnqueueEmail =
-            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
         let (email, is_new) = enqueue(conn, &request).await?;
         if !is_new {
             return Err(Problem::new(

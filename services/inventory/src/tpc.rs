@@ -16,11 +16,12 @@ use crate::{
     routes::{Reserved, reserve},
 };
 
+/// What the coordinator sends: the order and its lines.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Payload {
-    order_id: Uuid,
-    items: Vec<LineItemRequest>,
+pub struct Payload {
+    pub order_id: Uuid,
+    pub items: Vec<LineItemRequest>,
 }
 
 pub struct InventoryTpc;
@@ -30,15 +31,9 @@ impl TpcWork for InventoryTpc {
     const PREPARE_OPERATION: &'static str = "inventory.prepare";
     const COMMIT_OPERATION: &'static str = "inventory.commit";
     const ABORT_OPERATION: &'static str = "inventory.abort";
+    type Payload = Payload;
 
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        _: Uuid,
-        payload: serde_json::Value,
-    ) -> Result<serde_json::Value, Problem> {
-        let payload: Payload =
-            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
+    async fn prepare(&self, conn: &mut PgConnection, _: Uuid, payload: Payload) -> Result<serde_json::Value, Problem> {
         let items = LineItems::parse(&payload.items)?;
         match reserve(conn, payload.order_id, &items).await? {
             Reserved::Existing(_) => Err(Problem::new(

@@ -18,15 +18,14 @@ impl TpcWork for OrderTpc {
     const PREPARE_OPERATION: &'static str = "order.prepare";
     const COMMIT_OPERATION: &'static str = "order.commit";
     const ABORT_OPERATION: &'static str = "order.abort";
+    type Payload = CreateOrder;
 
     async fn prepare(
         &self,
         conn: &mut PgConnection,
         _: Uuid,
-        payload: serde_json::Value,
+        request: CreateOrder,
     ) -> Result<serde_json::Value, Problem> {
-        let request: CreateOrder =
-            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
         let (id, is_new) = create(conn, &request).await?;
         if !is_new {
             return Err(Problem::new(ErrorCode::Conflict, format!("order {id} already exists")));

@@ -16,15 +16,14 @@ impl TpcWork for PaymentTpc {
     const PREPARE_OPERATION: &'static str = "payment.prepare";
     const COMMIT_OPERATION: &'static str = "payment.commit";
     const ABORT_OPERATION: &'static str = "payment.abort";
+    type Payload = ChargeRequest;
 
     async fn prepare(
         &self,
         conn: &mut PgConnection,
         _: Uuid,
-        payload: serde_json::Value,
+        request: ChargeRequest,
     ) -> Result<serde_json::Value, Problem> {
-        let request: ChargeRequest =
-            serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
         match charge(conn, &request, self.funds_limit_cents).await? {
             Charged::New(charge) => {
                 Ok(serde_json::json!({ "charge_id": charge.id, "amount_cents": charge.amount_cents }))

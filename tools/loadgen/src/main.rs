@@ -96,6 +96,38 @@ enum Command {
     },
 }
 
+/// The load's shape, as the command line gives it, for either protocol.
+struct Shape {
+    rate: Option<f64>,
+    clients: usize,
+    requests: usize,
+    hot_sku: Option<String>,
+    faults: Vec<FaultMix>,
+    timeout: Duration,
+}
+
+impl Shape {
+    fn settings(&self, url: String, protocol: Protocol) -> LoadSettings {
+        LoadSettings {
+            url,
+            protocol,
+            mode: match self.rate {
+                Some(rate) => Mode::Open { rate },
+                None => Mode::Closed { clients: self.clients },
+            },
+            requests: self.requests,
+            skus: self
+                .hot_sku
+                .clone()
+                .map(Skus::Hot)
+                .unwrap_or(Skus::Uniform { count: 11 }),
+            faults: self.faults.clone(),
+            timeout: self.timeout,
+            progress: true,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
@@ -114,22 +146,19 @@ async fn main() -> ExitCode {
                 Target::Saga => Protocol::Saga,
                 Target::TwoPhase => Protocol::TwoPhase,
             };
-            let settings = LoadSettings {
-                url: url.unwrap_or_else(|| match protocol {
-                    Protocol::Saga => "http://127.0.0.1:8080".into(),
-                    Protocol::TwoPhase => "http://127.0.0.1:8084".into(),
-                }),
-                protocol,
-                mode: match rate {
-                    Some(rate) => Mode::Open { rate },
-                    None => Mode::Closed { clients },
-                },
+            let url = url.unwrap_or_else(|| match protocol {
+                Protocol::Saga => "http://127.0.0.1:8080".into(),
+                Protocol::TwoPhase => "http://127.0.0.1:8084".into(),
+            });
+            let shape = Shape {
+                rate,
+                clients,
                 requests,
-                skus: hot_sku.map(Skus::Hot).unwrap_or(Skus::Uniform { count: 11 }),
+                hot_sku,
                 faults,
                 timeout: Duration::from_secs(timeout_secs),
-                progress: true,
             };
+            let settings = shape.settings(url, protocol);
             match run(&settings).await {
                 Ok(report) => {
                     println!("{}", report.table());
