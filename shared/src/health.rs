@@ -16,14 +16,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(ready));
 }
 
+/// Health checks are polled constantly and not traced, so their `trace_id` is null.
+fn answer(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {
+    crate::web::json(status, &body).unwrap_or_else(|_| HttpResponse::build(status).json(body))
+}
+
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "live" }))
+    answer(actix_web::http::StatusCode::OK, json!({ "status": "live" }))
 }
 
 async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>) -> HttpResponse {
     let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success");
     match tokio::time::timeout(Duration::from_secs(2), check.fetch_one(pool.get_ref())).await {
-        Ok(Ok(applied)) if applied >= expected.0 => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Ok(Ok(applied)) if applied >= expected.0 => {
+            answer(actix_web::http::StatusCode::OK, json!({ "status": "ready" }))
+        }
         Ok(Ok(applied)) => unavailable(format!("{applied} of {} migrations applied", expected.0)),
         Ok(Err(e)) => unavailable(format!("database unreachable: {e}")),
         Err(_) => unavailable("database did not answer within 2 s".into()),
@@ -31,5 +38,8 @@ async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>)
 }
 
 fn unavailable(reason: String) -> HttpResponse {
-    HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": reason }))
+    answer(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        json!({ "status": "unavailable", "reason": reason }),
+    )
 }

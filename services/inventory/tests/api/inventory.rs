@@ -80,8 +80,13 @@ async fn admin_routes_require_the_token_when_one_is_set() {
 #[actix_web::test]
 async fn health_is_live_and_ready() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/health/live").await.status(), 200);
-    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let live = app.get("/health/live").await;
+    assert_eq!(live.status(), 200);
+    let live: Value = live.json().await.unwrap();
+    assert_eq!(live["status"], "live");
+    assert!(live.get("trace_id").is_some(), "every JSON body has trace_id: {live}");
+    let ready: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
     let (status, _) = problem(app.get("/no/such/route").await).await;
     assert_eq!(status, 404);
 }
