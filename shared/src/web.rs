@@ -1,10 +1,13 @@
-//! What every actix app wires in, so services only add their routes:
+//! What every actix app wires in, so services only add their routes. The app is
+//! assembled once, in `startup::Prepared::serve`:
 //!
 //! ```text
 //! App::new()
-//!     .wrap(from_fn(web::trace_response))             // inner: sees the root span
-//!     .wrap(TracingLogger::<web::RootSpan>::new())     // outer: extracts traceparent
-//!     .configure(web::common(&settings, pool))         // limits, errors, health, 404
+//!     .wrap(from_fn(trace_response))                    // inner: sees the root span
+//!     .wrap(TracingLogger::<QuietHealthRootSpan>::new()) // outer: extracts traceparent
+//!     .service(scope("/admin").wrap(from_fn(require_admin)) …)
+//!     .configure(<the service's routes>)                // mutations via `mutation(…)`
+//!     .configure(common(admin_token))                   // limits, errors, health, 404
 //! ```
 
 use actix_web::{
@@ -31,11 +34,10 @@ use crate::{
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The root span of every request: tracing-actix-web's, so `traceparent` and `baggage`
-/// are extracted and the span is an OpenTelemetry server span named `METHOD /route`.
-pub type RootSpan = DefaultRootSpanBuilder;
-
-/// Health checks are polled constantly; keep them out of traces.
+/// The root span of every request: tracing-actix-web's (so `traceparent` and
+/// `baggage` are extracted and the span is an OpenTelemetry server span named
+/// `METHOD /route`), except for health checks, which are polled constantly and kept
+/// out of traces.
 pub struct QuietHealthRootSpan;
 
 impl RootSpanBuilder for QuietHealthRootSpan {
