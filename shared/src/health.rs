@@ -37,9 +37,11 @@ async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>)
     }
 }
 
+/// Not ready: a 503 problem+json (as every error is) whose `reason` says why.
 fn unavailable(reason: String) -> HttpResponse {
-    answer(
-        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        json!({ "status": "unavailable", "reason": reason }),
-    )
+    use actix_web::ResponseError as _;
+    crate::Problem::new(crate::ErrorCode::ServiceUnavailable, format!("not ready: {reason}"))
+        .with_extension("reason", reason)
+        .with_retry_after(1)
+        .error_response()
 }

@@ -129,3 +129,19 @@ async fn fault_rules_are_set_read_applied_and_cleared() {
         .await;
     assert_eq!(reserved.status(), 201);
 }
+
+#[actix_web::test]
+async fn readiness_fails_with_a_reason_when_the_database_is_not_fully_migrated() {
+    let app = spawn_app().await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let (status, body) = problem(app.get("/health/ready").await).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["reason"].as_str().unwrap().contains("migrations applied"),
+        "{body}"
+    );
+    assert_eq!(app.get("/health/live").await.status(), 200, "still live");
+}
