@@ -70,6 +70,14 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
         })
 }
 
+/// Whether a statement gave up waiting for a row lock (`lock_timeout`, 55P03):
+/// another transaction, perhaps an in-doubt prepared one, holds the rows.
+pub fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "55P03")
+}
+
 /// Worth retrying at start-up: the server may still be coming up.
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)

@@ -85,6 +85,19 @@ impl<J: Job> Handler<WatchJob> for Supervisor<J> {
     }
 }
 
+/// Starts (or resumes) job `id` and waits until it stops or `deadline` passes,
+/// whichever comes first; the job goes on either way.
+pub async fn run_and_wait<J: Job>(
+    supervisor: &Addr<Supervisor<J>>,
+    id: Uuid,
+    deadline: Duration,
+) -> Result<(), actix::MailboxError> {
+    supervisor.do_send(RunJob(id));
+    let stopped = supervisor.send(WatchJob(id)).await?;
+    let _ = tokio::time::timeout(deadline, stopped).await;
+    Ok(())
+}
+
 /// How many jobs are running here.
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -188,6 +188,21 @@ pub fn current_traceparent() -> Option<String> {
         .then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
+/// The trace id inside a W3C `traceparent` value.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1)
+}
+
+/// Makes `span` continue the trace of a stored `traceparent`: work resumed from a
+/// log (a saga, a 2PC transaction, an email) joins the request that began it.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    if let Err(e) = span.set_parent(context) {
+        tracing::debug!(error = %e, "the span could not join the stored trace");
+    }
+}
+
 /// One JSON object per line: timestamp, level, target, message, fields, the span
 /// name, and the OpenTelemetry `trace_id`/`span_id` of the innermost span that has them.
 pub struct JsonLogFormat;

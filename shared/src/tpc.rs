@@ -251,9 +251,7 @@ fn is_lock_timeout(problem: &Problem) -> bool {
         .source
         .as_ref()
         .and_then(|e| e.downcast_ref::<sqlx::Error>())
-        .and_then(|e| e.as_database_error())
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "55P03")
+        .is_some_and(crate::db::is_lock_timeout)
 }
 
 fn locked() -> Problem {

@@ -206,6 +206,16 @@ pub fn created<T: Serialize>(body: &T) -> Result<HttpResponse, Problem> {
     json(StatusCode::CREATED, body)
 }
 
+/// 202: still in progress; `Location` is where to follow it.
+pub fn accepted<T: Serialize>(body: &T, location: &str) -> Result<HttpResponse, Problem> {
+    let mut response = json(StatusCode::ACCEPTED, body)?;
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).map_err(Problem::internal)?,
+    );
+    Ok(response)
+}
+
 pub fn with_trace_id<T: Serialize>(body: &T) -> Result<Value, Problem> {
     let mut value = serde_json::to_value(body).map_err(Problem::internal)?;
     if let Value::Object(map) = &mut value {

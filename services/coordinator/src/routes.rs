@@ -3,16 +3,16 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::{
     Problem,
     domain::{CheckoutRequest, PricedItem, price_checkout},
     idempotency::{ClaimedKey, Idempotency},
-    supervisor::{RunJob, Supervisor, WatchJob},
-    telemetry::current_traceparent,
-    web::{json, mutation, ok},
+    supervisor::{Supervisor, run_and_wait},
+    telemetry::{current_traceparent, trace_id_of},
+    web::{accepted, created, mutation, ok},
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -80,11 +80,7 @@ fn view(record: TxRecord) -> TransactionView {
         decision: record.tx.decision,
         reason: record.tx.reason.clone(),
         total_cents: record.request.total_cents,
-        trace_id: record
-            .traceparent
-            .as_deref()
-            .and_then(|tp| tp.split('-').nth(1))
-            .map(str::to_owned),
+        trace_id: record.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned),
         customer_email: record.request.customer_email.clone(),
         items: record.request.items.clone(),
         participants: record
@@ -144,24 +140,15 @@ async fn checkout(
         }
     };
     tracing::Span::current().record("tx.id", tracing::field::display(id));
-    supervisor.do_send(RunJob(id));
-    let stopped = supervisor
-        .send(WatchJob(id))
+    run_and_wait(&supervisor, id, deadline.0)
         .await
         .map_err(|e| Problem::internal(anyhow::anyhow!("supervisor: {e}")))?;
-    let _ = tokio::time::timeout(deadline.0, stopped).await;
     let view = load(&mut *pool.acquire().await?, id).await?;
     tracing::Span::current().record("order.id", tracing::field::display(view.order_id));
     if view.decision.is_some() {
-        json(StatusCode::CREATED, &view)
+        created(&view)
     } else {
-        let mut response = json(StatusCode::ACCEPTED, &view)?;
-        response.headers_mut().insert(
-            actix_web::http::header::LOCATION,
-            actix_web::http::header::HeaderValue::from_str(&format!("/transactions/{id}"))
-                .map_err(Problem::internal)?,
-        );
-        Ok(response)
+        accepted(&view, &format!("/transactions/{id}"))
     }
 }
 

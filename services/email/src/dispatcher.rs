@@ -3,7 +3,7 @@
 //! retried with exponential backoff and jitter, without limit (at least once);
 //! permanent refusals (5xx) mark the email failed.
 
-use std::{collections::HashMap, rc::Rc, time::Duration};
+use std::{rc::Rc, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use lettre::{
@@ -12,7 +12,6 @@ use lettre::{
 };
 use sqlx::PgPool;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::db::{self, Email};
 
@@ -129,9 +128,7 @@ async fn dispatch_due(pool: PgPool, transport: Rc<Transport>, from: Mailbox, ret
             attempt = email.attempts + 1,
         );
         if let Some(parent) = email.traceparent.as_deref() {
-            let carrier = HashMap::from([("traceparent".to_owned(), parent.to_owned())]);
-            let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
-            let _ = span.set_parent(context);
+            shared::telemetry::continue_trace(&span, parent);
         }
         deliver_and_record(&pool, &transport, &from, retry, email)
             .instrument(span)

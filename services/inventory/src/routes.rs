@@ -194,11 +194,7 @@ pub async fn reserve(conn: &mut sqlx::PgConnection, order_id: Uuid, items: &Line
 
 /// A lock wait that timed out: the rows are held by another transaction.
 fn locked(e: sqlx::Error) -> Problem {
-    let is_lock_timeout = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "55P03");
-    if is_lock_timeout {
+    if shared::db::is_lock_timeout(&e) {
         Problem::new(
             ErrorCode::ServiceUnavailable,
             "the stock rows are locked by another transaction (an in-doubt two-phase commit holds them); retry later",

@@ -5,17 +5,16 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use shared::{
     Problem,
     domain::{CheckoutRequest, price_checkout},
     idempotency::ClaimedKey,
-    supervisor::{RunJob, Supervisor, WatchJob},
+    supervisor::{Supervisor, run_and_wait},
     telemetry::current_traceparent,
-    web::json,
+    web::{accepted, created},
 };
 use sqlx::PgPool;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     domain::OrderStatus,
@@ -40,10 +39,10 @@ pub async fn checkout(
     deadline: web::Data<CheckoutDeadline>,
 ) -> Result<HttpResponse, Problem> {
     let checkout_key = format!("{}:{}", key.scope, key.key);
-    let saga_id = match log::fetch_saga_id_by_key(&pool, &checkout_key).await? {
+    let saga = match log::fetch_saga_ids_by_key(&pool, &checkout_key).await? {
         // A retry of a checkout that already started (its answer was never stored,
         // e.g. the orchestrator crashed): the same saga, never a second one.
-        Some(saga_id) => saga_id,
+        Some(saga) => saga,
         None => {
             let priced = price_checkout(&body, &engine.client, &engine.participants.inventory).await?;
             let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
@@ -60,32 +59,15 @@ pub async fn checkout(
         }
     };
     let span = tracing::Span::current();
-    span.record("saga.id", tracing::field::display(saga_id));
-    manager.do_send(RunJob(saga_id));
-    let stopped = manager
-        .send(WatchJob(saga_id))
-        .await
-        .map_err(|e| Problem::internal(anyhow::anyhow!("saga manager: {e}")))?;
-    let _ = tokio::time::timeout(deadline.0, stopped).await;
-
-    let mut conn = pool.acquire().await?;
-    let saga = log::fetch_saga(&mut conn, saga_id)
-        .await?
-        .ok_or_else(|| Problem::internal(anyhow::anyhow!("saga {saga_id} vanished")))?;
+    span.record("saga.id", tracing::field::display(saga.id));
     span.record("order.id", tracing::field::display(saga.order_id));
-    span.set_attribute("order.id", saga.order_id.to_string());
-    let view = crate::view::load(&mut conn, saga.order_id)
-        .await?
-        .ok_or_else(|| Problem::internal(anyhow::anyhow!("order view missing")))?;
+    run_and_wait(&manager, saga.id, deadline.0)
+        .await
+        .map_err(|e| Problem::internal(anyhow::anyhow!("saga supervisor: {e}")))?;
+    let view = crate::view::load_existing(&mut *pool.acquire().await?, saga.order_id).await?;
     if view.status == OrderStatus::Pending {
-        let mut response = json(StatusCode::ACCEPTED, &view)?;
-        response.headers_mut().insert(
-            actix_web::http::header::LOCATION,
-            actix_web::http::header::HeaderValue::from_str(&format!("/orders/{}", saga.order_id))
-                .map_err(Problem::internal)?,
-        );
-        Ok(response)
+        accepted(&view, &format!("/orders/{}", saga.order_id))
     } else {
-        json(StatusCode::CREATED, &view)
+        created(&view)
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::Problem;
+use shared::{Problem, telemetry::trace_id_of};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -61,10 +61,6 @@ fn step_status(status: StepStatus) -> &'static str {
     }
 }
 
-fn trace_id_of(traceparent: &str) -> Option<String> {
-    traceparent.split('-').nth(1).map(str::to_owned)
-}
-
 /// An order that must exist (404 otherwise).
 pub async fn load_existing(conn: &mut PgConnection, order_id: Uuid) -> Result<OrderView, Problem> {
     load(conn, order_id)
@@ -117,7 +113,7 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                 status,
                 reason,
                 total_cents: saga.request.total_cents,
-                trace_id: saga.traceparent.as_deref().and_then(trace_id_of),
+                trace_id: saga.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned),
                 customer_email: saga.request.customer_email.clone(),
                 items,
                 steps: STEPS

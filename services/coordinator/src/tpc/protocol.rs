@@ -24,7 +24,6 @@ use shared::{
 };
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use super::{
@@ -77,8 +76,7 @@ impl Coordinator {
             tx.state = Empty,
         );
         if let Some(traceparent) = &record.traceparent {
-            let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
-            let _ = span.set_parent(opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier)));
+            shared::telemetry::continue_trace(&span, traceparent);
         }
         let state = self.drive(record).instrument(span.clone()).await?;
         span.record("tx.state", tracing::field::debug(state));

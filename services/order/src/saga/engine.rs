@@ -2,7 +2,7 @@
 //! to the saga log before and after each call, calls the participants with the
 //! step's idempotency key and timeout, and backs off between attempts.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use shared::{
@@ -11,7 +11,6 @@ use shared::{
 };
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use super::{
@@ -54,8 +53,7 @@ impl Engine {
             saga.outcome = Empty,
         );
         if let Some(traceparent) = &saga.traceparent {
-            let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
-            let _ = span.set_parent(opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier)));
+            shared::telemetry::continue_trace(&span, traceparent);
         }
         let outcome = self.drive(saga).instrument(span.clone()).await;
         if let Ok(status) = &outcome {

@@ -21,6 +21,13 @@ pub struct SagaRecord {
     pub state: SagaState,
 }
 
+/// A saga's id and its order's.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct SagaIds {
+    pub id: Uuid,
+    pub order_id: Uuid,
+}
+
 pub struct NewSaga<'a> {
     pub checkout_key: &'a str,
     pub request: &'a PricedCheckout,
@@ -49,14 +56,14 @@ struct StepRow {
 }
 
 /// Creates the saga and its steps unless one exists for the checkout key; returns
-/// the saga's id either way.
+/// the saga's ids either way.
 #[tracing::instrument(name = "db.insert_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
-pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<Uuid, sqlx::Error> {
+pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<SagaIds, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let id = Uuid::now_v7();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let inserted: Option<SagaIds> = sqlx::query_as(
         "INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id",
     )
     .bind(id)
     .bind(Uuid::now_v7())
@@ -66,9 +73,9 @@ pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<Uuid, sqlx::
     .bind(new.baggage)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(id) = inserted else {
+    let Some(ids) = inserted else {
         tx.rollback().await?;
-        return sqlx::query_scalar("SELECT id FROM sagas WHERE checkout_key = $1")
+        return sqlx::query_as("SELECT id, order_id FROM sagas WHERE checkout_key = $1")
             .bind(new.checkout_key)
             .fetch_one(pool)
             .await;
@@ -78,17 +85,17 @@ pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<Uuid, sqlx::
         "INSERT INTO saga_steps (saga_id, position, step)
          SELECT $1, (ordinality - 1)::smallint, step FROM unnest($2::text[]) WITH ORDINALITY AS s(step, ordinality)",
     )
-    .bind(id)
+    .bind(ids.id)
     .bind(&names)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(id)
+    Ok(ids)
 }
 
-#[tracing::instrument(name = "db.fetch_saga_id_by_key", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_saga_id_by_key(pool: &PgPool, checkout_key: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM sagas WHERE checkout_key = $1")
+#[tracing::instrument(name = "db.fetch_saga_ids_by_key", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_saga_ids_by_key(pool: &PgPool, checkout_key: &str) -> Result<Option<SagaIds>, sqlx::Error> {
+    sqlx::query_as("SELECT id, order_id FROM sagas WHERE checkout_key = $1")
         .bind(checkout_key)
         .fetch_optional(pool)
         .await
