@@ -348,6 +348,14 @@ pub fn checkout_body(sku: &str, quantity: i64, token: &str) -> Value {
     })
 }
 
+/// A saga step of an order as the API shows it (`steps[]` by name).
+pub fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
+    order["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
 pub fn new_key() -> String {
     Uuid::new_v4().to_string()
 }

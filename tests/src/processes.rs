@@ -122,6 +122,15 @@ impl Processes {
         self.wait_ready(service).await;
     }
 
+    /// Waits up to 20 s for the service's process to end by itself (a `crash` fault).
+    pub async fn wait_until_exited(&mut self, service: Service) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.has_exited(service) {
+            assert!(Instant::now() < deadline, "{} should have exited", service.binary());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Whether the service's process is gone (it crashed itself, say).
     pub fn has_exited(&mut self, service: Service) -> bool {
         match self.children.get_mut(&service) {

@@ -5,16 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, new_key};
-
-fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
-    order["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
+use txlab_tests::{Platform, checkout_body, new_key, step};
 
 #[actix_web::test]
 async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {

@@ -6,16 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::{config::Service, testing::eventually};
-use txlab_tests::{Platform, checkout_body, new_key};
-
-fn step_status(order: &Value, name: &str) -> String {
-    order["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .and_then(|s| s["status"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
+use txlab_tests::{Platform, checkout_body, new_key, step};
 
 /// Starts a checkout without waiting for its answer, and returns its order id once
 /// the order service has one.
@@ -88,7 +79,7 @@ async fn killed_after_the_reservation_it_resumes_and_confirms() {
     crash_and_recover(
         checkout_body("SKU-001", 2, "tok_visa"),
         "fault.payment.charge=delay_ms:1500",
-        |o| step_status(o, "reserve_inventory") == "succeeded",
+        |o| step(o, "reserve_inventory")["status"] == "succeeded",
         "confirmed",
     )
     .await;
@@ -99,7 +90,7 @@ async fn killed_after_the_charge_it_resumes_forward_and_never_refunds() {
     crash_and_recover(
         checkout_body("SKU-002", 1, "tok_visa"),
         "fault.inventory.commit_reservation=delay_ms:1500",
-        |o| step_status(o, "charge_payment") == "succeeded",
+        |o| step(o, "charge_payment")["status"] == "succeeded",
         "confirmed",
     )
     .await;
@@ -121,14 +112,7 @@ async fn an_orchestrator_that_crashes_itself_mid_step_recovers() {
     let mut platform = Platform::start_processes(&[]).await;
     let body = checkout_body("SKU-004", 1, "tok_visa");
     let order_id = start_checkout(&platform, body, &new_key(), "fault.order.confirm=crash").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !platform.processes().has_exited(Service::Order) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the crash fault should abort the order service"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    platform.processes().wait_until_exited(Service::Order).await;
     platform.processes().restart(Service::Order).await;
     let order = platform.settled(&order_id).await;
     assert_eq!(order["status"], "confirmed", "{order}");

@@ -3,18 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::testing::eventually;
-use txlab_tests::{Platform, checkout_body, new_key};
-
-fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
-    order["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
+use txlab_tests::{Platform, checkout_body, new_key, step};
 
 /// A baggage fault fails a step's first attempt; the retry (same idempotency key)
 /// finds the definite answer, so every case ends confirmed, charged once, emailed once.

@@ -3,7 +3,7 @@
 //! no prepared transaction is left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::{config::Service, testing::eventually};
@@ -32,14 +32,6 @@ async fn start_checkout(platform: &Platform, sku: &str, baggage: &str) -> String
     .expect("the transaction was logged")
 }
 
-async fn wait_until_exited(platform: &mut Platform, service: Service) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !platform.processes().has_exited(service) {
-        assert!(Instant::now() < deadline, "{service} should have crashed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn everywhere(platform: &Platform, tx: &Value, expected: &str) {
     assert_eq!(tx["state"], expected, "{tx}");
     for p in tx["participants"].as_array().unwrap() {
@@ -62,7 +54,7 @@ async fn everywhere(platform: &Platform, tx: &Value, expected: &str) {
 async fn a_coordinator_killed_after_logging_commit_commits_everywhere_on_restart() {
     let mut platform = Platform::start_processes(&[]).await;
     let id = start_checkout(&platform, "SKU-001", "fault.coordinator.decide=crash").await;
-    wait_until_exited(&mut platform, Service::Coordinator).await;
+    platform.processes().wait_until_exited(Service::Coordinator).await;
     let logged: (String, Option<String>) =
         sqlx::query_as("SELECT state::text, decision::text FROM transactions WHERE id = $1::uuid")
             .bind(&id)
@@ -83,7 +75,7 @@ async fn a_coordinator_killed_after_logging_commit_commits_everywhere_on_restart
 async fn a_coordinator_killed_before_deciding_aborts_everywhere_on_restart() {
     let mut platform = Platform::start_processes(&[]).await;
     let id = start_checkout(&platform, "SKU-002", "fault.coordinator.vote=crash").await;
-    wait_until_exited(&mut platform, Service::Coordinator).await;
+    platform.processes().wait_until_exited(Service::Coordinator).await;
     assert_eq!(
         platform.prepared_left().await,
         4,
@@ -100,7 +92,7 @@ async fn while_the_coordinator_is_down_the_participants_block_and_both_checkouts
     let mut platform = Platform::start_processes(&[]).await;
     let before = platform.stock("SKU-003").await;
     let id = start_checkout(&platform, "SKU-003", "fault.coordinator.vote=crash").await;
-    wait_until_exited(&mut platform, Service::Coordinator).await;
+    platform.processes().wait_until_exited(Service::Coordinator).await;
 
     // The participants show what they hold, and for how long.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -188,7 +180,7 @@ async fn a_participant_killed_after_preparing_commits_its_prepared_work_on_resta
 async fn a_participant_that_crashes_while_committing_is_committed_once() {
     let mut platform = Platform::start_processes(&[]).await;
     let id = start_checkout(&platform, "SKU-005", "fault.payment.commit=crash").await;
-    wait_until_exited(&mut platform, Service::Payment).await;
+    platform.processes().wait_until_exited(Service::Payment).await;
     platform.processes().restart(Service::Payment).await;
     let tx = platform.finished(&id).await;
     everywhere(&platform, &tx, "committed").await;
