@@ -254,6 +254,7 @@ pub struct Settings {
     pub peers: PeerSettings,
     pub idempotency: IdempotencySettings,
     pub tpc: TpcSettings,
+    pub resilience: crate::resilience::ResilienceSettings,
 }
 
 impl Settings {
@@ -313,6 +314,7 @@ impl Settings {
                 in_doubt_after: env.seconds_or("TPC_IN_DOUBT_AFTER_SECS", Duration::from_secs(10))?,
                 resolve_interval: env.seconds_or("TPC_RESOLVE_INTERVAL_SECS", Duration::from_secs(5))?,
             },
+            resilience: crate::resilience::ResilienceSettings::from_env(env)?,
         })
     }
 

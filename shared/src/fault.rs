@@ -6,7 +6,18 @@
 //! idempotency middleware, so `lost_response` and `crash` happen after the work and
 //! its stored response have committed.
 
-use std::{fmt, future::Future, pin::Pin, rc::Rc, str::FromStr, sync::RwLock, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    str::FromStr,
+    sync::{
+        RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use actix_web::{
     Error, HttpResponse, ResponseError,
@@ -112,6 +123,8 @@ pub struct FaultInjector {
     settings: FaultSettings,
     operations: Vec<&'static str>,
     rules: RwLock<Vec<FaultRule>>,
+    /// Faults injected per operation since start (same order as `operations`).
+    injected: Vec<AtomicU64>,
 }
 
 impl FaultInjector {
@@ -121,6 +134,7 @@ impl FaultInjector {
             settings,
             operations: operations.to_vec(),
             rules: RwLock::new(Vec::new()),
+            injected: operations.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -133,15 +147,27 @@ impl FaultInjector {
         if !self.settings.enabled {
             return None;
         }
-        if let Some(kind) = baggage.and_then(|b| fault_from_baggage(b, operation)) {
-            return Some(kind);
+        let kind = baggage.and_then(|b| fault_from_baggage(b, operation)).or_else(|| {
+            let rules = self.rules.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            rules
+                .iter()
+                .filter(|rule| rule.operation == operation)
+                .find(|rule| rand::random::<f64>() < rule.probability)
+                .map(|rule| rule.kind)
+        })?;
+        if let Some(i) = self.operations.iter().position(|op| *op == operation) {
+            self.injected[i].fetch_add(1, Ordering::Relaxed);
         }
-        let rules = self.rules.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        rules
+        Some(kind)
+    }
+
+    /// How many faults each operation has had injected since start.
+    pub fn injected(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.operations
             .iter()
-            .filter(|rule| rule.operation == operation)
-            .find(|rule| rand::random::<f64>() < rule.probability)
-            .map(|rule| rule.kind)
+            .zip(&self.injected)
+            .map(|(op, n)| ((*op).to_owned(), n.load(Ordering::Relaxed).into()))
+            .collect()
     }
 
     pub fn rules(&self) -> Vec<FaultRule> {
@@ -222,7 +248,11 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
-    crate::web::ok(&serde_json::json!({ "enabled": injector.enabled(), "rules": injector.rules() }))
+    crate::web::ok(&serde_json::json!({
+        "enabled": injector.enabled(),
+        "rules": injector.rules(),
+        "injected": injector.injected(),
+    }))
 }
 
 async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRules>) -> Result<HttpResponse, Problem> {

@@ -1,11 +1,15 @@
 //! The traced HTTP client every service uses for its peers: built once at start-up,
 //! cloned cheaply, each call creating an OpenTelemetry client span and injecting
-//! `traceparent`, `tracestate` and `baggage` (which carries fault injection).
+//! `traceparent`, `tracestate` and `baggage` (which carries fault injection), and
+//! going through the process's circuit breakers, retry budgets and bulkheads
+//! ([`crate::resilience`]).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::TracingMiddleware;
+
+use crate::resilience::{Rejection, Resilience, ResilienceMiddleware};
 
 /// The header carrying an idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -13,17 +17,28 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: ClientWithMiddleware,
+    resilience: Arc<Resilience>,
 }
 
 impl HttpClient {
-    pub fn new() -> Result<Self, reqwest::Error> {
+    /// A client sharing the process's resilience state (one breaker per downstream
+    /// whichever client calls it).
+    pub fn new(resilience: Arc<Resilience>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(HttpClient {
-            client: ClientBuilder::new(client).with(TracingMiddleware::default()).build(),
+            client: ClientBuilder::new(client)
+                .with(TracingMiddleware::default())
+                .with(ResilienceMiddleware(Arc::clone(&resilience)))
+                .build(),
+            resilience,
         })
+    }
+
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
     }
 
     /// A POST with a JSON body, an idempotency key and a deadline for the whole call.
@@ -61,12 +76,21 @@ pub enum CallOutcome {
     Refused { status: u16, problem: serde_json::Value },
     /// No definite answer.
     Unknown(String),
+    /// Never sent: refused on this side by a breaker, a bulkhead, the retry budget
+    /// or the deadline. The work was certainly not done by this call.
+    NotSent(Rejection),
 }
 
 impl CallOutcome {
     pub async fn of(result: Result<reqwest::Response, reqwest_middleware::Error>) -> CallOutcome {
         let response = match result {
             Ok(response) => response,
+            Err(reqwest_middleware::Error::Middleware(e)) if e.downcast_ref::<Rejection>().is_some() => {
+                return match e.downcast::<Rejection>() {
+                    Ok(rejection) => CallOutcome::NotSent(rejection),
+                    Err(e) => CallOutcome::Unknown(format!("{e}")),
+                };
+            }
             Err(e) if is_timeout(&e) => return CallOutcome::Unknown(format!("timed out: {e}")),
             Err(e) => return CallOutcome::Unknown(format!("no answer: {e}")),
         };
@@ -103,6 +127,7 @@ impl CallOutcome {
                 format!("{status} {slug}: {}", detail(problem))
             }
             CallOutcome::Unknown(reason) => format!("outcome unknown: {reason}"),
+            CallOutcome::NotSent(rejection) => format!("not sent: {rejection}"),
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   every mutating endpoint, with the stored response committed in the business
 //!   transaction.
 //! - [`retry`]: exponential backoff with jitter.
+//! - [`resilience`]: circuit breakers, retry budgets and bulkheads per downstream in
+//!   the HTTP client, deadlines propagated across hops, load shedding on checkout,
+//!   and `GET /admin/resilience`.
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
 //! - [`tpc`]: two-phase commit, participant side: prepare / commit / abort on
@@ -32,6 +35,7 @@ pub mod http_client;
 pub mod idempotency;
 pub mod pgcluster;
 pub mod problem;
+pub mod resilience;
 pub mod retry;
 pub mod startup;
 pub mod supervisor;

@@ -49,6 +49,11 @@ pub enum ErrorCode {
     FaultDeclined,
     /// A dependency is unavailable; retry later.
     ServiceUnavailable,
+    /// Load shedding: the service is saturated and refused the request at once,
+    /// writing nothing; retry after `Retry-After`.
+    Overloaded,
+    /// The caller's deadline (`Request-Timeout-Ms`) passed before the work was done.
+    DeadlineExceeded,
     /// Anything unexpected; details are in the logs under the trace id.
     Internal,
 }
@@ -69,7 +74,8 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             FaultInjected | Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceUnavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -96,6 +102,8 @@ impl ErrorCode {
             FaultInjected => "fault-injected",
             FaultDeclined => "fault-declined",
             ServiceUnavailable => "service-unavailable",
+            Overloaded => "overloaded",
+            DeadlineExceeded => "deadline-exceeded",
             Internal => "internal",
         }
     }
@@ -128,6 +136,8 @@ impl ErrorCode {
             FaultInjected => "Fault injected",
             FaultDeclined => "Declined by fault injection",
             ServiceUnavailable => "Service unavailable",
+            Overloaded => "The service is saturated; nothing was done",
+            DeadlineExceeded => "The caller's deadline passed",
             Internal => "Internal error",
         }
     }
@@ -138,7 +148,7 @@ impl ErrorCode {
         ErrorCode::ALL.into_iter().find(|c| c.slug() == slug)
     }
 
-    pub const ALL: [ErrorCode; 21] = {
+    pub const ALL: [ErrorCode; 23] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -161,6 +171,8 @@ impl ErrorCode {
             FaultInjected,
             FaultDeclined,
             ServiceUnavailable,
+            Overloaded,
+            DeadlineExceeded,
             Internal,
         ]
     };

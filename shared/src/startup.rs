@@ -99,6 +99,7 @@ pub struct Prepared {
     listener: std::net::TcpListener,
     migrations: i64,
     injector: Option<actix_web::web::Data<crate::fault::FaultInjector>>,
+    resilience: std::sync::Arc<crate::resilience::Resilience>,
 }
 
 impl Server {
@@ -121,12 +122,17 @@ impl Server {
         let listener = std::net::TcpListener::bind(settings.bind_addr)
             .with_context(|| format!("BIND_ADDR: cannot listen on {}", settings.bind_addr))?;
         let port = listener.local_addr()?.port();
+        let resilience = std::sync::Arc::new(crate::resilience::Resilience::new(
+            settings.resilience.clone(),
+            &settings.peers,
+        ));
         Ok(Prepared {
             port,
             pool,
             listener,
             migrations,
             injector: None,
+            resilience,
         })
     }
 }
@@ -144,6 +150,14 @@ impl Prepared {
                 actix_web::web::Data::new(crate::fault::FaultInjector::new(settings.fault.clone(), operations))
             })
             .clone()
+    }
+
+    /// An HTTP client for the service's peers, sharing the process's breakers,
+    /// budgets and bulkheads (shown at `GET /admin/resilience`).
+    pub fn http_client(&self) -> anyhow::Result<crate::http_client::HttpClient> {
+        Ok(crate::http_client::HttpClient::new(std::sync::Arc::clone(
+            &self.resilience,
+        ))?)
     }
 
     pub fn serve<P, A>(self, settings: &Settings, routes: Routes<P, A>) -> anyhow::Result<Server>
@@ -167,6 +181,7 @@ impl Prepared {
             listener,
             migrations,
             injector,
+            resilience,
         } = self;
         IdempotencyPurger::new(
             pool.clone(),
@@ -183,20 +198,24 @@ impl Prepared {
             .unwrap_or_else(|| web::Data::new(FaultInjector::new(settings.fault.clone(), routes.fault_operations)));
         let pool_data = web::Data::new(pool.clone());
         let expected = web::Data::new(ExpectedMigrations(migrations));
+        let resilience = web::Data::new(resilience);
         let admin_token = settings.admin_token.clone();
         let Routes { public, admin, .. } = routes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(crate::resilience::deadline::honour_deadline))
                 .wrap(from_fn(trace_response))
                 .wrap(tracing_actix_web::TracingLogger::<QuietHealthRootSpan>::new())
                 .app_data(pool_data.clone())
                 .app_data(store.clone())
                 .app_data(injector.clone())
                 .app_data(expected.clone())
+                .app_data(resilience.clone())
                 .service(
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))
                         .configure(fault::admin_routes)
+                        .configure(crate::resilience::admin_routes)
                         .configure(admin.clone()),
                 )
                 .configure(public.clone())

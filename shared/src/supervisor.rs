@@ -3,7 +3,16 @@
 //! and tells waiting requests when it stops; a [`Sweeper`] periodically hands it
 //! the jobs a log says are unfinished, so work left by a crash is resumed.
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, WrapFuture,
@@ -23,23 +32,80 @@ pub trait Job: 'static {
     fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>>;
 }
 
+/// How many jobs a supervisor is running, readable from outside the actor (the
+/// load shedder reads it).
+#[derive(Debug, Clone, Default)]
+pub struct RunningGauge(Arc<AtomicUsize>);
+
+impl RunningGauge {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, running: usize) {
+        self.0.store(running, Ordering::Relaxed);
+    }
+}
+
+/// Bounds on a supervisor: jobs running at once (more are left to the sweeper,
+/// which offers them again once there is room) and messages in its mailbox.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    pub max_running: usize,
+    pub mailbox_capacity: usize,
+}
+
+impl JobLimits {
+    /// For the supervisor of checkouts (sagas, 2PC transactions): with load shedding
+    /// on, no more run at once than checkouts are admitted for; the mailbox is
+    /// bounded either way.
+    pub fn for_checkouts(settings: &crate::resilience::ResilienceSettings) -> Self {
+        JobLimits {
+            max_running: settings.shedding.map_or(usize::MAX, |s| s.max_running),
+            mailbox_capacity: settings.mailbox_capacity,
+        }
+    }
+
+    pub const UNBOUNDED: JobLimits = JobLimits {
+        max_running: usize::MAX,
+        mailbox_capacity: 1024,
+    };
+}
+
 pub struct Supervisor<J: Job> {
     job: Arc<J>,
     /// Running jobs and the requests waiting for each to stop.
     running: HashMap<Uuid, Vec<oneshot::Sender<()>>>,
+    limits: JobLimits,
+    gauge: RunningGauge,
 }
 
 impl<J: Job> Supervisor<J> {
     pub fn new(job: Arc<J>) -> Self {
+        Self::bounded(job, JobLimits::UNBOUNDED)
+    }
+
+    pub fn bounded(job: Arc<J>, limits: JobLimits) -> Self {
         Supervisor {
             job,
             running: HashMap::new(),
+            limits,
+            gauge: RunningGauge::default(),
         }
+    }
+
+    /// The count of running jobs, kept up to date by the actor.
+    pub fn gauge(&self) -> RunningGauge {
+        self.gauge.clone()
     }
 }
 
 impl<J: Job> Actor for Supervisor<J> {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.limits.mailbox_capacity);
+    }
 }
 
 /// Start (or resume) a job unless it is already running here.
@@ -55,7 +121,18 @@ impl<J: Job> Handler<RunJob> for Supervisor<J> {
         if self.running.contains_key(&id) {
             return;
         }
+        if self.running.len() >= self.limits.max_running {
+            tracing::warn!(
+                resilience.decision = "job_deferred",
+                job.kind = J::KIND,
+                job.id = %id,
+                running = self.running.len(),
+                "at the limit of running jobs; the sweeper will start this one when there is room"
+            );
+            return;
+        }
         self.running.insert(id, Vec::new());
+        self.gauge.set(self.running.len());
         Runner {
             id,
             job: Arc::clone(&self.job),
@@ -86,16 +163,38 @@ impl<J: Job> Handler<WatchJob> for Supervisor<J> {
 }
 
 /// Starts (or resumes) job `id` and waits until it stops or `deadline` passes,
-/// whichever comes first; the job goes on either way.
+/// whichever comes first; the job goes on either way. A full mailbox does not
+/// wait: the job is in its log, and the sweeper starts it later. Under a caller's
+/// deadline (`Request-Timeout-Ms`), the wait ends a little before it, so the caller
+/// gets the 202 rather than nothing.
 pub async fn run_and_wait<J: Job>(
     supervisor: &Addr<Supervisor<J>>,
     id: Uuid,
     deadline: Duration,
 ) -> Result<(), actix::MailboxError> {
-    supervisor.do_send(RunJob(id));
-    let stopped = supervisor.send(WatchJob(id)).await?;
-    let _ = tokio::time::timeout(deadline, stopped).await;
-    Ok(())
+    let deadline = match crate::resilience::deadline::remaining() {
+        Some(left) => deadline.min(left.saturating_sub(Duration::from_millis(100))),
+        None => deadline,
+    };
+    if let Err(actix::prelude::SendError::Full(_)) = supervisor.try_send(RunJob(id)) {
+        tracing::warn!(
+            resilience.decision = "job_deferred",
+            job.kind = J::KIND,
+            job.id = %id,
+            "supervisor mailbox full; the sweeper will start this job"
+        );
+        return Ok(());
+    }
+    let waited = tokio::time::timeout(deadline, async {
+        let stopped = supervisor.send(WatchJob(id)).await?;
+        let _ = stopped.await;
+        Ok::<_, actix::MailboxError>(())
+    })
+    .await;
+    match waited {
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) | Err(_) => Ok(()),
+    }
 }
 
 /// How many jobs are running here.
@@ -133,6 +232,7 @@ impl<J: Job> Handler<JobStopped> for Supervisor<J> {
         for watcher in self.running.remove(&msg.id).unwrap_or_default() {
             let _ = watcher.send(());
         }
+        self.gauge.set(self.running.len());
     }
 }
 
@@ -193,7 +293,14 @@ impl<J: Job> Sweeper<J> {
         ctx.spawn(find.into_actor(self).map(|due, sweeper, _| {
             sweeper.sweeping = false;
             match due {
-                Ok(due) => due.into_iter().for_each(|id| sweeper.supervisor.do_send(RunJob(id))),
+                // A full mailbox drops the rest of this sweep; the next one offers them again.
+                Ok(due) => {
+                    for id in due {
+                        if sweeper.supervisor.try_send(RunJob(id)).is_err() {
+                            break;
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!(job.kind = J::KIND, error = %e, "looking for unfinished jobs failed"),
             }
         }));

@@ -432,10 +432,10 @@ async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String,
 
 /// Starts the resolver with the service's settings (`TPC_IN_DOUBT_AFTER_SECS`,
 /// `TPC_RESOLVE_INTERVAL_SECS`, `COORDINATOR_URL`).
-pub fn start_resolver(settings: &crate::config::Settings, pool: PgPool) -> anyhow::Result<()> {
+pub fn start_resolver(settings: &crate::config::Settings, pool: PgPool, client: HttpClient) -> anyhow::Result<()> {
     TpcResolver::new(
         pool,
-        HttpClient::new()?,
+        client,
         settings.peers.coordinator.clone(),
         settings.tpc.in_doubt_after,
         settings.tpc.resolve_interval,

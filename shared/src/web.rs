@@ -237,6 +237,21 @@ pub fn mutation(
     mutation_and_read(path, route, operation, key, None)
 }
 
+/// `POST /checkout`: a mutation whose key is required, behind the load shedder
+/// (outermost, so a shed request claims no key and writes nothing).
+pub fn checkout(
+    path: &str,
+    route: actix_web::Route,
+    operation: &'static str,
+) -> impl actix_web::dev::HttpServiceFactory {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+        .wrap(crate::idempotency::Idempotency::required())
+        .wrap(crate::fault::FaultPoint::new(operation))
+        .wrap(actix_web::middleware::from_fn(crate::resilience::shedding::shed_load))
+}
+
 /// A mutating endpoint that shares its path with a read (`POST` and `GET /emails`).
 /// Both middlewares let safe methods (GET, HEAD) pass untouched.
 pub fn mutation_and_read(

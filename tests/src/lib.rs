@@ -57,10 +57,22 @@ impl Platform {
     }
 
     pub async fn start_with(saga: order_service::startup::SagaSettings) -> Platform {
+        Self::start_tuned(saga, |_, _| {}).await
+    }
+
+    /// The platform with every service's settings passed through `tune` last (to
+    /// set resilience thresholds, say).
+    pub async fn start_tuned(
+        saga: order_service::startup::SagaSettings,
+        tune: impl Fn(Service, &mut Settings) + Clone,
+    ) -> Platform {
         let smtp = SmtpSink::start().await;
         let coordinator_port = free_port();
         let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
-        let participant = |s: &mut Settings| participant(s, &coordinator_url);
+        let participant = |s: &mut Settings| {
+            participant(s, &coordinator_url);
+            tune(s.service, s);
+        };
         let inventory = TestApp::spawn(Service::Inventory, participant, inventory_service::startup::build).await;
         let payment = TestApp::spawn(Service::Payment, participant, |s| {
             payment_service::startup::build_with(
@@ -100,6 +112,7 @@ impl Platform {
                 s.peers.inventory = inventory_url.clone();
                 s.peers.payment = payment_url.clone();
                 s.peers.email = email_url.clone();
+                tune(Service::Order, s);
             },
             |s| order_service::startup::build_with(s, saga),
         )
@@ -113,6 +126,7 @@ impl Platform {
                 s.peers.inventory = inventory_url;
                 s.peers.payment = payment_url;
                 s.peers.email = email_url;
+                tune(Service::Coordinator, s);
             },
             |s| {
                 coordinator::startup::build_with(

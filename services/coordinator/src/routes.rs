@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use shared::{
     Problem,
     domain::{CheckoutRequest, PricedItem, price_checkout},
-    idempotency::{ClaimedKey, Idempotency},
+    idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
     telemetry::{current_traceparent, trace_id_of},
-    web::{accepted, created, mutation, ok},
+    web::{accepted, created, ok},
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -28,11 +28,10 @@ use crate::tpc::{
 pub struct CheckoutDeadline(pub Duration);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(mutation(
+    cfg.service(shared::web::checkout(
         "/checkout",
         web::post().to(checkout),
         "coordinator.checkout",
-        Idempotency::required(),
     ))
     .route("/transactions", web::get().to(list_transactions))
     .route("/transactions/{id}", web::get().to(show_transaction));

@@ -4,9 +4,9 @@ use actix::Actor as _;
 use actix_web::web;
 use shared::{
     config::{Env, Settings},
-    http_client::HttpClient,
+    resilience::shedding::LoadShedder,
     startup::{Routes, Server},
-    supervisor::{Supervisor, Sweeper},
+    supervisor::{JobLimits, Supervisor, Sweeper},
 };
 use uuid::Uuid;
 
@@ -49,7 +49,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
     let faults = prepared.fault_injector(&settings, FAULT_OPERATIONS);
     let coordinator = Arc::new(Coordinator {
         pool: prepared.pool.clone(),
-        client: HttpClient::new()?,
+        client: prepared.http_client()?,
         participants: HashMap::from([
             ("order", settings.peers.order.clone()),
             ("inventory", settings.peers.inventory.clone()),
@@ -60,7 +60,9 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
         faults,
         boot_id: Uuid::new_v4(),
     });
-    let supervisor = Supervisor::new(Arc::clone(&coordinator)).start();
+    let supervisor = Supervisor::bounded(Arc::clone(&coordinator), JobLimits::for_checkouts(&settings.resilience));
+    let shedder = web::Data::new(LoadShedder::new(settings.resilience.shedding, supervisor.gauge()));
+    let supervisor = supervisor.start();
     Sweeper::new(
         prepared.pool.clone(),
         supervisor.clone(),
@@ -78,6 +80,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
         Routes {
             public: move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(coordinator.clone())
+                    .app_data(shedder.clone())
                     .app_data(supervisor.clone())
                     .app_data(deadline.clone());
                 crate::routes::routes(cfg)

@@ -56,7 +56,7 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
         None => Transport::Log,
     };
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     let server = prepared.serve(
         &settings,
         Routes {

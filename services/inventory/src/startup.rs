@@ -17,7 +17,7 @@ pub const FAULT_OPERATIONS: &[&str] = &[
 
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     prepared.serve(
         &settings,
         Routes {

@@ -7,7 +7,7 @@ use shared::{
     domain::{EmailAddress, LineItemRequest, LineItems, PaymentToken, invalid},
     idempotency::{Idempotency, UnitOfWork},
     telemetry::current_trace_id,
-    web::{created, mutation, mutation_and_read, ok},
+    web::{checkout, created, mutation, mutation_and_read, ok},
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -18,11 +18,10 @@ use crate::{
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(mutation(
+    cfg.service(checkout(
         "/checkout",
         web::post().to(crate::checkout::checkout),
         "order.checkout",
-        Idempotency::required(),
     ))
     .service(mutation_and_read(
         "/orders",

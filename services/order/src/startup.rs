@@ -4,9 +4,9 @@ use actix::Actor as _;
 use actix_web::web;
 use shared::{
     config::{Env, Settings},
-    http_client::HttpClient,
+    resilience::shedding::LoadShedder,
     startup::{Routes, Server},
-    supervisor::{Supervisor, Sweeper},
+    supervisor::{JobLimits, Supervisor, Sweeper},
 };
 
 use crate::{
@@ -58,19 +58,24 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         ip => ip,
     };
+    let own_url = format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port));
+    let client = prepared.http_client()?;
+    client.resilience().name(&own_url, "order");
     let engine = Arc::new(Engine {
         pool: prepared.pool.clone(),
-        client: HttpClient::new()?,
+        client,
         participants: Participants {
-            order: format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port)),
+            order: own_url,
             inventory: settings.peers.inventory.clone(),
             payment: settings.peers.payment.clone(),
             email: settings.peers.email.clone(),
         },
         park_retry: saga.park_retry,
     });
-    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
-    let manager = Supervisor::new(Arc::clone(&engine)).start();
+    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
+    let supervisor = Supervisor::bounded(Arc::clone(&engine), JobLimits::for_checkouts(&settings.resilience));
+    let shedder = web::Data::new(LoadShedder::new(settings.resilience.shedding, supervisor.gauge()));
+    let manager = supervisor.start();
     Sweeper::new(
         prepared.pool.clone(),
         manager.clone(),
@@ -88,6 +93,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         Routes {
             public: move |cfg: &mut web::ServiceConfig| {
                 cfg.app_data(engine.clone())
+                    .app_data(shedder.clone())
                     .app_data(manager.clone())
                     .app_data(deadline.clone())
                     .app_data(web::Data::new(crate::tpc::OrderTpc));

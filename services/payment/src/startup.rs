@@ -29,7 +29,7 @@ pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
 
 pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow::Result<Server> {
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone())?;
+    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     prepared.serve(
         &settings,
         Routes {

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use shared::{
     fault::{FaultInjector, FaultKind, record_injected},
     http_client::{CallOutcome, HttpClient},
+    resilience::Attempt,
     retry::RetryPolicy,
     supervisor::{Job, LocalBoxFuture},
     tpc::Gid,
@@ -144,6 +145,8 @@ impl Coordinator {
                 let (vote, detail) = match CallOutcome::of(answered).await {
                     CallOutcome::Succeeded(body) if body["vote"] == "yes" => (Vote::Yes, None),
                     CallOutcome::Succeeded(body) => (Vote::No, Some(body.to_string())),
+                    // Refused on this side (open breaker, full bulkhead): never asked.
+                    refused @ CallOutcome::NotSent(_) => (Vote::No, Some(refused.describe())),
                     other if silent => (Vote::Timeout, Some(other.describe())),
                     other => (Vote::No, Some(other.describe())),
                 };
@@ -183,7 +186,10 @@ impl Coordinator {
                 let name = record.tx.participants[i].name.clone();
                 let gid = Gid::new(record.id, &name).as_string();
                 let url = format!("{}/tpc/{gid}/{verb}", self.participants[name.as_str()]);
-                let mut request = self.client.post_json(&url, &json!({}), &gid, Duration::from_secs(3));
+                let mut request = self
+                    .client
+                    .post_json(&url, &json!({}), &gid, Duration::from_secs(3))
+                    .with_extension(Attempt(round));
                 if round == 1
                     && let Some(baggage) = &record.baggage
                 {

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use shared::{
     http_client::{CallOutcome, HttpClient},
+    resilience::Attempt,
     supervisor::{Job, LocalBoxFuture},
 };
 use sqlx::PgPool;
@@ -122,7 +123,10 @@ impl Engine {
             saga.step.outcome = Empty,
         );
         let (url, body) = self.request(call, saga);
-        let mut request = self.client.post_json(&url, &body, &key, step.timeout);
+        let mut request = self
+            .client
+            .post_json(&url, &body, &key, step.timeout)
+            .with_extension(Attempt(attempt));
         if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
             request = request.header("baggage", baggage);
         }
@@ -140,6 +144,10 @@ impl Engine {
                     tracing::warn!(outcome = %described, "step outcome unknown; it will be retried with the same key");
                     Outcome::Unknown(described)
                 }
+                // Refused on this side (breaker, bulkhead, retry budget): certainly
+                // not done, but the step's answer is still owed, so it counts as an
+                // attempt whose outcome is open, retried or given up like one.
+                CallOutcome::NotSent(_) => Outcome::Unknown(described),
             }
         }
         .instrument(span)

@@ -1,0 +1,552 @@
+//! Resilience patterns, each switchable and each visible: what a caller does so that
+//! one slow or failing downstream cannot take the rest of the platform with it.
+//!
+//! On the calling side, in the shared HTTP client ([`ResilienceMiddleware`]), per
+//! downstream, in this order:
+//!
+//! 1. **deadline**: the call's timeout is cut to what is left of the caller's own
+//!    deadline and sent on as `Request-Timeout-Ms`, so a callee never works past it;
+//! 2. **retry budget** ([`budget`]): a retry is made only while retries stay under a
+//!    fraction of first calls;
+//! 3. **bulkhead**: at most `max_concurrent` calls in flight to one downstream, a
+//!    short bounded wait for a slot, then refused;
+//! 4. **circuit breaker** ([`breaker`]): after N consecutive failures, calls are
+//!    refused at once until a cool-down has passed and a trial call succeeds.
+//!
+//! A refused call is never sent: the caller gets [`Rejection`] (as
+//! [`crate::http_client::CallOutcome::NotSent`]) and treats it like any failure
+//! whose outcome is known to be "not done".
+//!
+//! On the serving side, [`deadline`] honours an incoming `Request-Timeout-Ms`, and
+//! [`shedding`] refuses checkouts with 503 + `Retry-After` when the service is
+//! saturated. Every decision is a tracing event (a span event in the trace and a
+//! log line), and `GET /admin/resilience` shows the state of every breaker.
+
+pub mod breaker;
+pub mod budget;
+pub mod deadline;
+pub mod shedding;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{HttpResponse, web};
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use self::{
+    breaker::{Admission, BreakerSettings, BreakerState, CallResult, CircuitBreaker, Transition},
+    budget::{BudgetSettings, RetryBudget},
+    shedding::{LoadShedder, SheddingSettings},
+};
+use crate::{
+    Problem,
+    config::{ConfigError, Env, PeerSettings, Service},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BulkheadSettings {
+    /// Calls in flight to one downstream (`BULKHEAD_MAX_CONCURRENT`).
+    pub max_concurrent: usize,
+    /// How long a call may wait for a slot before it is refused (`BULKHEAD_MAX_WAIT_MS`).
+    pub max_wait: Duration,
+}
+
+/// Which patterns are on, and their thresholds. `None` = that pattern is off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResilienceSettings {
+    pub breaker: Option<BreakerSettings>,
+    pub bulkhead: Option<BulkheadSettings>,
+    pub retry_budget: Option<BudgetSettings>,
+    pub shedding: Option<SheddingSettings>,
+    /// Messages an orchestrating actor's mailbox holds (`ACTOR_MAILBOX_CAPACITY`).
+    pub mailbox_capacity: usize,
+}
+
+impl ResilienceSettings {
+    /// `RESILIENCE=off` switches every pattern off; `CIRCUIT_BREAKER`, `BULKHEAD`,
+    /// `RETRY_BUDGET` and `LOAD_SHEDDING` switch one each.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let all = env.switch("RESILIENCE", true)?;
+        let on = |variable| -> Result<bool, ConfigError> { Ok(all && env.switch(variable, true)?) };
+        let breaker = BreakerSettings {
+            failure_threshold: env.parse_or("BREAKER_FAILURE_THRESHOLD", 5u32)?.max(1),
+            cool_down: env.millis_or("BREAKER_COOL_DOWN_MS", Duration::from_secs(5))?,
+            half_open_trials: env.parse_or("BREAKER_HALF_OPEN_TRIALS", 1u32)?.max(1),
+        };
+        let bulkhead = BulkheadSettings {
+            max_concurrent: env.parse_or("BULKHEAD_MAX_CONCURRENT", 32usize)?.max(1),
+            max_wait: env.millis_or("BULKHEAD_MAX_WAIT_MS", Duration::from_millis(100))?,
+        };
+        let ratio: f64 = env.parse_or("RETRY_BUDGET_RATIO", 0.2)?;
+        if !(0.0..=10.0).contains(&ratio) {
+            return Err(ConfigError {
+                variable: "RETRY_BUDGET_RATIO",
+                reason: format!("must be between 0 and 10, got {ratio}"),
+            });
+        }
+        let retry_budget = BudgetSettings {
+            ratio,
+            min_per_second: env.parse_or("RETRY_BUDGET_MIN_PER_SEC", 1.0f64)?.max(0.0),
+            window: Duration::from_secs(10),
+        };
+        let shedding = SheddingSettings {
+            max_in_flight: env.parse_or("CHECKOUT_MAX_IN_FLIGHT", 64usize)?.max(1),
+            max_running: env.parse_or("CHECKOUT_MAX_RUNNING", 256usize)?.max(1),
+            retry_after: env.seconds_or("SHED_RETRY_AFTER_SECS", Duration::from_secs(1))?,
+        };
+        Ok(ResilienceSettings {
+            breaker: on("CIRCUIT_BREAKER")?.then_some(breaker),
+            bulkhead: on("BULKHEAD")?.then_some(bulkhead),
+            retry_budget: on("RETRY_BUDGET")?.then_some(retry_budget),
+            shedding: on("LOAD_SHEDDING")?.then_some(shedding),
+            mailbox_capacity: env.parse_or("ACTOR_MAILBOX_CAPACITY", 1024usize)?.max(1),
+        })
+    }
+}
+
+/// Why a call was not made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("circuit open for {downstream}; next trial in {} ms", retry_after.as_millis())]
+    CircuitOpen { downstream: String, retry_after: Duration },
+    #[error("bulkhead full for {downstream}: {max} calls in flight")]
+    BulkheadFull { downstream: String, max: usize },
+    #[error("retry to {downstream} denied by the retry budget")]
+    RetryBudgetExhausted { downstream: String },
+    #[error("the caller's deadline has passed")]
+    DeadlineExceeded,
+}
+
+impl Rejection {
+    /// For span events and logs: one word per kind of decision.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            Rejection::CircuitOpen { .. } => "short_circuited",
+            Rejection::BulkheadFull { .. } => "bulkhead_full",
+            Rejection::RetryBudgetExhausted { .. } => "retry_denied",
+            Rejection::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+}
+
+/// Which attempt a call is (1 = first); set by callers that retry, with
+/// `RequestBuilder::with_extension`. Anything above 1 spends from the retry budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt(pub u32);
+
+/// One downstream's breaker, budget and bulkhead.
+struct Downstream {
+    name: String,
+    breaker: Option<Mutex<CircuitBreaker>>,
+    budget: Option<Mutex<RetryBudget>>,
+    bulkhead: Option<(Arc<Semaphore>, BulkheadSettings)>,
+    bulkhead_rejected: AtomicU64,
+    calls: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Downstream {
+    fn new(name: String, settings: &ResilienceSettings) -> Self {
+        Downstream {
+            name,
+            breaker: settings.breaker.map(|s| Mutex::new(CircuitBreaker::new(s))),
+            budget: settings
+                .retry_budget
+                .map(|s| Mutex::new(RetryBudget::new(s, Instant::now()))),
+            bulkhead: settings
+                .bulkhead
+                .map(|s| (Arc::new(Semaphore::new(s.max_concurrent)), s)),
+            bulkhead_rejected: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    fn spend(&self, attempt: u32) -> Result<(), Rejection> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let mut budget = lock(budget);
+        let now = Instant::now();
+        if attempt <= 1 {
+            budget.record_call(now);
+            return Ok(());
+        }
+        if budget.try_retry(now) {
+            return Ok(());
+        }
+        let window = budget.window(now);
+        let rejection = Rejection::RetryBudgetExhausted {
+            downstream: self.name.clone(),
+        };
+        tracing::warn!(
+            resilience.decision = rejection.decision(),
+            resilience.downstream = %self.name,
+            attempt,
+            window.calls = window.calls,
+            window.retries = window.retries,
+            "retry denied by the retry budget"
+        );
+        Err(rejection)
+    }
+
+    async fn enter(&self, timeout: Option<Duration>) -> Result<Option<OwnedSemaphorePermit>, Rejection> {
+        let Some((slots, settings)) = &self.bulkhead else {
+            return Ok(None);
+        };
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        let wait = timeout.map_or(settings.max_wait, |t| t.min(settings.max_wait));
+        match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => {
+                self.bulkhead_rejected.fetch_add(1, Ordering::Relaxed);
+                let rejection = Rejection::BulkheadFull {
+                    downstream: self.name.clone(),
+                    max: settings.max_concurrent,
+                };
+                tracing::warn!(
+                    resilience.decision = rejection.decision(),
+                    resilience.downstream = %self.name,
+                    bulkhead.max_concurrent = settings.max_concurrent,
+                    bulkhead.waited_ms = wait.as_millis() as u64,
+                    "call refused: bulkhead full"
+                );
+                Err(rejection)
+            }
+        }
+    }
+
+    /// Whether the breaker lets the call through (and whether it is a trial).
+    fn admit(&self) -> Result<bool, Rejection> {
+        let Some(breaker) = &self.breaker else {
+            return Ok(false);
+        };
+        let (admission, transition) = lock(breaker).admit(Instant::now());
+        if let Some(transition) = transition {
+            self.report(transition);
+        }
+        match admission {
+            Admission::Allowed { trial } => Ok(trial),
+            Admission::ShortCircuited { retry_after } => {
+                let rejection = Rejection::CircuitOpen {
+                    downstream: self.name.clone(),
+                    retry_after,
+                };
+                tracing::warn!(
+                    resilience.decision = rejection.decision(),
+                    resilience.downstream = %self.name,
+                    breaker.retry_in_ms = retry_after.as_millis() as u64,
+                    "call short-circuited: circuit open"
+                );
+                Err(rejection)
+            }
+        }
+    }
+
+    fn record(&self, result: CallResult, trial: bool) {
+        if let Some(breaker) = &self.breaker {
+            let transition = lock(breaker).record(result, trial, Instant::now());
+            if let Some(transition) = transition {
+                self.report(transition);
+            }
+        }
+    }
+
+    fn report(&self, transition: Transition) {
+        let name = &self.name;
+        match transition {
+            Transition::Opened => tracing::warn!(
+                resilience.decision = "breaker_opened",
+                resilience.downstream = %name,
+                "circuit breaker opened: calls to {name} fail fast until the cool-down ends"
+            ),
+            Transition::Reopened => tracing::warn!(
+                resilience.decision = "breaker_reopened",
+                resilience.downstream = %name,
+                "circuit breaker reopened: the trial call to {name} failed"
+            ),
+            Transition::HalfOpened => tracing::info!(
+                resilience.decision = "breaker_half_opened",
+                resilience.downstream = %name,
+                "circuit breaker half-open: a trial call goes to {name}"
+            ),
+            Transition::Closed => tracing::info!(
+                resilience.decision = "breaker_closed",
+                resilience.downstream = %name,
+                "circuit breaker closed: the trial call to {name} succeeded"
+            ),
+        }
+    }
+
+    fn snapshot(&self) -> Value {
+        let now = Instant::now();
+        let breaker = self.breaker.as_ref().map(|b| {
+            let b = lock(b);
+            let (state, detail) = match b.state() {
+                BreakerState::Closed { consecutive_failures } => {
+                    ("closed", json!({ "consecutive_failures": consecutive_failures }))
+                }
+                BreakerState::Open { until } => (
+                    "open",
+                    json!({ "half_open_in_ms": until.saturating_duration_since(now).as_millis() as u64 }),
+                ),
+                BreakerState::HalfOpen { trials_in_flight, .. } => {
+                    ("half_open", json!({ "trials_in_flight": trials_in_flight }))
+                }
+            };
+            let mut view = json!({ "state": state, "opened": b.opened, "short_circuited": b.short_circuited });
+            if let (Some(view), Some(detail)) = (view.as_object_mut(), detail.as_object()) {
+                view.extend(detail.clone());
+            }
+            view
+        });
+        let budget = self.budget.as_ref().map(|b| {
+            let mut b = lock(b);
+            let window = b.window(now);
+            json!({ "window_calls": window.calls, "window_retries": window.retries,
+                    "window_allowed": window.allowed, "denied": b.denied })
+        });
+        let bulkhead = self.bulkhead.as_ref().map(|(slots, s)| {
+            json!({ "in_flight": s.max_concurrent - slots.available_permits(),
+                    "max_concurrent": s.max_concurrent,
+                    "rejected": self.bulkhead_rejected.load(Ordering::Relaxed) })
+        });
+        json!({
+            "name": self.name,
+            "calls": self.calls.load(Ordering::Relaxed),
+            "breaker": breaker,
+            "retry_budget": budget,
+            "bulkhead": bulkhead,
+        })
+    }
+}
+
+/// The resilience state of one process: a [`Downstream`] per peer, created on
+/// first use and named after the peer's service.
+pub struct Resilience {
+    settings: ResilienceSettings,
+    names: RwLock<HashMap<String, String>>,
+    downstreams: RwLock<HashMap<String, Arc<Downstream>>>,
+}
+
+impl std::fmt::Debug for Resilience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resilience")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resilience {
+    pub fn new(settings: ResilienceSettings, peers: &PeerSettings) -> Self {
+        let names = Service::ALL
+            .into_iter()
+            .filter_map(|s| Some((origin_of(peers.url(s))?, s.name().to_owned())))
+            .collect();
+        Resilience {
+            settings,
+            names: RwLock::new(names),
+            downstreams: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &ResilienceSettings {
+        &self.settings
+    }
+
+    /// Names a base URL that is not one of the configured peers (the orchestrator
+    /// reaching its own endpoints over loopback).
+    pub fn name(&self, base_url: &str, name: &str) {
+        if let Some(origin) = origin_of(base_url) {
+            self.names
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(origin, name.to_owned());
+        }
+    }
+
+    fn downstream(&self, url: &reqwest::Url) -> Arc<Downstream> {
+        let origin = origin_of(url.as_str()).unwrap_or_default();
+        let name = self
+            .names
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&origin)
+            .cloned()
+            .unwrap_or(origin);
+        if let Some(found) = self
+            .downstreams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+        {
+            return Arc::clone(found);
+        }
+        let mut all = self.downstreams.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            all.entry(name.clone())
+                .or_insert_with(|| Arc::new(Downstream::new(name, &self.settings))),
+        )
+    }
+
+    /// The state of every downstream called so far, for `GET /admin/resilience`.
+    pub fn snapshot(&self) -> Value {
+        let all = self.downstreams.read().unwrap_or_else(PoisonError::into_inner);
+        let mut downstreams: Vec<&Arc<Downstream>> = all.values().collect();
+        downstreams.sort_by(|a, b| a.name.cmp(&b.name));
+        let s = &self.settings;
+        json!({
+            "patterns": {
+                "circuit_breaker": s.breaker.map(|b| json!({
+                    "failure_threshold": b.failure_threshold,
+                    "cool_down_ms": b.cool_down.as_millis() as u64,
+                    "half_open_trials": b.half_open_trials })),
+                "bulkhead": s.bulkhead.map(|b| json!({
+                    "max_concurrent": b.max_concurrent, "max_wait_ms": b.max_wait.as_millis() as u64 })),
+                "retry_budget": s.retry_budget.map(|b| json!({
+                    "ratio": b.ratio, "min_per_second": b.min_per_second, "window_secs": b.window.as_secs() })),
+                "load_shedding": s.shedding.map(|l| json!({
+                    "max_in_flight": l.max_in_flight, "max_running": l.max_running,
+                    "retry_after_secs": l.retry_after.as_secs() })),
+            },
+            "downstreams": downstreams.iter().map(|d| d.snapshot()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn origin_of(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str()?,
+        url.port_or_known_default()?
+    ))
+}
+
+/// The client side of every pattern, as a `reqwest` middleware (inside the tracing
+/// middleware, so its decisions are events on the call's client span).
+pub struct ResilienceMiddleware(pub Arc<Resilience>);
+
+#[async_trait::async_trait]
+impl Middleware for ResilienceMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let started = Instant::now();
+        let downstream = self.0.downstream(req.url());
+        let attempt = extensions.get::<Attempt>().map_or(1, |a| a.0);
+        let reject = |rejection: Rejection| Err(reqwest_middleware::Error::middleware(rejection));
+        let timeout = match (req.timeout().copied(), deadline::remaining()) {
+            (_, Some(left)) if left.is_zero() => {
+                tracing::warn!(
+                    resilience.decision = "deadline_exceeded",
+                    resilience.downstream = %downstream.name,
+                    "call not made: the caller's deadline has passed"
+                );
+                return reject(Rejection::DeadlineExceeded);
+            }
+            (Some(own), Some(left)) => Some(own.min(left)),
+            (own, left) => own.or(left),
+        };
+        if let Err(rejection) = downstream.spend(attempt) {
+            return reject(rejection);
+        }
+        let _slot = match downstream.enter(timeout).await {
+            Ok(slot) => slot,
+            Err(rejection) => return reject(rejection),
+        };
+        let trial = match downstream.admit() {
+            Ok(trial) => trial,
+            Err(rejection) => return reject(rejection),
+        };
+        if let Some(timeout) = timeout {
+            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+            *req.timeout_mut() = Some(left);
+            req.headers_mut().insert(
+                deadline::REQUEST_TIMEOUT_MS,
+                http::HeaderValue::from(left.as_millis() as u64),
+            );
+        }
+        downstream.calls.fetch_add(1, Ordering::Relaxed);
+        let result = next.run(req, extensions).await;
+        let verdict = match &result {
+            Err(_) => CallResult::Failure,
+            Ok(response) => match response.status().as_u16() {
+                408 | 429 | 500..=599 => CallResult::Failure,
+                409 => CallResult::Neutral,
+                _ => CallResult::Success,
+            },
+        };
+        downstream.record(verdict, trial);
+        result
+    }
+}
+
+/// `GET /admin/resilience`: breakers, budgets and bulkheads per downstream, and the
+/// load shedder's counts where the service sheds load.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/resilience", web::get().to(show));
+}
+
+async fn show(
+    resilience: web::Data<Arc<Resilience>>,
+    shedder: Option<web::Data<LoadShedder>>,
+) -> Result<HttpResponse, Problem> {
+    let mut view = resilience.snapshot();
+    if let Some(object) = view.as_object_mut() {
+        object.insert("load_shedding".into(), shedder.map_or(Value::Null, |s| s.snapshot()));
+    }
+    crate::web::ok(&view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_name_the_peers() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:8082/charges").as_deref(),
+            Some("http://127.0.0.1:8082")
+        );
+        assert_eq!(
+            origin_of("http://payment/charges").as_deref(),
+            Some("http://payment:80")
+        );
+        assert_eq!(origin_of("not a url"), None);
+    }
+
+    #[test]
+    fn every_pattern_is_on_by_default_and_each_can_be_switched_off() {
+        let env =
+            |pairs: &[(&str, &str)]| Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let on = ResilienceSettings::from_env(&env(&[])).unwrap();
+        assert!(on.breaker.is_some() && on.bulkhead.is_some() && on.retry_budget.is_some() && on.shedding.is_some());
+        let no_breaker = ResilienceSettings::from_env(&env(&[("CIRCUIT_BREAKER", "off")])).unwrap();
+        assert!(no_breaker.breaker.is_none() && no_breaker.bulkhead.is_some());
+        let off = ResilienceSettings::from_env(&env(&[("RESILIENCE", "off")])).unwrap();
+        assert!(
+            off.breaker.is_none() && off.bulkhead.is_none() && off.retry_budget.is_none() && off.shedding.is_none()
+        );
+        let err = ResilienceSettings::from_env(&env(&[("RETRY_BUDGET_RATIO", "-1")])).unwrap_err();
+        assert_eq!(err.variable, "RETRY_BUDGET_RATIO");
+    }
+}

@@ -1,0 +1,125 @@
+//! Load shedding on `POST /checkout`: when the service already has as many
+//! checkouts in flight, or as many sagas / transactions running, as it is allowed,
+//! a new checkout is refused at once with 503 + `Retry-After` — before its
+//! idempotency key is claimed, so nothing is written and the same request can
+//! simply be sent again later.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use actix_web::{
+    Error,
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web,
+};
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{ErrorCode, Problem, supervisor::RunningGauge};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SheddingSettings {
+    /// Checkout requests being answered at once (`CHECKOUT_MAX_IN_FLIGHT`).
+    pub max_in_flight: usize,
+    /// Sagas or 2PC transactions running in this process (`CHECKOUT_MAX_RUNNING`).
+    pub max_running: usize,
+    /// What `Retry-After` says (`SHED_RETRY_AFTER_SECS`).
+    pub retry_after: Duration,
+}
+
+pub struct LoadShedder {
+    settings: Option<SheddingSettings>,
+    in_flight: Arc<Semaphore>,
+    running: RunningGauge,
+    shed: AtomicU64,
+}
+
+impl LoadShedder {
+    /// `running` counts the jobs the checkout starts (the supervisor's gauge).
+    pub fn new(settings: Option<SheddingSettings>, running: RunningGauge) -> Self {
+        let slots = settings.map_or(Semaphore::MAX_PERMITS, |s| s.max_in_flight);
+        LoadShedder {
+            settings,
+            in_flight: Arc::new(Semaphore::new(slots)),
+            running,
+            shed: AtomicU64::new(0),
+        }
+    }
+
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, (String, SheddingSettings)> {
+        let Some(settings) = self.settings else {
+            return Ok(None);
+        };
+        let running = self.running.get();
+        if running >= settings.max_running {
+            return Err((
+                format!(
+                    "{running} checkouts are still running here (at most {})",
+                    settings.max_running
+                ),
+                settings,
+            ));
+        }
+        match Arc::clone(&self.in_flight).try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => Err((
+                format!(
+                    "{} checkout requests are in flight here (at most that many)",
+                    settings.max_in_flight
+                ),
+                settings,
+            )),
+        }
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let Some(settings) = self.settings else {
+            return json!({ "enabled": false, "running": self.running.get() });
+        };
+        json!({
+            "enabled": true,
+            "in_flight": settings.max_in_flight - self.in_flight.available_permits(),
+            "max_in_flight": settings.max_in_flight,
+            "running": self.running.get(),
+            "max_running": settings.max_running,
+            "shed": self.shed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Middleware for the checkout endpoint; outermost, so a shed request touches
+/// nothing (no fault point, no idempotency claim, no database).
+pub async fn shed_load(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let shedder = req.app_data::<web::Data<LoadShedder>>().cloned();
+    let Some(shedder) = shedder.filter(|_| crate::web::is_mutating(req.method())) else {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    };
+    match shedder.admit() {
+        Ok(_permit) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
+        Err((why, settings)) => {
+            shedder.shed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                resilience.decision = "shed",
+                reason = %why,
+                retry_after_secs = settings.retry_after.as_secs(),
+                "checkout shed: {why}"
+            );
+            let problem = Problem::new(
+                ErrorCode::Overloaded,
+                format!("checkout refused at once: {why}; nothing was done"),
+            )
+            .with_retry_after(settings.retry_after.as_secs());
+            Ok(req.error_response(problem))
+        }
+    }
+}
