@@ -370,6 +370,20 @@ pub fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// `PUT /admin/faults` with one rule that always applies.
+pub async fn fault_rule(app: &TestApp, operation: &str, kind: &str) {
+    let request = app
+        .client
+        .put(app.url("/admin/faults"))
+        .json(&json!({ "rules": [ { "operation": operation, "kind": kind, "probability": 1.0 } ] }));
+    assert_eq!(app.send(request).await.status(), 200);
+}
+
+/// A service's admin JSON (`/admin/resilience`, `/admin/faults`).
+pub async fn admin(app: &TestApp, path: &str) -> Value {
+    app.get(&format!("/admin/{path}")).await.json().await.unwrap()
+}
+
 pub fn new_key() -> String {
     Uuid::new_v4().to_string()
 }

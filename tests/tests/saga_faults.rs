@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use shared::testing::eventually;
-use txlab_tests::{Platform, checkout_body, new_key, step};
+use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step};
 
 /// A baggage fault fails a step's first attempt; the retry (same idempotency key)
 /// finds the definite answer, so every case ends confirmed, charged once, emailed once.
@@ -66,18 +65,10 @@ async fn a_declined_reservation_cancels_before_the_charge() {
     platform.assert_consistent(&order).await;
 }
 
-async fn rule(app: &shared::testing::TestApp, operation: &str, kind: &str) {
-    let request = app
-        .client
-        .put(app.url("/admin/faults"))
-        .json(&json!({ "rules": [ { "operation": operation, "kind": kind, "probability": 1.0 } ] }));
-    assert_eq!(app.send(request).await.status(), 200);
-}
-
 #[actix_web::test]
 async fn a_charge_that_always_fails_is_compensated_after_its_attempts() {
     let platform = Platform::start().await;
-    rule(&platform.payment, "payment.charge", "error").await;
+    fault_rule(&platform.payment, "payment.charge", "error").await;
     let before = platform.stock("SKU-008").await;
     let (_, _, order) = platform
         .checkout(&checkout_body("SKU-008", 1, "tok_visa"), &new_key(), None)
@@ -96,7 +87,7 @@ async fn a_charge_that_always_fails_is_compensated_after_its_attempts() {
 #[actix_web::test]
 async fn a_charge_whose_answers_are_always_lost_is_refunded() {
     let platform = Platform::start().await;
-    rule(&platform.payment, "payment.charge", "lost_response").await;
+    fault_rule(&platform.payment, "payment.charge", "lost_response").await;
     let (_, _, order) = platform
         .checkout(&checkout_body("SKU-009", 1, "tok_visa"), &new_key(), None)
         .await;
@@ -114,7 +105,7 @@ async fn a_charge_whose_answers_are_always_lost_is_refunded() {
 #[actix_web::test]
 async fn an_email_outage_never_refunds_and_the_email_goes_out_once_it_is_over() {
     let platform = Platform::start().await;
-    rule(&platform.email, "email.send", "error").await;
+    fault_rule(&platform.email, "email.send", "error").await;
     let (status, _, order) = platform
         .checkout(&checkout_body("SKU-011", 1, "tok_visa"), &new_key(), None)
         .await;

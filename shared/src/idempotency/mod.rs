@@ -213,10 +213,24 @@ where
     req.extensions_mut().insert(slot.clone());
 
     let request = req.request().clone();
+    // The work runs in a task of its own (a caller hanging up must not cut a commit
+    // in half), under the caller's deadline if it sent one: past it, the handler is
+    // dropped before committing, and `finish` rolls back and releases the key.
+    let deadline = crate::resilience::deadline::current();
     let work = {
         let request = request.clone();
         async move {
-            let outcome = service.call(req).await;
+            let outcome = match deadline {
+                None => service.call(req).await,
+                Some(deadline) => {
+                    let budget = deadline.saturating_duration_since(std::time::Instant::now());
+                    let call = crate::resilience::deadline::within(deadline, service.call(req));
+                    match tokio::time::timeout(budget, call).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(crate::resilience::deadline::exceeded(budget).into()),
+                    }
+                }
+            };
             finish(&store, claim, slot, request, outcome).await
         }
     };

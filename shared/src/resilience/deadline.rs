@@ -3,10 +3,11 @@
 //! nobody waits for) and cuts its own outgoing calls to what is left of it, so no
 //! service works for a caller that has already given up.
 //!
-//! Stopping means dropping the handler's future: its open database transaction
-//! rolls back and its idempotency claim lapses with its lease, as when the caller
-//! hangs up. The `timeout` fault models a callee that ignores deadlines: its work
-//! runs detached and still happens afterwards.
+//! Stopping means dropping the handler's future before its unit of work commits:
+//! the idempotency middleware runs the work under the same deadline and, when it
+//! passes, rolls the transaction back and releases the key (a 5xx is never stored),
+//! so a later retry with the same key runs afresh. The `timeout` fault models a
+//! callee that ignores deadlines: its work runs detached and still happens.
 
 use std::{
     future::Future,
@@ -34,6 +35,11 @@ pub fn remaining() -> Option<Duration> {
     DEADLINE
         .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
         .ok()
+}
+
+/// The current request's deadline, if its caller sent one.
+pub fn current() -> Option<Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
 /// Runs `work` under `deadline`: outgoing calls inside it are cut to what is left.
@@ -73,20 +79,27 @@ pub async fn honour_deadline(
     let deadline = Instant::now() + budget;
     match tokio::time::timeout(budget, within(deadline, next.call(req))).await {
         Ok(outcome) => outcome.map(ServiceResponse::map_into_boxed_body),
+        // The request went into routing and cannot be had back; the answer is
+        // rendered here, inside the request's span, so it carries its trace id.
         Err(_) => {
-            tracing::warn!(
-                resilience.decision = "deadline_exceeded",
-                deadline_ms = budget.as_millis() as u64,
-                "stopped at the caller's deadline; the unfinished work was rolled back"
-            );
-            Err(Problem::new(
-                ErrorCode::DeadlineExceeded,
-                format!(
-                    "stopped at the caller's deadline ({} ms); nothing was committed",
-                    budget.as_millis()
-                ),
-            )
-            .into())
+            let response = actix_web::ResponseError::error_response(&exceeded(budget));
+            Err(actix_web::error::InternalError::from_response("deadline exceeded", response).into())
         }
     }
+}
+
+/// The answer for work stopped at its deadline; also a span event and a log line.
+pub fn exceeded(budget: Duration) -> Problem {
+    tracing::warn!(
+        resilience.decision = "deadline_exceeded",
+        deadline_ms = budget.as_millis() as u64,
+        "stopped at the caller's deadline; the unfinished work was rolled back"
+    );
+    Problem::new(
+        ErrorCode::DeadlineExceeded,
+        format!(
+            "stopped at the caller's deadline ({} ms); nothing was committed",
+            budget.as_millis()
+        ),
+    )
 }

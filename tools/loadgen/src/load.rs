@@ -90,7 +90,9 @@ pub struct Outcomes {
     pub cancelled: u64,
     /// Answered 202: still running when the request's deadline passed.
     pub pending: u64,
-    /// No usable answer (error status, connection failure, timeout).
+    /// Refused at once by load shedding (503 `overloaded`); nothing was written.
+    pub shed: u64,
+    /// No usable answer (another error status, connection failure, timeout).
     pub failed: u64,
 }
 
@@ -121,7 +123,7 @@ impl Report {
         let o = &self.outcomes;
         format!(
             "{:<5} {:<16} {:>6} req {:>7.1} s {:>8.1}/s  p50 {:>7.1} ms  p90 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms  \
-             ok {} cancelled {} pending {} failed {}",
+             ok {} cancelled {} pending {} shed {} failed {}",
             match self.protocol {
                 Protocol::Saga => "saga",
                 Protocol::TwoPhase => "2pc",
@@ -137,6 +139,7 @@ impl Report {
             o.succeeded,
             o.cancelled,
             o.pending,
+            o.shed,
             o.failed
         )
     }
@@ -275,6 +278,7 @@ async fn one_checkout(
                 _ => shared.outcomes.pending += 1,
             }
         }
+        Some((503, body)) if body["type"] == "urn:txlab:problem:overloaded" => shared.outcomes.shed += 1,
         _ => shared.outcomes.failed += 1,
     }
 }

@@ -23,7 +23,8 @@ use tokio::process::{Child, Command};
 const USAGE: &str = "usage: txlab up [--keep-data]\n\n\
   Starts PostgreSQL and every txlab service on 127.0.0.1 (ports 8080-8084),\n\
   waits until all are ready and stops everything on Ctrl-C.\n\
-  TXLAB_PG_PORT (54320) moves PostgreSQL; --keep-data keeps the databases\n\
+  TXLAB_PG_PORT (54320) moves PostgreSQL and TXLAB_PORT_BASE (8080) the services\n\
+  (a second platform beside the first); --keep-data keeps the databases\n\
   between runs (otherwise each run starts from an empty cluster).";
 
 #[tokio::main]
@@ -69,7 +70,11 @@ async fn up(keep_data: bool) -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(54320);
-    let state = bin_dir.join("txlab-native");
+    // A platform on other ports keeps its data apart too.
+    let state = match port_base() {
+        8080 => bin_dir.join("txlab-native"),
+        base => bin_dir.join(format!("txlab-native-{base}")),
+    };
     let cluster_dir = state.join("pg");
     let cluster = PgCluster::new(&cluster_dir, port)?;
     if cluster.is_running() {
@@ -129,11 +134,23 @@ async fn run_services(cluster: &PgCluster, services: &[Service], bin_dir: &Path,
     outcome
 }
 
+/// `TXLAB_PORT_BASE`: where the order service listens; the others follow it.
+fn port_base() -> u16 {
+    std::env::var("TXLAB_PORT_BASE")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080)
+}
+
+fn port_of(service: Service) -> u16 {
+    port_base() + (service.default_port() - Service::Order.default_port())
+}
+
 fn spawn(service: Service, cluster: &PgCluster, bin_dir: &Path, logs: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(logs.join(format!("{}.log", service.binary())))?;
     let mut command = Command::new(bin_dir.join(service.binary()));
     command
-        .env("BIND_ADDR", format!("127.0.0.1:{}", service.default_port()))
+        .env("BIND_ADDR", format!("127.0.0.1:{}", port_of(service)))
         .env("DATABASE_URL", cluster.url(service.database()))
         .env(
             "FAULT_INJECTION",
@@ -144,7 +161,7 @@ fn spawn(service: Service, cluster: &PgCluster, bin_dir: &Path, logs: &Path) -> 
         .stderr(log)
         .kill_on_drop(true);
     for peer in Service::ALL {
-        command.env(peer.url_variable(), format!("http://127.0.0.1:{}", peer.default_port()));
+        command.env(peer.url_variable(), format!("http://127.0.0.1:{}", port_of(peer)));
     }
     command
         .spawn()
@@ -155,7 +172,7 @@ async fn wait_until_ready(running: &mut [Running]) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     for entry in running.iter_mut() {
-        let url = format!("http://127.0.0.1:{}/health/ready", entry.service.default_port());
+        let url = format!("http://127.0.0.1:{}/health/ready", port_of(entry.service));
         loop {
             if let Some(status) = entry.child.try_wait()? {
                 bail!("{} exited ({status}) before it was ready", entry.service.binary());
@@ -165,7 +182,7 @@ async fn wait_until_ready(running: &mut [Running]) -> anyhow::Result<()> {
                 println!(
                     "  {:<18} ready on http://127.0.0.1:{}",
                     entry.service.binary(),
-                    entry.service.default_port()
+                    port_of(entry.service)
                 );
                 break;
             }
@@ -227,21 +244,29 @@ fn print_welcome(services: &[Service], logs: &Path) {
             ("tok_visa", " -H 'baggage: fault.payment.charge=lost_response'"),
         ] {
             println!(
-                "  curl -s -X POST http://127.0.0.1:8080/checkout -H 'Content-Type: application/json' {key}{extra} -d {}",
+                "  curl -s -X POST http://127.0.0.1:{}/checkout -H 'Content-Type: application/json' {key}{extra} -d {}",
+                port_of(Service::Order),
                 body(token)
             );
         }
-        println!("  curl -s 'http://127.0.0.1:8080/orders?limit=5'");
+        println!(
+            "  curl -s 'http://127.0.0.1:{}/orders?limit=5'",
+            port_of(Service::Order)
+        );
     }
     if has(Service::Coordinator) {
         println!("\nThe same checkout by two-phase commit:");
         println!(
-            "  curl -s -X POST http://127.0.0.1:8084/checkout -H 'Content-Type: application/json' {key} -d {}",
+            "  curl -s -X POST http://127.0.0.1:{}/checkout -H 'Content-Type: application/json' {key} -d {}",
+            port_of(Service::Coordinator),
             body("tok_visa")
         );
     }
     if has(Service::Inventory) {
-        println!("  curl -s http://127.0.0.1:8081/inventory/SKU-001");
+        println!(
+            "  curl -s http://127.0.0.1:{}/inventory/SKU-001",
+            port_of(Service::Inventory)
+        );
     }
     println!("\nPress Ctrl-C to stop everything.");
 }

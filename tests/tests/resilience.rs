@@ -1,0 +1,471 @@
+//! The resilience patterns end to end, against the real services: the breaker opens
+//! after N failures and closes again after a good trial, shed checkouts get 503 +
+//! Retry-After and write nothing, retries stay within the budget, deadlines cross
+//! hops, and after a saturating run the auditor finds nothing wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shared::{
+    config::{Service, Settings},
+    resilience::{
+        breaker::BreakerSettings, budget::BudgetSettings, deadline::REQUEST_TIMEOUT_MS, shedding::SheddingSettings,
+    },
+    testing::eventually,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, saga_settings, step};
+
+fn downstream<'a>(resilience: &'a Value, name: &str) -> &'a Value {
+    resilience["downstreams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+async fn injected(app: &shared::testing::TestApp, operation: &str) -> u64 {
+    admin(app, "faults").await["injected"][operation].as_u64().unwrap()
+}
+
+#[actix_web::test]
+async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down_closes_it() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.breaker = Some(BreakerSettings {
+                failure_threshold: 3,
+                cool_down: Duration::from_millis(1500),
+                half_open_trials: 1,
+            });
+            s.resilience.retry_budget = None;
+        }
+    })
+    .await;
+    fault_rule(&platform.payment, "payment.charge", "error").await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-003", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+
+    // Three charges failed at payment; the fourth attempt (under a second later)
+    // found the breaker open and was never sent.
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(step(&order, "charge_payment")["attempts"], 4, "{order}");
+    assert_eq!(injected(&platform.payment, "payment.charge").await, 3);
+    assert!(
+        order["reason"].as_str().unwrap().contains("circuit open for payment"),
+        "{order}"
+    );
+    // The refund met the open breaker too, waited for the cool-down, went through
+    // as the trial call and closed it.
+    let breaker = eventually(Duration::from_secs(10), || async {
+        let view = admin(&platform.order, "resilience").await;
+        let breaker = downstream(&view, "payment")["breaker"].clone();
+        (breaker["state"] == "closed").then_some(breaker)
+    })
+    .await
+    .expect("the payment breaker closes again");
+    assert_eq!(breaker["opened"], 1, "{breaker}");
+    assert!(breaker["short_circuited"].as_u64().unwrap() >= 1, "{breaker}");
+    platform.assert_consistent(&order).await;
+
+    // Closed again: with the fault gone, checkouts go through.
+    platform
+        .payment
+        .send(platform.payment.client.delete(platform.payment.url("/admin/faults")))
+        .await;
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-003", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!((status, order["status"].as_str()), (201, Some("confirmed")), "{order}");
+}
+
+#[actix_web::test]
+async fn shed_checkouts_get_503_with_retry_after_and_write_nothing() {
+    let platform = Platform::start_tuned(saga_settings(), |_, s: &mut Settings| {
+        s.resilience.shedding = Some(SheddingSettings {
+            max_in_flight: 2,
+            max_running: 100,
+            retry_after: Duration::from_secs(2),
+        });
+    })
+    .await;
+    for (app, slow) in [
+        (&platform.order, "fault.inventory.reserve=delay_ms:1500"),
+        (&platform.coordinator, "fault.inventory.prepare=delay_ms:1500"),
+    ] {
+        let in_flight: Vec<_> = (0..2)
+            .map(|_| {
+                let request = app
+                    .client
+                    .post(app.url("/checkout"))
+                    .header("Idempotency-Key", new_key())
+                    .header("baggage", slow)
+                    .json(&checkout_body("SKU-002", 1, "tok_visa"));
+                actix_rt::spawn(request.send())
+            })
+            .collect();
+        let busy = eventually(Duration::from_secs(5), || async {
+            let view = admin(app, "resilience").await;
+            (view["load_shedding"]["in_flight"] == 2).then_some(())
+        })
+        .await;
+        assert!(busy.is_some(), "two checkouts in flight");
+        let key = new_key();
+        let body = checkout_body("SKU-002", 1, "tok_visa");
+        let shed = app
+            .send(
+                app.client
+                    .post(app.url("/checkout"))
+                    .header("Idempotency-Key", &key)
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(shed.status(), 503, "a third checkout is shed while two are in flight");
+        assert_eq!(shed.headers()["retry-after"], "2");
+        let (status, problem) = shared::testing::problem(shed).await;
+        assert_eq!(status, 503);
+        assert_eq!(problem["type"], "urn:txlab:problem:overloaded", "{problem}");
+        for request in in_flight {
+            assert_eq!(request.await.unwrap().unwrap().status(), 201);
+        }
+        // Only the two admitted checkouts left anything behind, and the shed one's
+        // key was never claimed: sent again, it simply runs.
+        let checkouts = if app.address == platform.order.address {
+            "sagas"
+        } else {
+            "transactions"
+        };
+        assert_eq!(app.count(checkouts).await, 2, "{checkouts}");
+        let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE key = $1")
+            .bind(&key)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(claimed, 0);
+        let again = app
+            .send(
+                app.client
+                    .post(app.url("/checkout"))
+                    .header("Idempotency-Key", &key)
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(again.status(), 201);
+        assert!(again.headers().get("idempotent-replayed").is_none());
+        assert_eq!(
+            admin(app, "resilience").await["load_shedding"]["shed"].as_u64(),
+            Some(1)
+        );
+    }
+}
+
+#[actix_web::test]
+async fn retries_stay_within_the_budget() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.breaker = None;
+            // No retries earned by traffic; a floor of 3 per 10 s window.
+            s.resilience.retry_budget = Some(BudgetSettings {
+                ratio: 0.0,
+                min_per_second: 0.3,
+                window: Duration::from_secs(10),
+            });
+        }
+    })
+    .await;
+    fault_rule(&platform.payment, "payment.charge", "error").await;
+    let started = Instant::now();
+    let mut orders = Vec::new();
+    for sku in ["SKU-004", "SKU-005", "SKU-006", "SKU-007"] {
+        let (_, _, order) = platform
+            .checkout(&checkout_body(sku, 1, "tok_visa"), &new_key(), None)
+            .await;
+        orders.push(platform.settled(order["order_id"].as_str().unwrap()).await);
+    }
+    let within_one_window = started.elapsed() < Duration::from_secs(9);
+    // Four sagas, four attempts each: sixteen charges without a budget. With it,
+    // four first calls and at most three retries reached the payment service.
+    let charges = injected(&platform.payment, "payment.charge").await;
+    let view = admin(&platform.order, "resilience").await;
+    let budget = &downstream(&view, "payment")["retry_budget"];
+    if within_one_window {
+        assert!(
+            (4..=7).contains(&charges),
+            "{charges} charges reached payment; {budget}"
+        );
+    }
+    assert!(budget["denied"].as_u64().unwrap() >= 5, "{budget}");
+    for order in &orders {
+        assert_eq!(order["status"], "cancelled", "{order}");
+        platform.assert_consistent(order).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_callee_stops_at_its_callers_deadline_and_does_nothing() {
+    let platform = Platform::start().await;
+    let order_id = uuid::Uuid::new_v4();
+    let charge = serde_json::json!({ "order_id": order_id, "amount_cents": 1200, "payment_token": "tok_visa" });
+    let app = &platform.payment;
+    let started = Instant::now();
+    let response = app
+        .send(
+            app.client
+                .post(app.url("/charges"))
+                .header("Idempotency-Key", new_key())
+                .header(REQUEST_TIMEOUT_MS, "300")
+                .header("baggage", "fault.payment.charge=delay_ms:1000")
+                .json(&charge),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, problem) = shared::testing::problem(response).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (504, Some("urn:txlab:problem:deadline-exceeded"))
+    );
+    // Past the delay the work would have finished; it never started.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let payments = platform.payments(&order_id.to_string()).await;
+    assert_eq!(payments["charges"].as_array().map(Vec::len), Some(0), "{payments}");
+
+    // No time left: refused before anything; not a number: 400.
+    for (value, expected) in [("0", 504), ("soon", 400)] {
+        let response = app
+            .send(
+                app.client
+                    .post(app.url("/charges"))
+                    .header("Idempotency-Key", new_key())
+                    .header(REQUEST_TIMEOUT_MS, value)
+                    .json(&charge),
+            )
+            .await;
+        assert_eq!(response.status(), expected);
+    }
+    assert_eq!(app.count("charges").await, 0);
+}
+
+#[actix_web::test]
+async fn a_checkout_under_a_deadline_answers_before_it_and_the_saga_goes_on() {
+    let platform = Platform::start().await;
+    let started = Instant::now();
+    let response = platform
+        .order
+        .send(
+            platform
+                .order
+                .client
+                .post(platform.order.url("/checkout"))
+                .header("Idempotency-Key", new_key())
+                .header(REQUEST_TIMEOUT_MS, "1000")
+                .header("baggage", "fault.payment.charge=delay_ms:1500")
+                .json(&checkout_body("SKU-009", 1, "tok_visa")),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{order}");
+    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    platform.assert_consistent(&order).await;
+}
+
+/// The client's side of deadlines, on the wire: a call made under a deadline carries
+/// what is left of it as `Request-Timeout-Ms`, and gives up when it passes.
+#[actix_web::test]
+async fn outgoing_calls_carry_what_is_left_of_the_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/reservations", listener.local_addr().unwrap());
+    let heads = actix_rt::spawn(async move {
+        let mut heads = Vec::new();
+        for answer in [true, false] {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 8192];
+            let n = socket.read(&mut buffer).await.unwrap();
+            heads.push(String::from_utf8_lossy(&buffer[..n]).to_lowercase());
+            if answer {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+            } else {
+                // Never answers: the caller must give up at its deadline.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+        heads
+    });
+    let settings = Settings::for_tests(Service::Order, "postgres://unused/unused");
+    let resilience = std::sync::Arc::new(shared::resilience::Resilience::new(
+        settings.resilience.clone(),
+        &settings.peers,
+    ));
+    let client = shared::http_client::HttpClient::new(resilience).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let first = shared::resilience::deadline::within(
+        deadline,
+        client
+            .post_json(&url, &serde_json::json!({}), "k1", Duration::from_secs(3))
+            .send(),
+    )
+    .await;
+    assert_eq!(first.unwrap().status(), 200);
+    let started = Instant::now();
+    let second = shared::resilience::deadline::within(
+        deadline,
+        client
+            .post_json(&url, &serde_json::json!({}), "k2", Duration::from_secs(3))
+            .send(),
+    )
+    .await;
+    assert!(second.is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    let heads = heads.await.unwrap();
+    let sent: u64 = heads[0]
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{REQUEST_TIMEOUT_MS}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the header is sent");
+    assert!(sent > 0 && sent <= 400, "{sent}");
+}
+
+/// Stopped inside its unit of work (waiting on a row lock), the callee rolls back
+/// and releases the key: the same request sent again runs afresh.
+#[actix_web::test]
+async fn work_cut_at_the_deadline_is_rolled_back_and_its_key_released() {
+    let platform = Platform::start().await;
+    let app = &platform.inventory;
+    let before = platform.stock("SKU-010").await;
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE sku = 'SKU-010' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let order_id = uuid::Uuid::new_v4().to_string();
+    let key = new_key();
+    let reserve = |deadline: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.url("/reservations"))
+            .header("Idempotency-Key", &key)
+            .json(&serde_json::json!({ "order_id": order_id, "items": [ { "sku": "SKU-010", "quantity": 1 } ] }));
+        if let Some(deadline) = deadline {
+            request = request.header(REQUEST_TIMEOUT_MS, deadline);
+        }
+        app.send(request)
+    };
+    let started = Instant::now();
+    let (status, problem) = shared::testing::problem(reserve(Some("400")).await).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (504, Some("urn:txlab:problem:deadline-exceeded"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.rollback().await.unwrap();
+    // Nothing of it stayed: no reservation, the stock as it was, the key free.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(platform.reservation(&order_id).await.is_none());
+    assert_eq!(platform.stock("SKU-010").await, before);
+    let again = reserve(None).await;
+    assert_eq!(again.status(), 201);
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    assert!(platform.reservation(&order_id).await.is_some());
+}
+
+/// Every pattern on, small limits, a payment service slower than its callers'
+/// timeouts, both protocols driven past what they can take: checkouts are shed or
+/// fail fast, and afterwards the auditor finds every invariant intact.
+#[actix_web::test]
+async fn saturated_against_a_slow_payment_the_auditor_still_finds_nothing() {
+    use loadgen::{
+        audit::{AuditSettings, Endpoints, audit},
+        load::{LoadSettings, Mode, Protocol, Skus, run},
+    };
+    let platform = Platform::start_tuned(saga_settings(), |_, s: &mut Settings| {
+        s.resilience.shedding = Some(SheddingSettings {
+            max_in_flight: 6,
+            max_running: 10,
+            retry_after: Duration::from_secs(1),
+        });
+        s.resilience.breaker = Some(BreakerSettings {
+            failure_threshold: 3,
+            cool_down: Duration::from_secs(1),
+            half_open_trials: 1,
+        });
+    })
+    .await;
+    let slow = app_rules(&[
+        ("payment.charge", "delay_ms:3500"),
+        ("payment.prepare", "delay_ms:3500"),
+    ]);
+    let put = platform
+        .payment
+        .client
+        .put(platform.payment.url("/admin/faults"))
+        .json(&slow);
+    assert_eq!(platform.payment.send(put).await.status(), 200);
+    let mut shed_or_fast = 0;
+    for (protocol, url) in [
+        (Protocol::Saga, platform.order.address.clone()),
+        (Protocol::TwoPhase, platform.coordinator.address.clone()),
+    ] {
+        let report = run(&LoadSettings {
+            url,
+            protocol,
+            mode: Mode::Open { rate: 15.0 },
+            requests: 45,
+            skus: Skus::Uniform { count: 4 },
+            faults: Vec::new(),
+            timeout: Duration::from_secs(30),
+            progress: false,
+        })
+        .await
+        .unwrap();
+        shed_or_fast += report.outcomes.shed + report.outcomes.cancelled;
+    }
+    assert!(shed_or_fast > 0);
+    let view = admin(&platform.order, "resilience").await;
+    let breaker = &downstream(&view, "payment")["breaker"];
+    assert!(breaker["opened"].as_u64().unwrap() >= 1, "{breaker}");
+    platform
+        .payment
+        .send(platform.payment.client.delete(platform.payment.url("/admin/faults")))
+        .await;
+    let report = audit(&AuditSettings {
+        endpoints: Endpoints {
+            order: platform.order.address.clone(),
+            inventory: platform.inventory.address.clone(),
+            payment: platform.payment.address.clone(),
+            email: platform.email.address.clone(),
+            coordinator: Some(platform.coordinator.address.clone()),
+        },
+        settle: Duration::from_secs(90),
+    })
+    .await
+    .unwrap();
+    let violations: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+    assert!(violations.is_empty(), "{}\n{}", report.summary(), violations.join("\n"));
+    platform.assert_no_prepared_left().await;
+}
+
+fn app_rules(rules: &[(&str, &str)]) -> Value {
+    let rules: Vec<Value> = rules
+        .iter()
+        .map(|(operation, kind)| serde_json::json!({ "operation": operation, "kind": kind, "probability": 1.0 }))
+        .collect();
+    serde_json::json!({ "rules": rules })
+}
