@@ -195,7 +195,13 @@ async fn retries_stay_within_the_budget() {
             "{charges} charges reached payment; {budget}"
         );
     }
-    assert!(budget["denied"].as_u64().unwrap() >= 5, "{budget}");
+    // Once the budget is spent, a denied retry fails the saga fast: the three
+    // sagas after the first are each denied once and compensate.
+    assert!(budget["denied"].as_u64().unwrap() >= 3, "{budget}");
+    assert!(
+        budget["window_retries"].as_u64() <= budget["window_allowed"].as_u64(),
+        "{budget}"
+    );
     for order in &orders {
         assert_eq!(order["status"], "cancelled", "{order}");
         platform.assert_consistent(order).await;
@@ -468,4 +474,70 @@ fn app_rules(rules: &[(&str, &str)]) -> Value {
         .map(|(operation, kind)| serde_json::json!({ "operation": operation, "kind": kind, "probability": 1.0 }))
         .collect();
     serde_json::json!({ "rules": rules })
+}
+
+/// 2PC behind an open breaker: the participant votes `no` without being asked, the
+/// transaction aborts at once, and that participant is never told anything.
+#[actix_web::test]
+async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkout_aborts_at_once() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Coordinator {
+            s.resilience.breaker = Some(BreakerSettings {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(4),
+                half_open_trials: 1,
+            });
+        }
+    })
+    .await;
+    // The first transaction's failed prepare opens the coordinator's payment breaker;
+    // its abort for payment then waits for the cool-down.
+    let coordinator = platform.coordinator.client.clone();
+    let first = coordinator
+        .post(platform.coordinator.url("/checkout"))
+        .header("Idempotency-Key", new_key())
+        .header("baggage", "fault.payment.prepare=error")
+        .json(&checkout_body("SKU-001", 1, "tok_visa"));
+    let first = actix_rt::spawn(first.send());
+    let open = eventually(Duration::from_secs(5), || async {
+        let view = admin(&platform.coordinator, "resilience").await;
+        (downstream(&view, "payment")["breaker"]["state"] == "open").then_some(())
+    })
+    .await;
+    assert!(open.is_some(), "the payment breaker opens");
+
+    let (status, _, tx) = platform
+        .checkout_2pc(&checkout_body("SKU-001", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!((status, tx["status"].as_str()), (201, Some("aborted")), "{tx}");
+    let payment = tx["participants"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "payment"))
+        .unwrap();
+    assert_eq!(
+        (payment["vote"].as_str(), payment["outcome"].as_str()),
+        (Some("no"), Some("aborted")),
+        "{tx}"
+    );
+    assert!(
+        payment["detail"].as_str().unwrap().contains("circuit open for payment"),
+        "{tx}"
+    );
+    // The payment service never saw this transaction: no tombstone, no key.
+    let id: uuid::Uuid = tx["transaction_id"].as_str().unwrap().parse().unwrap();
+    let gid = format!("txlab_{}_payment", id.simple());
+    for sql in [
+        "SELECT count(*) FROM tpc_aborted WHERE gid = $1",
+        "SELECT count(*) FROM idempotency_keys WHERE key = $1",
+    ] {
+        let seen: i64 = sqlx::query_scalar(sql)
+            .bind(&gid)
+            .fetch_one(&platform.payment.pool)
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "{sql}");
+    }
+    // The first one finishes once the breaker lets its abort through.
+    assert_eq!(first.await.unwrap().unwrap().status().as_u16(), 201);
+    platform.assert_no_prepared_left().await;
 }

@@ -86,9 +86,10 @@ impl Coordinator {
 
     async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TxState> {
         let ours = record.started_by == self.boot_id;
+        let mut never_asked = Vec::new();
         if record.tx.state == TxState::Preparing {
             if ours {
-                self.prepare_all(&mut record).await?;
+                never_asked = self.prepare_all(&mut record).await?;
                 self.fault_point(&record, "coordinator.vote").await;
                 record.tx.decide();
             } else {
@@ -114,12 +115,22 @@ impl Coordinator {
             }
         }
         tracing::Span::current().record("tx.decision", tracing::field::debug(record.tx.decision));
+        if record.tx.decision == Some(Decision::Abort) {
+            // A participant whose prepare was never sent (an open breaker, a full
+            // bulkhead) has nothing to abort: telling it would only wait on the
+            // same breaker.
+            for i in never_asked {
+                record.tx.record_ack(i);
+                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
+            }
+        }
         self.finish_all(&mut record).await?;
         Ok(record.tx.state)
     }
 
     /// Phase one: every participant prepares, or fails to within the vote timeout.
-    async fn prepare_all(&self, record: &mut TxRecord) -> anyhow::Result<()> {
+    /// Returns the participants whose prepare was never sent.
+    async fn prepare_all(&self, record: &mut TxRecord) -> anyhow::Result<Vec<usize>> {
         let baggage = record.baggage.clone();
         let calls = record.tx.participants.iter().enumerate().map(|(i, p)| {
             let name = p.name.clone();
@@ -142,7 +153,9 @@ impl Coordinator {
                 // Any answer but a yes is a no; only silence is a timeout.
                 let answered = request.send().await;
                 let silent = answered.is_err();
-                let (vote, detail) = match CallOutcome::of(answered).await {
+                let outcome = CallOutcome::of(answered).await;
+                let asked = !matches!(outcome, CallOutcome::NotSent(_));
+                let (vote, detail) = match outcome {
                     CallOutcome::Succeeded(body) if body["vote"] == "yes" => (Vote::Yes, None),
                     CallOutcome::Succeeded(body) => (Vote::No, Some(body.to_string())),
                     // Refused on this side (open breaker, full bulkhead): never asked.
@@ -151,15 +164,19 @@ impl Coordinator {
                     other => (Vote::No, Some(other.describe())),
                 };
                 tracing::Span::current().record("tx.vote", tracing::field::debug(vote));
-                (i, vote, detail)
+                (i, vote, detail, asked)
             }
             .instrument(span)
         });
-        for (i, vote, detail) in join_all(calls).await {
+        let mut never_asked = Vec::new();
+        for (i, vote, detail, asked) in join_all(calls).await {
             record.tx.record_vote(i, vote, detail);
             log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], false).await?;
+            if !asked {
+                never_asked.push(i);
+            }
         }
-        Ok(())
+        Ok(never_asked)
     }
 
     /// Phase two: tell every participant the decision until each acknowledges.

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use shared::{
     http_client::{CallOutcome, HttpClient},
-    resilience::Attempt,
+    resilience::{Attempt, Rejection},
     supervisor::{Job, LocalBoxFuture},
 };
 use sqlx::PgPool;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     log::{self, SagaRecord},
     state::{Next, Outcome, SagaStatus},
-    steps::{COMPENSATION, Call, STEPS},
+    steps::{COMPENSATION, Call, STEPS, is_before_or_at_pivot},
 };
 
 /// Where the participants are. The orchestrator reaches its own order endpoints
@@ -144,10 +144,19 @@ impl Engine {
                     tracing::warn!(outcome = %described, "step outcome unknown; it will be retried with the same key");
                     Outcome::Unknown(described)
                 }
-                // Refused on this side (breaker, bulkhead, retry budget): certainly
-                // not done, but the step's answer is still owed, so it counts as an
-                // attempt whose outcome is open, retried or given up like one.
-                CallOutcome::NotSent(_) => Outcome::Unknown(described),
+                // Refused on this side (breaker, bulkhead, retry budget): this call
+                // certainly did nothing. Up to the pivot the saga fails fast (see
+                // `SagaState::record_action`). Past the pivot and when compensating
+                // it must go on: it waits until an open breaker lets a trial
+                // through, then tries again.
+                CallOutcome::NotSent(rejection) => {
+                    if compensation || !is_before_or_at_pivot(i) {
+                        if let Rejection::CircuitOpen { retry_after, .. } = rejection {
+                            tokio::time::sleep(retry_after).await;
+                        }
+                    }
+                    Outcome::NotSent(described)
+                }
             }
         }
         .instrument(span)

@@ -70,6 +70,9 @@ pub enum Outcome {
     Succeeded,
     Refused(String),
     Unknown(String),
+    /// Not sent: refused on the orchestrator's side (an open breaker, a full
+    /// bulkhead, the retry budget). This attempt certainly did nothing.
+    NotSent(String),
 }
 
 /// What the engine does next.
@@ -231,6 +234,25 @@ impl SagaState {
                     self.park(why, false);
                 }
             }
+            // Up to the pivot, fail fast. If this was the step's only attempt the
+            // participant never heard of it, so it is not compensated either (an
+            // earlier attempt whose outcome is unknown still is).
+            Outcome::NotSent(error) if is_before_or_at_pivot(i) => {
+                let why = format!("{}: {error}", STEPS[i].name);
+                step.last_error = Some(error);
+                if step.attempts == 1 && self.budget_start[i].0 == 0 {
+                    step.attempts = 0;
+                    step.status = StepStatus::Pending;
+                } else {
+                    step.status = StepStatus::Failed;
+                }
+                self.start_compensating(why);
+            }
+            // Past the pivot the saga must go on: like an unknown outcome, retried.
+            Outcome::NotSent(error) => {
+                step.status = StepStatus::Running;
+                step.last_error = Some(error);
+            }
         }
     }
 
@@ -245,7 +267,7 @@ impl SagaState {
         let step = &mut self.steps[j];
         match outcome {
             Outcome::Succeeded => step.status = StepStatus::Compensated,
-            Outcome::Unknown(error) => step.last_error = Some(error),
+            Outcome::Unknown(error) | Outcome::NotSent(error) => step.last_error = Some(error),
             Outcome::Refused(error) => {
                 step.last_error = Some(error.clone());
                 let why = format!("compensating {} was refused: {error}", STEPS[j].name);
@@ -317,6 +339,58 @@ mod tests {
         assert!(saga.reason.as_deref().unwrap().starts_with("charge_payment: 402"));
         assert_eq!(saga.steps[2].status, StepStatus::Compensated);
         assert_eq!(saga.steps[3].status, StepStatus::Pending);
+    }
+
+    #[test]
+    fn a_charge_never_sent_fails_fast_and_is_not_refunded() {
+        let mut saga = SagaState::new();
+        let trail = drive(&mut saga, |next, _| match next {
+            Act(2) => Outcome::NotSent("not sent: circuit open for payment".into()),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(
+            trail,
+            vec![Act(0), Act(1), Act(2), Compensate(1), Compensate(0), Stop(Cancelled)]
+        );
+        assert_eq!(saga.steps[2].status, StepStatus::Pending);
+        assert_eq!(saga.steps[2].attempts, 0, "the participant never heard of it");
+        assert!(saga.reason.as_deref().unwrap().contains("circuit open"));
+    }
+
+    #[test]
+    fn a_charge_not_sent_after_an_unknown_attempt_is_still_refunded() {
+        let mut saga = SagaState::new();
+        let trail = drive(&mut saga, |next, attempt| match (next, attempt) {
+            (Act(2), 1) => Outcome::Unknown("timed out".into()),
+            (Act(2), _) => Outcome::NotSent("not sent: retry denied by the retry budget".into()),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(
+            trail,
+            vec![
+                Act(0),
+                Act(1),
+                Act(2),
+                Act(2),
+                Compensate(2),
+                Compensate(1),
+                Compensate(0),
+                Stop(Cancelled)
+            ]
+        );
+        assert_eq!(saga.steps[2].status, StepStatus::Compensated);
+    }
+
+    #[test]
+    fn past_the_pivot_a_call_not_sent_is_retried() {
+        let mut saga = SagaState::new();
+        let trail = drive(&mut saga, |next, attempt| match (next, attempt) {
+            (Act(5), 1 | 2) => Outcome::NotSent("not sent: circuit open for email".into()),
+            (Compensate(_), _) => panic!("nothing is compensated past the pivot"),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(trail.last(), Some(&Stop(Confirmed)));
+        assert_eq!(saga.steps[5].attempts, 3);
     }
 
     #[test]
