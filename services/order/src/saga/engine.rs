@@ -150,10 +150,10 @@ impl Engine {
                 // it must go on: it waits until an open breaker lets a trial
                 // through, then tries again.
                 CallOutcome::NotSent(rejection) => {
-                    if compensation || !is_before_or_at_pivot(i) {
-                        if let Rejection::CircuitOpen { retry_after, .. } = rejection {
-                            tokio::time::sleep(retry_after).await;
-                        }
+                    if let Rejection::CircuitOpen { retry_after, .. } = rejection
+                        && (compensation || !is_before_or_at_pivot(i))
+                    {
+                        tokio::time::sleep(retry_after).await;
                     }
                     Outcome::NotSent(described)
                 }
