@@ -122,6 +122,7 @@ impl<J: Job> Handler<RunJob> for Supervisor<J> {
             return;
         }
         if self.running.len() >= self.limits.max_running {
+            crate::resilience::span_event("job_deferred", Vec::new());
             tracing::warn!(
                 resilience.decision = "job_deferred",
                 job.kind = J::KIND,
@@ -177,6 +178,7 @@ pub async fn run_and_wait<J: Job>(
         None => deadline,
     };
     if let Err(actix::prelude::SendError::Full(_)) = supervisor.try_send(RunJob(id)) {
+        crate::resilience::span_event("job_deferred", Vec::new());
         tracing::warn!(
             resilience.decision = "job_deferred",
             job.kind = J::KIND,

@@ -405,3 +405,47 @@ async fn a_graceful_stop_flushes_every_span() {
         "the request's span was exported before the process ended"
     );
 }
+
+#[actix_web::test]
+async fn resilience_decisions_are_events_on_the_calls_they_concern() {
+    let receiver = OtlpReceiver::start().await;
+    let (grpc, http) = (receiver.grpc_endpoint(), receiver.http_endpoint());
+    let mut env: Vec<(Service, &str, &str)> = vec![
+        (Service::Order, "BREAKER_FAILURE_THRESHOLD", "2"),
+        (Service::Order, "BREAKER_COOL_DOWN_MS", "1000"),
+        (Service::Payment, "OTEL_EXPORTER_OTLP_ENDPOINT", http.as_str()),
+        (Service::Payment, "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+    ];
+    for service in [Service::Order, Service::Inventory, Service::Email, Service::Coordinator] {
+        env.push((service, "OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()));
+    }
+    let platform = Platform::start_processes(&env).await;
+    txlab_tests::fault_rule(&platform.payment, "payment.charge", "error").await;
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-005", 1, "tok_visa"),
+        &[],
+    )
+    .await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    let trace_id = order["trace_id"].as_str().unwrap();
+    let has = |spans: &[Span], event: &str| spans.iter().any(|s| s.events.iter().any(|e| e == event));
+    let spans = complete(&receiver, trace_id, &[], "the breaker's decisions", |spans| {
+        has(spans, "resilience.breaker_opened") && has(spans, "resilience.short_circuited")
+    })
+    .await;
+    // Both on the order service's client spans for the charge: the second failed
+    // attempt opened the breaker, the third was never sent.
+    for event in ["resilience.breaker_opened", "resilience.short_circuited"] {
+        let span = spans.iter().find(|s| s.events.iter().any(|e| e == event)).unwrap();
+        assert_eq!(
+            (span.service.as_str(), span.kind),
+            ("order-service", SpanKind::Client),
+            "{event}"
+        );
+        let parent = spans.by_id(&span.parent_span_id).unwrap();
+        assert_eq!(parent.name, "saga.step charge_payment", "{event}");
+    }
+    assert_well_formed(&spans, &[]);
+}

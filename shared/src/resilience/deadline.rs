@@ -67,6 +67,7 @@ pub async fn honour_deadline(
         )));
     };
     if budget.is_zero() {
+        super::span_event("deadline_exceeded", Vec::new());
         tracing::warn!(
             resilience.decision = "deadline_exceeded",
             "request arrived with no time left before its caller's deadline; nothing was done"
@@ -90,6 +91,13 @@ pub async fn honour_deadline(
 
 /// The answer for work stopped at its deadline; also a span event and a log line.
 pub fn exceeded(budget: Duration) -> Problem {
+    super::span_event(
+        "deadline_exceeded",
+        vec![opentelemetry::KeyValue::new(
+            "resilience.deadline_ms",
+            budget.as_millis() as i64,
+        )],
+    );
     tracing::warn!(
         resilience.decision = "deadline_exceeded",
         deadline_ms = budget.as_millis() as u64,

@@ -139,6 +139,23 @@ impl Rejection {
     }
 }
 
+/// A decision as a span event on the current span, named `resilience.<decision>`
+/// (the log line is the caller's `tracing` event).
+pub(crate) fn span_event(decision: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    tracing::Span::current().add_event(format!("resilience.{decision}"), attributes);
+}
+
+fn downstream_event(decision: &'static str, downstream: &str) {
+    span_event(
+        decision,
+        vec![opentelemetry::KeyValue::new(
+            "resilience.downstream",
+            downstream.to_owned(),
+        )],
+    );
+}
+
 /// Which attempt a call is (1 = first); set by callers that retry, with
 /// `RequestBuilder::with_extension`. Anything above 1 spends from the retry budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +208,7 @@ impl Downstream {
         let rejection = Rejection::RetryBudgetExhausted {
             downstream: self.name.clone(),
         };
+        downstream_event(rejection.decision(), &self.name);
         tracing::warn!(
             resilience.decision = rejection.decision(),
             resilience.downstream = %self.name,
@@ -218,6 +236,7 @@ impl Downstream {
                     downstream: self.name.clone(),
                     max: settings.max_concurrent,
                 };
+                downstream_event(rejection.decision(), &self.name);
                 tracing::warn!(
                     resilience.decision = rejection.decision(),
                     resilience.downstream = %self.name,
@@ -246,6 +265,7 @@ impl Downstream {
                     downstream: self.name.clone(),
                     retry_after,
                 };
+                downstream_event(rejection.decision(), &self.name);
                 tracing::warn!(
                     resilience.decision = rejection.decision(),
                     resilience.downstream = %self.name,
@@ -268,6 +288,13 @@ impl Downstream {
 
     fn report(&self, transition: Transition) {
         let name = &self.name;
+        let decision = match transition {
+            Transition::Opened => "breaker_opened",
+            Transition::Reopened => "breaker_reopened",
+            Transition::HalfOpened => "breaker_half_opened",
+            Transition::Closed => "breaker_closed",
+        };
+        downstream_event(decision, name);
         match transition {
             Transition::Opened => tracing::warn!(
                 resilience.decision = "breaker_opened",
@@ -456,6 +483,7 @@ impl Middleware for ResilienceMiddleware {
         let reject = |rejection: Rejection| Err(reqwest_middleware::Error::middleware(rejection));
         let timeout = match (req.timeout().copied(), deadline::remaining()) {
             (_, Some(left)) if left.is_zero() => {
+                downstream_event("deadline_exceeded", &downstream.name);
                 tracing::warn!(
                     resilience.decision = "deadline_exceeded",
                     resilience.downstream = %downstream.name,

@@ -108,6 +108,10 @@ pub async fn shed_load(
         Ok(_permit) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
         Err((why, settings)) => {
             shedder.shed.fetch_add(1, Ordering::Relaxed);
+            super::span_event(
+                "shed",
+                vec![opentelemetry::KeyValue::new("resilience.reason", why.clone())],
+            );
             tracing::warn!(
                 resilience.decision = "shed",
                 reason = %why,
