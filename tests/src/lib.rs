@@ -43,12 +43,32 @@ fn participant(settings: &mut Settings, coordinator: &str) {
     settings.tpc.resolve_interval = Duration::from_millis(300);
 }
 
-/// A port nobody listens on yet, for a service its peers must know in advance.
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999), so
+/// that no outgoing connection — a database connection, say — is given one meanwhile.
+const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nobody listens on yet, for a service its peers must know before it starts
+/// (or that is killed and restarted on the same port). It stays this process's until
+/// the process ends: a lock file per port, shared by every test process on the
+/// machine, keeps other tests from picking it while it is not being listened on.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("txlab-test-ports");
+    std::fs::create_dir_all(&dir).expect("the port lock directory");
+    let span = RESERVED_PORTS.end - RESERVED_PORTS.start;
+    let first = (Uuid::new_v4().as_u128() % u128::from(span)) as u16;
+    for offset in 0..span {
+        let port = RESERVED_PORTS.start + (first + offset) % span;
+        let lock = std::fs::File::create(dir.join(format!("{port}.lock"))).expect("a port lock file");
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().expect("the held ports").push(lock);
+            return port;
+        }
+    }
+    panic!("no free port in {RESERVED_PORTS:?}");
 }
 
 impl Platform {
