@@ -179,7 +179,6 @@ impl ErrorCode {
 }
 
 /// An error answer. Build with [`Problem::new`] or the `From` impls; render once.
-#[derive(Debug)]
 pub struct Problem {
     pub code: ErrorCode,
     pub detail: String,
@@ -245,6 +244,21 @@ impl Problem {
             body.insert(k.clone(), v.clone());
         }
         Value::Object(body)
+    }
+}
+
+/// The source as its chain of causes, never as anyhow's `Debug`: that renders (and
+/// first resolves) a backtrace whenever `RUST_BACKTRACE` is set, and tracing-actix-web
+/// writes every error answer's `Debug` into its log line and the span.
+impl std::fmt::Debug for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Problem")
+            .field("code", &self.code)
+            .field("detail", &self.detail)
+            .field("retry_after", &self.retry_after)
+            .field("extensions", &self.extensions)
+            .field("source", &self.source.as_ref().map(|source| format!("{source:#}")))
+            .finish()
     }
 }
 
@@ -315,5 +329,13 @@ mod tests {
         assert_eq!(body["sku"], "SKU-999");
         assert!(body.get("title").is_some());
         assert!(body.get("trace_id").is_some());
+    }
+
+    #[test]
+    fn debug_shows_the_source_as_one_line_of_causes() {
+        let source = anyhow::anyhow!("connection reset").context("fetching the order");
+        let debug = format!("{:?}", Problem::internal(source));
+        assert!(debug.contains("\"fetching the order: connection reset\""), "{debug}");
+        assert!(!debug.contains("Caused by") && !debug.contains("backtrace"), "{debug}");
     }
 }
