@@ -78,6 +78,17 @@ pub fn is_lock_timeout(e: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "55P03")
 }
 
+/// Whether `PREPARE TRANSACTION` found every slot of `max_prepared_transactions`
+/// taken by transactions awaiting their decisions. PostgreSQL reports it as
+/// `out_of_memory` (53200) with this message.
+pub fn is_out_of_prepared_slots(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().is_some_and(|code| code == "53200")
+            && d.message()
+                .starts_with("maximum number of prepared transactions reached")
+    })
+}
+
 /// Worth retrying at start-up: the server may still be coming up.
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster from the machine's own binaries: for the native
 //! launcher and for tests. Finds `initdb`/`pg_ctl` on `PATH` or in
 //! `/usr/lib/postgresql/*/bin`; as root, runs them as the `postgres` user (initdb
-//! refuses root). Sets `max_prepared_transactions` for two-phase commit.
+//! refuses root). Sets `max_prepared_transactions` for two-phase commit, as high as
+//! `max_connections` (PostgreSQL's advice when prepared transactions are used).
 
 use std::{
     fs,
@@ -117,7 +118,7 @@ impl PgCluster {
             .arg(self.data_dir()))?;
         let conf = format!(
             "\n# txlab (the port is given at start)\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
-             max_prepared_transactions = 100\nmax_connections = {max}\nfsync = {fsync}\n\
+             max_prepared_transactions = {max}\nmax_connections = {max}\nfsync = {fsync}\n\
              synchronous_commit = {fsync}\nfull_page_writes = {fsync}\nshared_buffers = '128MB'\n",
             dir = self.dir.display(),
             max = options.max_connections,

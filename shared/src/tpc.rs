@@ -242,7 +242,14 @@ async fn prepare_in_transaction<W: TpcWork>(
         .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION {}", gid.literal())))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|e| {
+            if crate::db::is_out_of_prepared_slots(&e) {
+                no_prepared_slot()
+            } else {
+                Problem::from(e)
+            }
+        })?;
     Ok(detail)
 }
 
@@ -252,6 +259,17 @@ fn is_lock_timeout(problem: &Problem) -> bool {
         .as_ref()
         .and_then(|e| e.downcast_ref::<sqlx::Error>())
         .is_some_and(crate::db::is_lock_timeout)
+}
+
+/// The cluster holds as many prepared transactions as `max_prepared_transactions`
+/// allows, all awaiting their decisions: 2PC's blocking, reaching the database's limit.
+fn no_prepared_slot() -> Problem {
+    Problem::new(
+        ErrorCode::ServiceUnavailable,
+        "every prepared-transaction slot of the database (max_prepared_transactions) is held by a \
+         transaction awaiting its decision; voting no",
+    )
+    .with_retry_after(1)
 }
 
 fn locked() -> Problem {

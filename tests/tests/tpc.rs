@@ -283,3 +283,98 @@ async fn bad_2pc_checkouts_are_refused_and_write_nothing() {
     );
     assert_eq!(platform.coordinator.count("transactions").await, 0);
 }
+
+#[actix_web::test]
+async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
+    use shared::pgcluster::{ClusterOptions, PgCluster};
+    use sqlx::{Connection, PgConnection};
+
+    // A cluster of its own with 20 prepared-transaction slots (as many as
+    // connections), every one held by a transaction awaiting its decision.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-slots-{}", new_key()));
+    /// Stops and removes the cluster however the test ends.
+    struct Throwaway(PgCluster);
+    impl Drop for Throwaway {
+        fn drop(&mut self) {
+            let _ = self.0.stop();
+            let _ = std::fs::remove_dir_all(self.0.dir());
+        }
+    }
+    let cluster = PgCluster::new(&dir, txlab_tests::free_port()).unwrap();
+    let _throwaway = Throwaway(cluster.clone());
+    let options = ClusterOptions {
+        max_connections: 20,
+        fsync: false,
+    };
+    tokio::task::spawn_blocking({
+        let cluster = cluster.clone();
+        move || cluster.init(&options).and_then(|()| cluster.start())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut admin = PgConnection::connect(&cluster.url("postgres")).await.unwrap();
+    sqlx::query("CREATE DATABASE payments")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for i in 0..20 {
+        sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION 'held_{i}'")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let url = cluster.url("payments");
+    let payment = shared::testing::TestApp::spawn(
+        shared::config::Service::Payment,
+        |s| {
+            s.database_url = url;
+            s.database_max_connections = 4;
+        },
+        |s| {
+            payment_service::startup::build_with(
+                s,
+                payment_service::startup::PaymentSettings {
+                    funds_limit_cents: 10_000,
+                },
+            )
+        },
+    )
+    .await;
+
+    let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
+    let order_id = uuid::Uuid::new_v4();
+    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let answer = payment.post(&format!("/tpc/{gid}/prepare"), &body, Some(&gid)).await;
+    let retry_after = answer.headers().get("retry-after").cloned();
+    let (status, problem) = problem(answer).await;
+    assert_eq!(
+        retry_after.as_ref().and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "{problem}"
+    );
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "urn:txlab:problem:service-unavailable", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_prepared_transactions"),
+        "{problem}"
+    );
+    // Nothing of it stays: no charge, no prepared transaction of its own, and once a
+    // slot is free the same prepare (same key) votes yes.
+    assert_eq!(payment.count("charges").await, 0);
+    sqlx::query("ROLLBACK PREPARED 'held_0'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let again = payment.post(&format!("/tpc/{gid}/prepare"), &body, Some(&gid)).await;
+    assert_eq!(again.status(), 200);
+    let vote: Value = again.json().await.unwrap();
+    assert_eq!(vote["vote"], "yes", "{vote}");
+
+    // The cluster goes (on drop), prepared transactions and all.
+    drop(admin);
+}
