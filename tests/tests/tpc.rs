@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, new_key};
+use txlab_tests::{Platform, checkout_body, fault_rule, new_key};
 
 fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
     tx["participants"]
@@ -222,6 +222,46 @@ async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
         order["status"], "confirmed",
         "and succeeded once the locks were released"
     );
+    platform.assert_no_prepared_left().await;
+}
+
+#[actix_web::test]
+async fn a_participant_slow_to_acknowledge_does_not_hold_up_the_answer() {
+    let platform = Platform::start().await;
+    fault_rule(&platform.inventory, "inventory.commit", "error").await;
+    // The coordinator's deadline is 15 s; answering within 10 s means it did not wait
+    // for inventory's acknowledgement, which cannot come while the rule is on.
+    let coordinator = &platform.coordinator;
+    let answer = coordinator
+        .send(
+            coordinator
+                .client
+                .post(coordinator.url("/checkout"))
+                .header("Idempotency-Key", new_key())
+                .json(&checkout_body("SKU-002", 1, "tok_visa"))
+                .timeout(Duration::from_secs(10)),
+        )
+        .await;
+    assert_eq!(answer.status(), 201);
+    let tx: Value = answer.json().await.unwrap();
+    assert_eq!(tx["status"], "committed", "{tx}");
+    assert_eq!(participant(&tx, "inventory")["outcome"], "in_doubt", "{tx}");
+    assert_eq!(participant(&tx, "payment")["outcome"], "committed", "{tx}");
+
+    // Told again until it acknowledges: once the fault is gone, it commits.
+    coordinator
+        .send(
+            platform
+                .inventory
+                .client
+                .delete(platform.inventory.url("/admin/faults")),
+        )
+        .await;
+    let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    assert_eq!(tx["status"], "committed", "{tx}");
+    assert_eq!(participant(&tx, "inventory")["outcome"], "committed", "{tx}");
+    let order = platform.order(tx["order_id"].as_str().unwrap()).await;
+    platform.assert_consistent(&order).await;
     platform.assert_no_prepared_left().await;
 }
 

@@ -106,7 +106,8 @@ async fn load(conn: &mut PgConnection, id: Uuid) -> Result<TransactionView, Prob
 }
 
 /// `POST /checkout`: validate, price, log the transaction, run the protocol, and
-/// answer 201 once it is decided (202 with `Location` if the deadline passes first).
+/// answer 201 once it is decided and every participant has been told once (202 with
+/// `Location` if the deadline passes first).
 #[tracing::instrument(name = "checkout", skip_all, fields(tx.id, order.id))]
 #[allow(clippy::too_many_arguments)]
 async fn checkout(
@@ -139,9 +140,13 @@ async fn checkout(
         }
     };
     tracing::Span::current().record("tx.id", tracing::field::display(id));
-    run_and_wait(&supervisor, id, deadline.0)
-        .await
-        .map_err(|e| Problem::internal(anyhow::anyhow!("supervisor: {e}")))?;
+    // Until the transaction is over, or decided and every participant told once.
+    tokio::select! {
+        ran = run_and_wait(&supervisor, id, deadline.0) => {
+            ran.map_err(|e| Problem::internal(anyhow::anyhow!("supervisor: {e}")))?;
+        }
+        () = coordinator.answers.answerable(id) => {}
+    }
     let view = load(&mut *pool.acquire().await?, id).await?;
     tracing::Span::current().record("order.id", tracing::field::display(view.order_id));
     if view.decision.is_some() {

@@ -59,6 +59,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
         vote_timeout: own.vote_timeout,
         faults,
         boot_id: Uuid::new_v4(),
+        answers: Default::default(),
     });
     let supervisor = Supervisor::bounded(Arc::clone(&coordinator), JobLimits::for_checkouts(&settings.resilience));
     let shedder = web::Data::new(LoadShedder::new(settings.resilience.shedding, supervisor.gauge()));

@@ -3,7 +3,9 @@
 //! 1. the transaction is logged (by `POST /checkout`, before anything else);
 //! 2. **prepare**: every participant, in parallel, within the vote timeout;
 //! 3. **decide** and log the decision durably — the commit point;
-//! 4. **commit or abort** every participant, retried until each acknowledges.
+//! 4. **commit or abort** every participant, retried until each acknowledges. The
+//!    checkout answers after the first round: a participant that has not
+//!    acknowledged yet is `in_doubt` in the answer and is told again meanwhile.
 //!
 //! Run again after a crash, it picks up from the log: an undecided transaction it
 //! did not start is aborted (presumed abort); a decided one is delivered again.
@@ -42,6 +44,46 @@ pub struct Coordinator {
     /// This process: a transaction started by another one and found undecided is
     /// presumed aborted.
     pub boot_id: Uuid,
+    /// Checkouts waiting to answer for their transaction.
+    pub answers: Answers,
+}
+
+/// `POST /checkout`s waiting for their transaction. One may answer once the decision
+/// is logged and every participant has been told it once: a participant slow to
+/// acknowledge (an open breaker, a crash) is told again until it does, without the
+/// client waiting for that; its outcome shows `in_doubt` meanwhile.
+#[derive(Debug, Default)]
+pub struct Answers(std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Notify>>>);
+
+impl Answers {
+    /// Waits until transaction `id` may be answered; for as long as the future lives.
+    pub async fn answerable(&self, id: Uuid) {
+        let notify = match self.0.lock() {
+            Ok(mut waiting) => Arc::clone(waiting.entry(id).or_default()),
+            Err(_) => return std::future::pending().await,
+        };
+        let _forget = Forget(self, id);
+        notify.notified().await;
+    }
+
+    fn ready(&self, id: Uuid) {
+        if let Ok(waiting) = self.0.lock()
+            && let Some(notify) = waiting.get(&id)
+        {
+            notify.notify_one();
+        }
+    }
+}
+
+/// Removes a waiter however its wait ends (answered, deadline, client gone).
+struct Forget<'a>(&'a Answers, Uuid);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.0.0.lock() {
+            waiting.remove(&self.1);
+        }
+    }
 }
 
 const PHASE_TWO: RetryPolicy = RetryPolicy {
@@ -236,6 +278,10 @@ impl Coordinator {
                     record.tx.record_ack(i);
                 }
                 log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
+            }
+            if round == 1 && !record.tx.unacknowledged().is_empty() {
+                // Everyone has been told once; the checkout need not wait for the rest.
+                self.answers.ready(record.id);
             }
         }
     }
