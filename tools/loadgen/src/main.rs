@@ -1,11 +1,13 @@
-//! `loadgen run …` drives checkouts; `loadgen audit …` checks the invariants.
+//! `loadgen run …` drives checkouts; `loadgen audit …` checks the invariants;
+//! `loadgen idempotency …` and `loadgen otlp-sink …` serve `scripts/bench-db`.
 #![allow(clippy::print_stdout)]
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use loadgen::{
     audit::{AuditSettings, Endpoints, audit},
+    idempotency::{IdempotencySettings, measure},
     load::{FaultMix, LoadSettings, Mode, Protocol, Skus, run},
 };
 
@@ -93,6 +95,26 @@ enum Command {
         /// How long to wait for running work to finish first.
         #[arg(long, default_value_t = 60)]
         settle_secs: u64,
+    },
+    /// POST /charges with and without Idempotency-Key, and replays against first calls.
+    Idempotency {
+        #[arg(long, default_value = "http://127.0.0.1:8082")]
+        url: String,
+        /// Charges per throughput run (four runs, alternating without and with keys).
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// First calls and as many replays, one at a time.
+        #[arg(long, default_value_t = 300)]
+        latency_samples: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Accept OTLP/gRPC trace exports and count them; prints the count on SIGTERM or Ctrl-C.
+    OtlpSink {
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        listen: SocketAddr,
     },
 }
 
@@ -232,6 +254,59 @@ async fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Idempotency {
+            url,
+            requests,
+            clients,
+            latency_samples,
+            json,
+        } => {
+            let settings = IdempotencySettings {
+                url,
+                requests,
+                clients,
+                latency_samples,
+            };
+            match measure(&settings).await {
+                Ok(report) => {
+                    println!("{}", report.table());
+                    if let Some(path) = json
+                        && let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default())
+                    {
+                        eprintln!("loadgen: writing {}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::OtlpSink { listen } => {
+            let stop = async {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => return std::future::pending().await,
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            };
+            eprintln!("otlp-sink: listening on {listen} (OTLP/gRPC)");
+            match loadgen::otlp_sink::serve(listen, stop).await {
+                Ok(counts) => {
+                    println!("{}", counts.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgen: otlp-sink: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -1,0 +1,189 @@
+-- One saga checkout that is confirmed, transaction for transaction, as the services
+-- issue it on the request path (one line item, tok_visa). Every statement names the
+-- function it mirrors. All schemas live in one scratch database here; the services
+-- use one database each on the same cluster.
+--
+-- Ids are made once per checkout, time-ordered like Uuid::now_v7() in the services;
+-- the SKU is one of SKU-001..SKU-011, as in loadgen's uniform mix.
+-- The step keys are `{saga_id}:{step}`, as the engine makes them.
+SELECT i.*, 'order:' || checkout_key AS checkout_scoped,
+       saga_id || ':' || 'create_order' AS key_create_order, saga_id || ':' || 'reserve_inventory' AS key_reserve_inventory,
+       saga_id || ':' || 'charge_payment' AS key_charge_payment, saga_id || ':' || 'commit_inventory' AS key_commit_inventory,
+       saga_id || ':' || 'confirm_order' AS key_confirm_order, saga_id || ':' || 'send_email' AS key_send_email
+FROM (SELECT bench_uuid() AS order_id, bench_uuid() AS saga_id, bench_uuid() AS charge_id,
+             bench_uuid() AS email_id, gen_random_uuid() AS checkout_key, gen_random_uuid() AS lease,
+             'SKU-' || lpad((1 + floor(random() * 11))::int::text, 3, '0') AS sku) i \gset
+
+-- order  POST /checkout · idempotency claim (IdempotencyStore::claim, autocommit)
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('order', :checkout_key, sha256(:checkout_key::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+-- order  checkout · log::fetch_saga_ids_by_key
+SELECT id, order_id FROM sagas WHERE checkout_key = :checkout_scoped;
+-- inventory  GET /inventory/{sku} (price_checkout) · db::fetch_product
+SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = :sku;
+-- order  log::insert_saga
+BEGIN;
+INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
+VALUES (:saga_id, :order_id, :checkout_scoped,
+        '{"customer_email":"load1@example.com","payment_token":"tok_visa","items":[{"sku":"SKU-001","quantity":1,"unit_price_cents":2100}],"total_cents":2100}',
+        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', NULL)
+ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id;
+INSERT INTO saga_steps (saga_id, position, step)
+SELECT :saga_id, (ordinality - 1)::smallint, step
+FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
+COMMIT;
+-- order  Engine::run · log::fetch_saga
+SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
+
+-- step 0 create_order ---------------------------------------------------------
+-- order  Engine::drive · log::update_step (before the attempt)
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+-- order  POST /orders · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::create · db::fetch_order_tombstone, db::insert_order
+SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = :order_id);
+INSERT INTO orders (id, customer_email, total_cents, payment_token, trace_id)
+VALUES (:order_id, 'load1@example.com', 2100, 'tok_visa', '4bf92f3577b34da6a3ce929d0e0e4736') ON CONFLICT (id) DO NOTHING
+RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
+INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
+SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
+-- view::load_existing
+SELECT id FROM sagas WHERE order_id = :order_id;
+SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
+SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
+SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
+-- IdempotencyStore::complete, then the unit of work commits
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_ORDER@), 'UTF8')
+WHERE scope = 'order' AND key = :key_create_order AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+-- order  log::update_step (after the outcome)
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+
+-- step 1 reserve_inventory ----------------------------------------------------
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+-- inventory  POST /reservations · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
+SET LOCAL lock_timeout = '1500ms';
+SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
+SELECT sku, available FROM products WHERE sku = ANY(ARRAY[:sku::text]) ORDER BY sku FOR UPDATE;
+INSERT INTO reservations (order_id, state, null_compensation) VALUES (:order_id, 'held', false) ON CONFLICT (order_id) DO NOTHING;
+WITH lines AS (SELECT * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[]) AS l(sku, quantity)),
+     moved AS (UPDATE products p SET available = p.available - l.quantity, reserved = p.reserved + l.quantity
+               FROM lines l WHERE p.sku = l.sku)
+INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, quantity FROM lines;
+-- routes::reservation · db::fetch_reservation_lines
+SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
+WHERE scope = 'inventory' AND key = :key_reserve_inventory AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+
+-- step 2 charge_payment (the pivot) -------------------------------------------
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+-- payment  POST /charges · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge
+SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
+SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
+SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_at FROM charges WHERE order_id = :order_id AND state = 'succeeded';
+INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
+VALUES (:charge_id, :order_id, 2100, 'tok_visa', 'succeeded', NULL)
+RETURNING id, order_id, amount_cents, state, decline_code, refunded_cents, created_at;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_PAYMENT@), 'UTF8')
+WHERE scope = 'payment' AND key = :key_charge_payment AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+
+-- step 3 commit_inventory -----------------------------------------------------
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
+-- inventory  POST /reservations/{id}/commit · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('inventory', :key_commit_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::commit_reservation · db::fetch_reservation (locked), db::update_reservation_state, db::fetch_reservation_lines
+SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
+UPDATE products p SET sold = p.sold + l.quantity, reserved = p.reserved - l.quantity
+FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
+UPDATE reservations SET state = 'committed', updated_at = now() WHERE order_id = :order_id;
+SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
+WHERE scope = 'inventory' AND key = :key_commit_inventory AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
+
+-- step 4 confirm_order --------------------------------------------------------
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
+-- order  POST /orders/{id}/confirm · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('order', :key_confirm_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::transition · db::fetch_order (locked), db::update_order_status, view::load_existing
+SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id FOR UPDATE;
+UPDATE orders SET status = 'confirmed', reason = NULL, updated_at = now() WHERE id = :order_id
+RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
+SELECT id FROM sagas WHERE order_id = :order_id;
+SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
+SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
+SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_ORDER@), 'UTF8')
+WHERE scope = 'order' AND key = :key_confirm_order AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
+
+-- step 5 send_email -----------------------------------------------------------
+UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
+-- email  POST /emails · idempotency claim
+INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
+VALUES ('email', :key_send_email, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
+ON CONFLICT (scope, key) DO NOTHING;
+BEGIN;
+-- routes::enqueue · db::insert_email
+INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
+VALUES (:email_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::text || ' is confirmed',
+        E'Hello,\n\nthank you for your order ' || :order_id::text || E'.\nTotal: $21.00\n\nIt is confirmed and on its way.\n\n-- txlab\n',
+        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
+ON CONFLICT (order_id, kind) DO NOTHING
+RETURNING id, order_id, kind, recipient, subject, body, state, attempts, last_error, next_attempt_at, delivered_at, traceparent, created_at;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_EMAIL@), 'UTF8')
+WHERE scope = 'email' AND key = :key_send_email AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
+UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
+
+-- the end -----------------------------------------------------------------------
+-- order  Engine::drive · log::update_saga (running → confirmed)
+UPDATE sagas SET status = 'confirmed', reason = NULL, parked_compensating = false,
+       next_attempt_at = now() + make_interval(secs => 0), updated_at = now() WHERE id = :saga_id;
+-- order  checkout · view::load_existing (autocommit reads on one connection)
+SELECT id FROM sagas WHERE order_id = :order_id;
+SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
+SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
+SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
+-- order  the checkout's stored answer (idempotency commit without a unit of work)
+BEGIN;
+UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
+       response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_CHECKOUT@), 'UTF8')
+WHERE scope = 'order' AND key = :checkout_key AND lease_token = :lease AND state = 'in_flight';
+COMMIT;
