@@ -113,8 +113,9 @@ fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// What a call to a participant established. Only a definite answer ends retrying:
-/// a timeout, a lost connection, a 5xx or a 409 "still in flight" leave the outcome
-/// unknown, and the same call (same idempotency key) is made again.
+/// a timeout, a lost connection, a 5xx, a 423 "rows locked" or a 409 "still in
+/// flight" leave the outcome unknown, and the same call (same idempotency key) is
+/// made again.
 #[derive(Debug, Clone)]
 pub enum CallOutcome {
     /// 2xx, with the body.
@@ -152,7 +153,8 @@ impl CallOutcome {
             .and_then(crate::ErrorCode::from_type_uri);
         match status {
             200..=299 => CallOutcome::Succeeded(body),
-            408 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
+            // Timed out, locked rows, too many requests: nothing definite, try again.
+            408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
             409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => {
                 CallOutcome::Unknown("the previous attempt is still in flight".into())
             }

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     FaultInjected,
     /// A business decline injected on purpose.
     FaultDeclined,
+    /// The rows the work needs are locked by another transaction (an in-doubt 2PC,
+    /// say) and the lock wait timed out; nothing was done, retry after `Retry-After`.
+    /// Contention on some rows, not a sign the service is unwell: breakers ignore it.
+    RowsLocked,
     /// A dependency is unavailable; retry later.
     ServiceUnavailable,
     /// Load shedding: the service is saturated and refused the request at once,
@@ -73,6 +77,7 @@ impl ErrorCode {
             IdempotencyKeyReused | UnknownSku | InsufficientStock | InvalidPaymentToken | FaultDeclined => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            RowsLocked => StatusCode::LOCKED,
             FaultInjected | Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceUnavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
@@ -101,6 +106,7 @@ impl ErrorCode {
             ActionAfterCompensation => "action-after-compensation",
             FaultInjected => "fault-injected",
             FaultDeclined => "fault-declined",
+            RowsLocked => "rows-locked",
             ServiceUnavailable => "service-unavailable",
             Overloaded => "overloaded",
             DeadlineExceeded => "deadline-exceeded",
@@ -135,6 +141,7 @@ impl ErrorCode {
             ActionAfterCompensation => "The action arrived after its compensation and was not executed",
             FaultInjected => "Fault injected",
             FaultDeclined => "Declined by fault injection",
+            RowsLocked => "The rows are locked by another transaction; retry later",
             ServiceUnavailable => "Service unavailable",
             Overloaded => "The service is saturated; nothing was done",
             DeadlineExceeded => "The caller's deadline passed",
@@ -148,7 +155,7 @@ impl ErrorCode {
         ErrorCode::ALL.into_iter().find(|c| c.slug() == slug)
     }
 
-    pub const ALL: [ErrorCode; 23] = {
+    pub const ALL: [ErrorCode; 24] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -170,6 +177,7 @@ impl ErrorCode {
             ActionAfterCompensation,
             FaultInjected,
             FaultDeclined,
+            RowsLocked,
             ServiceUnavailable,
             Overloaded,
             DeadlineExceeded,

@@ -274,9 +274,10 @@ fn no_prepared_slot() -> Problem {
 
 fn locked() -> Problem {
     Problem::new(
-        ErrorCode::Conflict,
+        ErrorCode::RowsLocked,
         "rows this transaction needs are locked by another (possibly in-doubt) transaction; voting no",
     )
+    .with_retry_after(1)
 }
 
 /// Phase two, commit. Repeating it is harmless.

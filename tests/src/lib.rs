@@ -191,6 +191,18 @@ impl Platform {
         checkout_on(&self.coordinator, body, key, baggage).await
     }
 
+    /// A 2PC checkout sent now and answered later: the test looks inside meanwhile.
+    pub fn checkout_2pc_in_background(&self, body: &Value, key: &str, baggage: &str) -> tokio::task::JoinHandle<Value> {
+        let request = self
+            .coordinator
+            .client
+            .post(self.coordinator.url("/checkout"))
+            .json(body)
+            .header("Idempotency-Key", key)
+            .header("baggage", baggage);
+        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
+    }
+
     /// Prepared transactions left in the participants' databases.
     pub async fn prepared_left(&self) -> i64 {
         let mut total = 0;

@@ -541,3 +541,54 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
     assert_eq!(first.await.unwrap().unwrap().status().as_u16(), 201);
     platform.assert_no_prepared_left().await;
 }
+
+#[actix_web::test]
+async fn rows_locked_by_an_in_doubt_transaction_do_not_open_the_breaker() {
+    // One failure would open the order service's breaker to inventory.
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.breaker = Some(BreakerSettings {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(30),
+                half_open_trials: 1,
+            });
+        }
+    })
+    .await;
+    // A 2PC checkout holds SKU-008's row, prepared and undecided, for 4 s.
+    let held = platform.checkout_2pc_in_background(
+        &checkout_body("SKU-008", 1, "tok_visa"),
+        &new_key(),
+        "fault.coordinator.vote=delay_ms:4000",
+    );
+    let prepared = eventually(Duration::from_secs(10), || async {
+        (platform.prepared_left().await == 4).then_some(())
+    })
+    .await;
+    assert!(prepared.is_some(), "all four prepared");
+
+    // A saga checkout of the same SKU: its reservation meets the lock, gives up with
+    // 423 rows-locked, is retried, and goes through once the lock is released.
+    let (_, _, blocked) = platform
+        .checkout(&checkout_body("SKU-008", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let order = platform.settled(blocked["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert!(
+        step(&order, "reserve_inventory")["attempts"].as_u64().unwrap() >= 2,
+        "the reservation was locked out and retried: {order}"
+    );
+    // Contention on one row said nothing about inventory's health: the breaker never
+    // opened, and every other checkout kept reaching inventory.
+    let view = admin(&platform.order, "resilience").await;
+    let breaker = &downstream(&view, "inventory")["breaker"];
+    assert_eq!(breaker["state"], "closed", "{breaker}");
+    assert_eq!(breaker["opened"], 0, "{breaker}");
+    let (status, _, other) = platform
+        .checkout(&checkout_body("SKU-009", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!((status, other["status"].as_str()), (201, Some("confirmed")), "{other}");
+    assert_eq!(held.await.unwrap()["status"], "committed");
+    platform.assert_consistent(&order).await;
+    platform.assert_no_prepared_left().await;
+}

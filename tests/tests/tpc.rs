@@ -16,23 +16,6 @@ fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
-/// A 2PC checkout sent now and answered later: the test looks inside meanwhile.
-fn checkout_in_background(
-    platform: &Platform,
-    body: &Value,
-    key: &str,
-    baggage: &str,
-) -> tokio::task::JoinHandle<Value> {
-    let request = platform
-        .coordinator
-        .client
-        .post(platform.coordinator.url("/checkout"))
-        .json(body)
-        .header("Idempotency-Key", key)
-        .header("baggage", baggage);
-    tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
-}
-
 #[actix_web::test]
 async fn a_committed_checkout_changes_every_participant_once() {
     let platform = Platform::start().await;
@@ -64,7 +47,7 @@ async fn effects_stay_invisible_until_the_decision() {
     let before = platform.stock("SKU-003").await;
     let key = new_key();
     let body = checkout_body("SKU-003", 1, "tok_visa");
-    let checkout = checkout_in_background(&platform, &body, &key, "fault.coordinator.vote=delay_ms:1500");
+    let checkout = platform.checkout_2pc_in_background(&body, &key, "fault.coordinator.vote=delay_ms:1500");
     // Everyone has prepared; the coordinator has not decided yet.
     let prepared = eventually(Duration::from_secs(10), || async {
         (platform.prepared_left().await == 4).then_some(())
@@ -173,7 +156,7 @@ async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
     let platform = Platform::start().await;
     let key = new_key();
     let body = checkout_body("SKU-007", 1, "tok_visa");
-    let checkout = checkout_in_background(&platform, &body, &key, "fault.coordinator.vote=delay_ms:4000");
+    let checkout = platform.checkout_2pc_in_background(&body, &key, "fault.coordinator.vote=delay_ms:4000");
     let in_doubt = eventually(Duration::from_secs(10), || async {
         let listed: Value = platform
             .coordinator

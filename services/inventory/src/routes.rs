@@ -196,7 +196,7 @@ pub async fn reserve(conn: &mut sqlx::PgConnection, order_id: Uuid, items: &Line
 fn locked(e: sqlx::Error) -> Problem {
     if shared::db::is_lock_timeout(&e) {
         Problem::new(
-            ErrorCode::ServiceUnavailable,
+            ErrorCode::RowsLocked,
             "the stock rows are locked by another transaction (an in-doubt two-phase commit holds them); retry later",
         )
         .with_retry_after(1)

@@ -517,14 +517,22 @@ impl Middleware for ResilienceMiddleware {
         let result = next.run(req, extensions).await;
         let verdict = match &result {
             Err(_) => CallResult::Failure,
-            Ok(response) => match response.status().as_u16() {
-                408 | 429 | 500..=599 => CallResult::Failure,
-                409 => CallResult::Neutral,
-                _ => CallResult::Success,
-            },
+            Ok(response) => verdict(response.status().as_u16()),
         };
         downstream.record(verdict, trial);
         result
+    }
+}
+
+/// What an answer says about the downstream's health, for its breaker. A conflict
+/// (409) or rows locked by another transaction (423) is contention on some rows —
+/// one hot SKU held by an in-doubt 2PC — and says nothing either way; counting it
+/// would let one hot row cut every caller off from the whole service.
+fn verdict(status: u16) -> CallResult {
+    match status {
+        408 | 429 | 500..=599 => CallResult::Failure,
+        409 | 423 => CallResult::Neutral,
+        _ => CallResult::Success,
     }
 }
 
@@ -548,6 +556,19 @@ async fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_answers_about_the_downstream_itself_move_its_breaker() {
+        for failure in [408, 429, 500, 503, 504] {
+            assert_eq!(verdict(failure), CallResult::Failure, "{failure}");
+        }
+        for contention in [409, 423] {
+            assert_eq!(verdict(contention), CallResult::Neutral, "{contention}");
+        }
+        for fine in [200, 201, 402, 404, 422] {
+            assert_eq!(verdict(fine), CallResult::Success, "{fine}");
+        }
+    }
 
     #[test]
     fn origins_name_the_peers() {
