@@ -490,8 +490,8 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
         }
     })
     .await;
-    // The first transaction's failed prepare opens the coordinator's payment breaker;
-    // its abort for payment then waits for the cool-down.
+    // The first transaction's failed prepare opens the coordinator's payment breaker
+    // (its abort for payment goes through anyway: phase two skips the breaker).
     let coordinator = platform.coordinator.client.clone();
     let first = coordinator
         .post(platform.coordinator.url("/checkout"))
@@ -537,7 +537,7 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
             .unwrap();
         assert_eq!(seen, 0, "{sql}");
     }
-    // The first one finishes once the breaker lets its abort through.
+    // The first one finished: its abort reached payment with the breaker open.
     assert_eq!(first.await.unwrap().unwrap().status().as_u16(), 201);
     platform.assert_no_prepared_left().await;
 }
@@ -591,4 +591,58 @@ async fn rows_locked_by_an_in_doubt_transaction_do_not_open_the_breaker() {
     assert_eq!(held.await.unwrap()["status"], "committed");
     platform.assert_consistent(&order).await;
     platform.assert_no_prepared_left().await;
+}
+
+/// Phase two frees the locks that others wait for, so the breaker (or a bulkhead full
+/// of calls waiting on those very locks) must not keep it out.
+#[actix_web::test]
+async fn phase_two_reaches_a_participant_behind_an_open_breaker_and_frees_its_locks() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Coordinator {
+            s.resilience.breaker = Some(BreakerSettings {
+                failure_threshold: 1,
+                cool_down: Duration::from_secs(60),
+                half_open_trials: 1,
+            });
+        }
+    })
+    .await;
+    // Everyone prepares the first checkout; its decision waits 3 s.
+    let held = platform.checkout_2pc_in_background(
+        &checkout_body("SKU-010", 1, "tok_visa"),
+        &new_key(),
+        "fault.coordinator.vote=delay_ms:3000",
+    );
+    let prepared = eventually(Duration::from_secs(10), || async {
+        (platform.prepared_left().await == 4).then_some(())
+    })
+    .await;
+    assert!(prepared.is_some(), "all four prepared");
+    // Meanwhile a second one's failed prepare opens the breaker to inventory.
+    let (_, _, failed) = platform
+        .checkout_2pc(
+            &checkout_body("SKU-011", 1, "tok_visa"),
+            &new_key(),
+            Some("fault.inventory.prepare=error"),
+        )
+        .await;
+    assert_eq!(failed["status"], "aborted", "{failed}");
+    let view = admin(&platform.coordinator, "resilience").await;
+    assert_eq!(downstream(&view, "inventory")["breaker"]["state"], "open", "{view}");
+
+    // The first commits everywhere, inventory included, while the breaker is open
+    // for another minute: no prepared transaction, no held row is left.
+    let tx = held.await.unwrap();
+    assert_eq!(tx["status"], "committed", "{tx}");
+    let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    let inventory = tx["participants"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "inventory"))
+        .unwrap();
+    assert_eq!(inventory["outcome"], "committed", "{tx}");
+    platform.assert_no_prepared_left().await;
+    let view = admin(&platform.coordinator, "resilience").await;
+    assert_eq!(downstream(&view, "inventory")["breaker"]["state"], "open", "{view}");
+    let order = platform.order(tx["order_id"].as_str().unwrap()).await;
+    platform.assert_consistent(&order).await;
 }

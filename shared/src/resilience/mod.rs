@@ -13,6 +13,9 @@
 //! 4. **circuit breaker** ([`breaker`]): after N consecutive failures, calls are
 //!    refused at once until a cool-down has passed and a trial call succeeds.
 //!
+//! A call marked [`ReleasesLocks`] (2PC's phase two) skips 2–4: it frees what the
+//! others wait for.
+//!
 //! A refused call is never sent: the caller gets [`Rejection`] (as
 //! [`crate::http_client::CallOutcome::NotSent`]) and treats it like any failure
 //! whose outcome is known to be "not done".
@@ -160,6 +163,15 @@ fn downstream_event(decision: &'static str, downstream: &str) {
 /// `RequestBuilder::with_extension`. Anything above 1 spends from the retry budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt(pub u32);
+
+/// Marks a call that releases what other calls are waiting for: two-phase commit's
+/// phase two, whose `COMMIT PREPARED` / `ROLLBACK PREPARED` frees the rows a prepared
+/// transaction holds. It skips the retry budget, the bulkhead and the breaker (and
+/// does not move the breaker): otherwise the calls queued behind its locks fill the
+/// bulkhead and trip the breaker, and keep out the one call that would free them.
+/// Its deadline still applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleasesLocks;
 
 /// One downstream's breaker, budget and bulkhead.
 struct Downstream {
@@ -494,17 +506,22 @@ impl Middleware for ResilienceMiddleware {
             (Some(own), Some(left)) => Some(own.min(left)),
             (own, left) => own.or(left),
         };
-        if let Err(rejection) = downstream.spend(attempt) {
-            return reject(rejection);
+        let guarded = extensions.get::<ReleasesLocks>().is_none();
+        let mut slot = None;
+        let mut trial = false;
+        if guarded {
+            if let Err(rejection) = downstream.spend(attempt) {
+                return reject(rejection);
+            }
+            slot = match downstream.enter(timeout).await {
+                Ok(slot) => slot,
+                Err(rejection) => return reject(rejection),
+            };
+            trial = match downstream.admit() {
+                Ok(trial) => trial,
+                Err(rejection) => return reject(rejection),
+            };
         }
-        let _slot = match downstream.enter(timeout).await {
-            Ok(slot) => slot,
-            Err(rejection) => return reject(rejection),
-        };
-        let trial = match downstream.admit() {
-            Ok(trial) => trial,
-            Err(rejection) => return reject(rejection),
-        };
         if let Some(timeout) = timeout {
             let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
             *req.timeout_mut() = Some(left);
@@ -515,11 +532,14 @@ impl Middleware for ResilienceMiddleware {
         }
         downstream.calls.fetch_add(1, Ordering::Relaxed);
         let result = next.run(req, extensions).await;
-        let verdict = match &result {
-            Err(_) => CallResult::Failure,
-            Ok(response) => verdict(response.status().as_u16()),
-        };
-        downstream.record(verdict, trial);
+        drop(slot);
+        if guarded {
+            let verdict = match &result {
+                Err(_) => CallResult::Failure,
+                Ok(response) => verdict(response.status().as_u16()),
+            };
+            downstream.record(verdict, trial);
+        }
         result
     }
 }

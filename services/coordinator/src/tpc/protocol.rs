@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use shared::{
     fault::{FaultInjector, FaultKind, record_injected},
     http_client::{CallOutcome, HttpClient},
-    resilience::Attempt,
+    resilience::{Attempt, ReleasesLocks},
     retry::RetryPolicy,
     supervisor::{Job, LocalBoxFuture},
     tpc::Gid,
@@ -248,7 +248,8 @@ impl Coordinator {
                 let mut request = self
                     .client
                     .post_json(&url, &json!({}), &gid, Duration::from_secs(3))
-                    .with_extension(Attempt(round));
+                    .with_extension(Attempt(round))
+                    .with_extension(ReleasesLocks);
                 if round == 1
                     && let Some(baggage) = &record.baggage
                 {
