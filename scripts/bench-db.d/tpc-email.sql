@@ -1,6 +1,6 @@
 -- One participant of a 2PC checkout: the email service's prepare and commit, as
 -- services/email/src/tpc.rs (routes::enqueue, the outbox row) and shared/src/tpc.rs issue them:
--- BEGIN; the participant's work; INSERT tpc_log; PREPARE TRANSACTION; then
+-- BEGIN; the id claimed in tpc_log; the participant's work; PREPARE TRANSACTION; then
 -- COMMIT PREPARED. The four participants' scripts run as
 -- one mix (equal weights), so a pgbench transaction is one prepared transaction.
 -- Ids made once per transaction, time-ordered like Uuid::now_v7(); the SKU is one
@@ -17,6 +17,9 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
+INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
+SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 -- routes::enqueue · db::insert_email
 INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
 VALUES (:row_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::text || ' is confirmed',
@@ -24,7 +27,6 @@ VALUES (:row_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::tex
         '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
 ON CONFLICT (order_id, kind) DO NOTHING
 RETURNING id, order_id, kind, recipient, subject, body, state, attempts, last_error, next_attempt_at, delivered_at, traceparent, created_at;
-INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 PREPARE TRANSACTION '@GID@_email';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

@@ -1,6 +1,6 @@
 -- One participant of a 2PC checkout: the inventory service's prepare and commit, as
 -- services/inventory/src/tpc.rs (routes::reserve, then sold) and shared/src/tpc.rs issue them:
--- BEGIN; the participant's work; INSERT tpc_log; PREPARE TRANSACTION; then
+-- BEGIN; the id claimed in tpc_log; the participant's work; PREPARE TRANSACTION; then
 -- COMMIT PREPARED. The four participants' scripts run as
 -- one mix (equal weights), so a pgbench transaction is one prepared transaction.
 -- Ids made once per transaction, time-ordered like Uuid::now_v7(); the SKU is one
@@ -17,6 +17,9 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
+INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
+SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 -- routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
 SET LOCAL lock_timeout = '1500ms';
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
@@ -30,7 +33,6 @@ INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, q
 UPDATE products p SET sold = p.sold + l.quantity, reserved = p.reserved - l.quantity
 FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
 UPDATE reservations SET state = 'committed', updated_at = now() WHERE order_id = :order_id;
-INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 PREPARE TRANSACTION '@GID@_inventory';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

@@ -1,6 +1,6 @@
 -- One participant of a 2PC checkout: the order service's prepare and commit, as
 -- services/order/src/tpc.rs (routes::create, then confirmed) and shared/src/tpc.rs issue them:
--- BEGIN; the participant's work; INSERT tpc_log; PREPARE TRANSACTION; then
+-- BEGIN; the id claimed in tpc_log; the participant's work; PREPARE TRANSACTION; then
 -- COMMIT PREPARED. The four participants' scripts run as
 -- one mix (equal weights), so a pgbench transaction is one prepared transaction.
 -- Ids made once per transaction, time-ordered like Uuid::now_v7(); the SKU is one
@@ -17,6 +17,9 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
+INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
+SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 -- routes::create · db::fetch_order_tombstone, db::insert_order; then db::update_order_status (confirmed)
 SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = :order_id);
 INSERT INTO orders (id, customer_email, total_cents, payment_token, trace_id)
@@ -26,7 +29,6 @@ INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
 SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
 UPDATE orders SET status = 'confirmed', reason = NULL, updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
-INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 PREPARE TRANSACTION '@GID@_order';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

@@ -1,6 +1,6 @@
 -- One participant of a 2PC checkout: the payment service's prepare and commit, as
 -- services/payment/src/tpc.rs (routes::charge) and shared/src/tpc.rs issue them:
--- BEGIN; the participant's work; INSERT tpc_log; PREPARE TRANSACTION; then
+-- BEGIN; the id claimed in tpc_log; the participant's work; PREPARE TRANSACTION; then
 -- COMMIT PREPARED. The four participants' scripts run as
 -- one mix (equal weights), so a pgbench transaction is one prepared transaction.
 -- Ids made once per transaction, time-ordered like Uuid::now_v7(); the SKU is one
@@ -17,6 +17,9 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
+INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
+SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 -- routes::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge
 SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
 SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
@@ -24,7 +27,6 @@ SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_
 INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
 VALUES (:row_id, :order_id, 2100, 'tok_visa', 'succeeded', NULL)
 RETURNING id, order_id, amount_cents, state, decline_code, refunded_cents, created_at;
-INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 PREPARE TRANSACTION '@GID@_payment';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

@@ -188,10 +188,7 @@ async fn prepare_detached<W: TpcWork>(
     }
     if is_aborted(&mut conn, &gid).await? {
         span.record("tx.vote", "no");
-        return Err(Problem::new(
-            ErrorCode::ActionAfterCompensation,
-            format!("{} was aborted before this prepare arrived; voting no", gid.as_string()),
-        ));
+        return Err(aborted_before_prepare(&gid));
     }
     // A plain BEGIN on a pooled connection: after PREPARE the session is outside any
     // transaction again, and the connection goes back to the pool clean.
@@ -229,17 +226,24 @@ async fn prepare_in_transaction<W: TpcWork>(
     // Waiting behind another prepared transaction's locks is the point of the demo,
     // but not forever: after 2 s the vote is no.
     sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
+    // The barrier against an abort that overtakes this prepare (its caller gave up
+    // waiting): the id is claimed first, so an abort from now on waits for this
+    // transaction to end (see `wait_for_prepare`), and a tombstone committed before
+    // the claim is seen just after it. No prepared transaction outlives its abort.
+    sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2)")
+        .bind(gid.as_string())
+        .bind(gid.transaction_id)
+        .execute(&mut *conn)
+        .await?;
+    if is_aborted(conn, gid).await? {
+        return Err(aborted_before_prepare(gid));
+    }
     let payload: W::Payload =
         serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
     let detail = work
         .prepare(conn, gid.transaction_id, payload)
         .await
         .map_err(|p| if is_lock_timeout(&p) { locked() } else { p })?;
-    sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2)")
-        .bind(gid.as_string())
-        .bind(gid.transaction_id)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION {}", gid.literal())))
         .execute(&mut *conn)
         .await
@@ -251,6 +255,13 @@ async fn prepare_in_transaction<W: TpcWork>(
             }
         })?;
     Ok(detail)
+}
+
+fn aborted_before_prepare(gid: &Gid) -> Problem {
+    Problem::new(
+        ErrorCode::ActionAfterCompensation,
+        format!("{} was aborted before this prepare arrived; voting no", gid.as_string()),
+    )
 }
 
 fn is_lock_timeout(problem: &Problem) -> bool {
@@ -313,6 +324,9 @@ async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Resul
             .bind(gid.as_string())
             .execute(&mut *conn)
             .await?;
+        if !is_prepared(conn, gid).await? {
+            wait_for_prepare(conn, gid).await?;
+        }
     }
     if is_prepared(conn, gid).await? {
         let sql = match decision {
@@ -337,6 +351,38 @@ async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Resul
             ErrorCode::Conflict,
             format!("{} is already committed; it cannot abort", gid.as_string()),
         )),
+    }
+}
+
+/// An abort that found nothing prepared: if a prepare of the same id is still under
+/// way (its caller gave up on it; the work runs on), waits for it to end by meeting
+/// its claim on the id in `tpc_log`. It ends rolled back (nothing to do) or prepared
+/// (the caller rolls it back); still running after a second, the abort is answered
+/// 423 and retried.
+async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Problem> {
+    let mut probe = conn.begin().await?;
+    sqlx::query("SET LOCAL lock_timeout = '1s'")
+        .execute(&mut *probe)
+        .await?;
+    let met = sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(gid.as_string())
+        .bind(gid.transaction_id)
+        .execute(&mut *probe)
+        .await;
+    // A probe only: the row must not stay, it would mean "committed".
+    probe.rollback().await?;
+    match met {
+        Ok(_) => Ok(()),
+        Err(e) if crate::db::is_lock_timeout(&e) && !is_prepared(conn, gid).await? => Err(Problem::new(
+            ErrorCode::RowsLocked,
+            format!(
+                "a prepare of {} is still under way; try the abort again",
+                gid.as_string()
+            ),
+        )
+        .with_retry_after(1)),
+        Err(e) if crate::db::is_lock_timeout(&e) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

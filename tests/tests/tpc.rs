@@ -401,3 +401,64 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
     // The cluster goes (on drop), prepared transactions and all.
     drop(admin);
 }
+
+/// A prepare whose caller gave up goes on working; an abort that overtakes it must not
+/// leave it prepared afterwards, holding locks for a transaction that is over.
+#[actix_web::test]
+async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
+    use sqlx::Connection;
+
+    let platform = Platform::start().await;
+    let payment = &platform.payment;
+    let order_id = uuid::Uuid::new_v4();
+    let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
+    // Someone holds the lock the charge needs, so the prepare waits on it.
+    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(order_id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let gave_up = payment
+        .send(
+            payment
+                .client
+                .post(payment.url(&format!("/tpc/{gid}/prepare")))
+                .header("Idempotency-Key", &gid)
+                .header("Request-Timeout-Ms", "300")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(gave_up.status(), 504, "the caller's deadline passed; the work goes on");
+
+    // The abort meets the prepare still under way: it waits, then says to try again
+    // rather than "aborted" (which would let the prepare hold its locks afterwards).
+    let abort = || async {
+        payment
+            .send(
+                payment
+                    .client
+                    .post(payment.url(&format!("/tpc/{gid}/abort")))
+                    .header("Idempotency-Key", format!("{gid}:abort"))
+                    .json(&serde_json::json!({})),
+            )
+            .await
+    };
+    let (status, problem) = problem(abort().await).await;
+    assert_eq!(status, 423, "{problem}");
+    assert_eq!(problem["type"], "urn:txlab:problem:rows-locked", "{problem}");
+
+    // The lock goes; the prepare ends (prepared, or voting no on the tombstone); the
+    // abort, tried again, leaves nothing behind.
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let aborted = eventually(Duration::from_secs(10), || async {
+        let answer = abort().await;
+        (answer.status() == 200).then_some(())
+    })
+    .await;
+    assert!(aborted.is_some(), "the abort goes through");
+    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(payment.count("charges").await, 0);
+}
