@@ -17,9 +17,13 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
 INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- routes::enqueue · db::insert_email
 INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
 VALUES (:row_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::text || ' is confirmed',
@@ -27,6 +31,8 @@ VALUES (:row_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::tex
         '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
 ON CONFLICT (order_id, kind) DO NOTHING
 RETURNING id, order_id, kind, recipient, subject, body, state, attempts, last_error, next_attempt_at, delivered_at, traceparent, created_at;
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 PREPARE TRANSACTION '@GID@_email';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

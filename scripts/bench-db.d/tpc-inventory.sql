@@ -17,9 +17,13 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
 INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
 SET LOCAL lock_timeout = '1500ms';
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
@@ -33,6 +37,8 @@ INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, q
 UPDATE products p SET sold = p.sold + l.quantity, reserved = p.reserved - l.quantity
 FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
 UPDATE reservations SET state = 'committed', updated_at = now() WHERE order_id = :order_id;
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 PREPARE TRANSACTION '@GID@_inventory';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

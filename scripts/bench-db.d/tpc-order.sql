@@ -17,9 +17,13 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
 INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- routes::create · db::fetch_order_tombstone, db::insert_order; then db::update_order_status (confirmed)
 SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = :order_id);
 INSERT INTO orders (id, customer_email, total_cents, payment_token, trace_id)
@@ -29,6 +33,8 @@ INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
 SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
 UPDATE orders SET status = 'confirmed', reason = NULL, updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 PREPARE TRANSACTION '@GID@_order';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

@@ -17,9 +17,13 @@ SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
 -- prepare_in_transaction
 SET LOCAL lock_timeout = '2s';
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
 INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 -- routes::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge
 SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
 SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
@@ -27,6 +31,8 @@ SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_
 INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
 VALUES (:row_id, :order_id, 2100, 'tok_visa', 'succeeded', NULL)
 RETURNING id, order_id, amount_cents, state, decline_code, refunded_cents, created_at;
+-- bound_by_deadline: what is left of the coordinator's vote timeout
+SET LOCAL statement_timeout = 2900;
 PREPARE TRANSACTION '@GID@_payment';
 -- vote yes only if Postgres holds it · is_prepared
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());

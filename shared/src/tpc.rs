@@ -27,6 +27,7 @@ use crate::{
     ErrorCode, Problem,
     fault::FaultPoint,
     http_client::{CallOutcome, HttpClient},
+    resilience::deadline,
     web::ok,
 };
 
@@ -163,8 +164,13 @@ async fn prepare<W: TpcWork>(
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     let task = prepare_detached(work, pool, gid, payload.into_inner()).instrument(tracing::Span::current());
-    actix_rt::spawn(task)
-        .await
+    // The task outlives a caller that gives up, but not the caller's deadline: it
+    // takes the deadline along, and the database enforces it (`bound_by_deadline`).
+    let task = match deadline::current() {
+        Some(deadline) => actix_rt::spawn(deadline::within(deadline, task)),
+        None => actix_rt::spawn(task),
+    };
+    task.await
         .map_err(|e| Problem::internal(anyhow::anyhow!("prepare task failed: {e}")))?
 }
 
@@ -226,6 +232,7 @@ async fn prepare_in_transaction<W: TpcWork>(
     // Waiting behind another prepared transaction's locks is the point of the demo,
     // but not forever: after 2 s the vote is no.
     sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
+    bound_by_deadline(conn).await?;
     // The barrier against an abort that overtakes this prepare (its caller gave up
     // waiting): the id is claimed first, so an abort from now on waits for this
     // transaction to end (see `wait_for_prepare`), and a tombstone committed before
@@ -240,10 +247,17 @@ async fn prepare_in_transaction<W: TpcWork>(
     }
     let payload: W::Payload =
         serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
-    let detail = work
-        .prepare(conn, gid.transaction_id, payload)
-        .await
-        .map_err(|p| if is_lock_timeout(&p) { locked() } else { p })?;
+    bound_by_deadline(conn).await?;
+    let detail = work.prepare(conn, gid.transaction_id, payload).await.map_err(|p| {
+        if is_lock_timeout(&p) {
+            locked()
+        } else if is_cancelled(&p) {
+            past_deadline()
+        } else {
+            p
+        }
+    })?;
+    bound_by_deadline(conn).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION {}", gid.literal())))
         .execute(&mut *conn)
         .await
@@ -255,6 +269,38 @@ async fn prepare_in_transaction<W: TpcWork>(
             }
         })?;
     Ok(detail)
+}
+
+/// No statement from here on runs past the caller's deadline, if it sent one: the
+/// database cancels it (`statement_timeout`), the transaction is rolled back.
+async fn bound_by_deadline(conn: &mut PgConnection) -> Result<(), Problem> {
+    let Some(left) = deadline::remaining() else {
+        return Ok(());
+    };
+    if left.is_zero() {
+        return Err(past_deadline());
+    }
+    let sql = format!("SET LOCAL statement_timeout = {}", left.as_millis().max(1));
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+fn past_deadline() -> Problem {
+    Problem::new(
+        ErrorCode::DeadlineExceeded,
+        "the caller's deadline passed before the prepare; nothing is prepared",
+    )
+}
+
+/// A statement cancelled by `statement_timeout` (57014).
+fn is_cancelled(problem: &Problem) -> bool {
+    problem
+        .source
+        .as_ref()
+        .and_then(|e| e.downcast_ref::<sqlx::Error>())
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "57014")
 }
 
 fn aborted_before_prepare(gid: &Gid) -> Problem {

@@ -402,7 +402,7 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
     drop(admin);
 }
 
-/// A prepare whose caller gave up goes on working; an abort that overtakes it must not
+/// A prepare whose caller hung up goes on working; an abort that overtakes it must not
 /// leave it prepared afterwards, holding locks for a transaction that is over.
 #[actix_web::test]
 async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
@@ -420,18 +420,17 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
         .execute(&mut holder)
         .await
         .unwrap();
+    // Its caller hangs up (sending no deadline, so the work goes on without one).
     let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
     let gave_up = payment
-        .send(
-            payment
-                .client
-                .post(payment.url(&format!("/tpc/{gid}/prepare")))
-                .header("Idempotency-Key", &gid)
-                .header("Request-Timeout-Ms", "300")
-                .json(&body),
-        )
+        .client
+        .post(payment.url(&format!("/tpc/{gid}/prepare")))
+        .header("Idempotency-Key", &gid)
+        .json(&body)
+        .timeout(Duration::from_millis(300))
+        .send()
         .await;
-    assert_eq!(gave_up.status(), 504, "the caller's deadline passed; the work goes on");
+    assert!(gave_up.is_err_and(|e| e.is_timeout()), "the caller gave up waiting");
 
     // The abort meets the prepare still under way: it waits, then says to try again
     // rather than "aborted" (which would let the prepare hold its locks afterwards).
@@ -459,6 +458,53 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
     })
     .await;
     assert!(aborted.is_some(), "the abort goes through");
+    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(payment.count("charges").await, 0);
+}
+
+/// A prepare stops at its caller's deadline even though its work runs detached from
+/// the request: released later, the lock it waited for finds nobody waiting.
+#[actix_web::test]
+async fn a_prepare_stops_at_its_callers_deadline() {
+    use sqlx::Connection;
+
+    let platform = Platform::start().await;
+    let payment = &platform.payment;
+    let order_id = uuid::Uuid::new_v4();
+    let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
+    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(order_id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let answer = payment
+        .send(
+            payment
+                .client
+                .post(payment.url(&format!("/tpc/{gid}/prepare")))
+                .header("Idempotency-Key", &gid)
+                .header("Request-Timeout-Ms", "300")
+                .json(&body),
+        )
+        .await;
+    let (status, problem) = problem(answer).await;
+    assert_eq!(status, 504, "{problem}");
+    // Nobody waits for the lock any more (the prepare's own lock timeout is 2 s).
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            .fetch_one(&payment.pool)
+            .await
+            .unwrap()
+    };
+    let stopped = eventually(Duration::from_millis(1500), || async {
+        (waiting().await == 0).then_some(())
+    })
+    .await;
+    assert!(stopped.is_some(), "the prepare still waits past its caller's deadline");
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
