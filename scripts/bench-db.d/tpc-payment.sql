@@ -20,7 +20,7 @@ SET LOCAL lock_timeout = '2s';
 -- bound_by_deadline: what is left of the coordinator's vote timeout
 SET LOCAL statement_timeout = 2900;
 -- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
-INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id);
+INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id) ON CONFLICT DO NOTHING;
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 -- bound_by_deadline: what is left of the coordinator's vote timeout
 SET LOCAL statement_timeout = 2900;

@@ -1,10 +1,12 @@
 //! Two-phase commit, participant side, shared by every service.
 //!
 //! ```text
-//! POST /tpc/{gid}/prepare   BEGIN; the service's work; INSERT tpc_log; PREPARE TRANSACTION 'gid'
+//! POST /tpc/{gid}/prepare   BEGIN; INSERT tpc_log (the id claimed); no tombstone?; the service's
+//!                           work; PREPARE TRANSACTION 'gid'
 //!                           → 200 vote yes (checked in pg_prepared_xacts), or 4xx vote no
 //! POST /tpc/{gid}/commit    COMMIT PREPARED 'gid'   (again: 200 if tpc_log says committed)
-//! POST /tpc/{gid}/abort     ROLLBACK PREPARED 'gid' (again, or never prepared: 200)
+//! POST /tpc/{gid}/abort     tombstone; wait for a prepare under way; ROLLBACK PREPARED 'gid'
+//!                           (again, or never prepared: 200)
 //! GET  /tpc/prepared        this database's prepared transactions and their age
 //! ```
 //!
@@ -237,26 +239,29 @@ async fn prepare_in_transaction<W: TpcWork>(
     // waiting): the id is claimed first, so an abort from now on waits for this
     // transaction to end (see `wait_for_prepare`), and a tombstone committed before
     // the claim is seen just after it. No prepared transaction outlives its abort.
-    sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2)")
+    let claimed = sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(gid.as_string())
         .bind(gid.transaction_id)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(|e| timed_out(Problem::from(e)))?;
+    if claimed.rows_affected() == 0 {
+        // Committed since the checks before BEGIN, by a request with the same id.
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            format!("{} was prepared and committed by another request", gid.as_string()),
+        ));
+    }
     if is_aborted(conn, gid).await? {
         return Err(aborted_before_prepare(gid));
     }
     let payload: W::Payload =
         serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
     bound_by_deadline(conn).await?;
-    let detail = work.prepare(conn, gid.transaction_id, payload).await.map_err(|p| {
-        if is_lock_timeout(&p) {
-            locked()
-        } else if is_cancelled(&p) {
-            past_deadline()
-        } else {
-            p
-        }
-    })?;
+    let detail = work
+        .prepare(conn, gid.transaction_id, payload)
+        .await
+        .map_err(timed_out)?;
     bound_by_deadline(conn).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION {}", gid.literal())))
         .execute(&mut *conn)
@@ -271,8 +276,11 @@ async fn prepare_in_transaction<W: TpcWork>(
     Ok(detail)
 }
 
-/// No statement from here on runs past the caller's deadline, if it sent one: the
-/// database cancels it (`statement_timeout`), the transaction is rolled back.
+/// Bounds the statements from here on by what is left of the caller's deadline, if it
+/// sent one: a statement that would run past it is cancelled (`statement_timeout`,
+/// set again before each step, so a prepare waiting on locks stops about when its
+/// caller gives up) and the transaction is rolled back; nothing is prepared once
+/// the deadline has passed.
 async fn bound_by_deadline(conn: &mut PgConnection) -> Result<(), Problem> {
     let Some(left) = deadline::remaining() else {
         return Ok(());
@@ -280,7 +288,8 @@ async fn bound_by_deadline(conn: &mut PgConnection) -> Result<(), Problem> {
     if left.is_zero() {
         return Err(past_deadline());
     }
-    let sql = format!("SET LOCAL statement_timeout = {}", left.as_millis().max(1));
+    let millis = left.as_millis().clamp(1, i32::MAX as u128);
+    let sql = format!("SET LOCAL statement_timeout = {millis}");
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
     Ok(())
 }
@@ -292,15 +301,21 @@ fn past_deadline() -> Problem {
     )
 }
 
-/// A statement cancelled by `statement_timeout` (57014).
-fn is_cancelled(problem: &Problem) -> bool {
-    problem
+/// A lock wait that gave up becomes 423 (a no vote); a statement cancelled at the
+/// caller's deadline (57014) becomes 504.
+fn timed_out(problem: Problem) -> Problem {
+    let code = problem
         .source
         .as_ref()
         .and_then(|e| e.downcast_ref::<sqlx::Error>())
         .and_then(|e| e.as_database_error())
         .and_then(|d| d.code())
-        .is_some_and(|code| code == "57014")
+        .map(|code| code.into_owned());
+    match code.as_deref() {
+        Some("55P03") => locked(),
+        Some("57014") => past_deadline(),
+        _ => problem,
+    }
 }
 
 fn aborted_before_prepare(gid: &Gid) -> Problem {
@@ -308,14 +323,6 @@ fn aborted_before_prepare(gid: &Gid) -> Problem {
         ErrorCode::ActionAfterCompensation,
         format!("{} was aborted before this prepare arrived; voting no", gid.as_string()),
     )
-}
-
-fn is_lock_timeout(problem: &Problem) -> bool {
-    problem
-        .source
-        .as_ref()
-        .and_then(|e| e.downcast_ref::<sqlx::Error>())
-        .is_some_and(crate::db::is_lock_timeout)
 }
 
 /// The cluster holds as many prepared transactions as `max_prepared_transactions`

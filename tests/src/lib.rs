@@ -59,7 +59,10 @@ pub fn free_port() -> u16 {
     let first = (Uuid::new_v4().as_u128() % u128::from(span)) as u16;
     for offset in 0..span {
         let port = RESERVED_PORTS.start + (first + offset) % span;
-        let lock = std::fs::File::create(dir.join(format!("{port}.lock"))).expect("a port lock file");
+        // A file another user made cannot be opened here: that port is skipped.
+        let Ok(lock) = std::fs::File::create(dir.join(format!("{port}.lock"))) else {
+            continue;
+        };
         if lock.try_lock().is_err() {
             continue;
         }

@@ -150,7 +150,7 @@ pub enum Reserved {
 
 /// Holds every line's stock for the order, or none of it: rows are locked in SKU
 /// order, so concurrent reservations queue instead of overselling or deadlocking.
-/// Waiting for locks held by an in-doubt 2PC transaction gives up after 1.5 s (503),
+/// Waiting for locks held by an in-doubt 2PC transaction gives up after 1.5 s (423),
 /// before the saga's 2 s step timeout, so the caller learns why.
 pub async fn reserve(conn: &mut sqlx::PgConnection, order_id: Uuid, items: &LineItems) -> Result<Reserved, Problem> {
     sqlx::query("SET LOCAL lock_timeout = '1500ms'")
