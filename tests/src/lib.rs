@@ -35,7 +35,7 @@ pub fn saga_settings() -> order_service::startup::SagaSettings {
     }
 }
 
-fn participant(settings: &mut Settings, coordinator: &str) {
+fn tune_participant(settings: &mut Settings, coordinator: &str) {
     // Longer than any step's or vote's timeout (3 s at most), so `timeout` times out.
     settings.fault.timeout_wait = Duration::from_millis(3500);
     settings.peers.coordinator = coordinator.to_owned();
@@ -93,7 +93,7 @@ impl Platform {
         let coordinator_port = free_port();
         let coordinator_url = format!("http://127.0.0.1:{coordinator_port}");
         let participant = |s: &mut Settings| {
-            participant(s, &coordinator_url);
+            tune_participant(s, &coordinator_url);
             tune(s.service, s);
         };
         let inventory = TestApp::spawn(Service::Inventory, participant, inventory_service::startup::build).await;
@@ -402,6 +402,14 @@ pub fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
     order["steps"]
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or(&Value::Null)
+}
+
+/// A 2PC transaction's participant by name (`order`, `inventory`, `payment`, `email`).
+pub fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
+    tx["participants"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name))
         .unwrap_or(&Value::Null)
 }
 

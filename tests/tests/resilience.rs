@@ -15,7 +15,16 @@ use shared::{
     testing::eventually,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, saga_settings, step};
+use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, participant, saga_settings, step};
+
+/// A breaker that opens after `failures` in a row and stays open for `cool_down`.
+fn breaker(failures: u32, cool_down: Duration) -> Option<BreakerSettings> {
+    Some(BreakerSettings {
+        failure_threshold: failures,
+        cool_down,
+        half_open_trials: 1,
+    })
+}
 
 fn downstream<'a>(resilience: &'a Value, name: &str) -> &'a Value {
     resilience["downstreams"]
@@ -32,11 +41,7 @@ async fn injected(app: &shared::testing::TestApp, operation: &str) -> u64 {
 async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down_closes_it() {
     let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
         if service == Service::Order {
-            s.resilience.breaker = Some(BreakerSettings {
-                failure_threshold: 3,
-                cool_down: Duration::from_millis(1500),
-                half_open_trials: 1,
-            });
+            s.resilience.breaker = breaker(3, Duration::from_millis(1500));
             s.resilience.retry_budget = None;
         }
     })
@@ -407,11 +412,7 @@ async fn saturated_against_a_slow_payment_the_auditor_still_finds_nothing() {
             max_running: 10,
             retry_after: Duration::from_secs(1),
         });
-        s.resilience.breaker = Some(BreakerSettings {
-            failure_threshold: 3,
-            cool_down: Duration::from_secs(1),
-            half_open_trials: 1,
-        });
+        s.resilience.breaker = breaker(3, Duration::from_secs(1));
     })
     .await;
     let slow = app_rules(&[
@@ -482,11 +483,7 @@ fn app_rules(rules: &[(&str, &str)]) -> Value {
 async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkout_aborts_at_once() {
     let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
         if service == Service::Coordinator {
-            s.resilience.breaker = Some(BreakerSettings {
-                failure_threshold: 1,
-                cool_down: Duration::from_secs(4),
-                half_open_trials: 1,
-            });
+            s.resilience.breaker = breaker(1, Duration::from_secs(4));
         }
     })
     .await;
@@ -510,10 +507,7 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
         .checkout_2pc(&checkout_body("SKU-001", 1, "tok_visa"), &new_key(), None)
         .await;
     assert_eq!((status, tx["status"].as_str()), (201, Some("aborted")), "{tx}");
-    let payment = tx["participants"]
-        .as_array()
-        .and_then(|all| all.iter().find(|p| p["name"] == "payment"))
-        .unwrap();
+    let payment = participant(&tx, "payment");
     assert_eq!(
         (payment["vote"].as_str(), payment["outcome"].as_str()),
         (Some("no"), Some("aborted")),
@@ -547,11 +541,7 @@ async fn rows_locked_by_an_in_doubt_transaction_do_not_open_the_breaker() {
     // One failure would open the order service's breaker to inventory.
     let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
         if service == Service::Order {
-            s.resilience.breaker = Some(BreakerSettings {
-                failure_threshold: 1,
-                cool_down: Duration::from_secs(30),
-                half_open_trials: 1,
-            });
+            s.resilience.breaker = breaker(1, Duration::from_secs(30));
         }
     })
     .await;
@@ -599,11 +589,7 @@ async fn rows_locked_by_an_in_doubt_transaction_do_not_open_the_breaker() {
 async fn phase_two_reaches_a_participant_behind_an_open_breaker_and_frees_its_locks() {
     let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
         if service == Service::Coordinator {
-            s.resilience.breaker = Some(BreakerSettings {
-                failure_threshold: 1,
-                cool_down: Duration::from_secs(60),
-                half_open_trials: 1,
-            });
+            s.resilience.breaker = breaker(1, Duration::from_secs(60));
         }
     })
     .await;
@@ -635,10 +621,7 @@ async fn phase_two_reaches_a_participant_behind_an_open_breaker_and_frees_its_lo
     let tx = held.await.unwrap();
     assert_eq!(tx["status"], "committed", "{tx}");
     let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
-    let inventory = tx["participants"]
-        .as_array()
-        .and_then(|all| all.iter().find(|p| p["name"] == "inventory"))
-        .unwrap();
+    let inventory = participant(&tx, "inventory");
     assert_eq!(inventory["outcome"], "committed", "{tx}");
     platform.assert_no_prepared_left().await;
     let view = admin(&platform.coordinator, "resilience").await;

@@ -5,16 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, fault_rule, new_key};
-
-fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
-    tx["participants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap()
-}
+use txlab_tests::{Platform, checkout_body, fault_rule, new_key, participant};
 
 #[actix_web::test]
 async fn a_committed_checkout_changes_every_participant_once() {
@@ -368,7 +359,7 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
 
     let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
     let order_id = uuid::Uuid::new_v4();
-    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let body = charge_payload(order_id);
     let answer = payment.post(&format!("/tpc/{gid}/prepare"), &body, Some(&gid)).await;
     let retry_after = answer.headers().get("retry-after").cloned();
     let (status, problem) = problem(answer).await;
@@ -402,12 +393,29 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
     drop(admin);
 }
 
+/// A transaction of its own holding the payment service's per-order lock, as a charge
+/// for `order_id` takes it: a charge's work waits on it until this one ends.
+async fn hold_charge_lock(payment: &shared::testing::TestApp, order_id: uuid::Uuid) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(order_id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// The payment participant's prepare payload for a 42.00 charge.
+fn charge_payload(order_id: uuid::Uuid) -> Value {
+    serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" })
+}
+
 /// A prepare whose caller hung up goes on working; an abort that overtakes it must not
 /// leave it prepared afterwards, holding locks for a transaction that is over.
 #[actix_web::test]
 async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
-    use sqlx::Connection;
-
     // The in-doubt resolver would roll back a leftover after a second; here it waits
     // ten minutes, so a prepared transaction that outlived its abort would show.
     let platform = Platform::start_tuned(
@@ -423,15 +431,9 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
     let order_id = uuid::Uuid::new_v4();
     let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
     // Someone holds the lock the charge needs, so the prepare waits on it.
-    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .bind(order_id)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_charge_lock(payment, order_id).await;
     // Its caller hangs up (sending no deadline, so the work goes on without one).
-    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let body = charge_payload(order_id);
     let gave_up = payment
         .client
         .post(payment.url(&format!("/tpc/{gid}/prepare")))
@@ -488,20 +490,12 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
 /// the request: released later, the lock it waited for finds nobody waiting.
 #[actix_web::test]
 async fn a_prepare_stops_at_its_callers_deadline() {
-    use sqlx::Connection;
-
     let platform = Platform::start().await;
     let payment = &platform.payment;
     let order_id = uuid::Uuid::new_v4();
     let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
-    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .bind(order_id)
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    let body = serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let mut holder = hold_charge_lock(payment, order_id).await;
+    let body = charge_payload(order_id);
     let answer = payment
         .send(
             payment
