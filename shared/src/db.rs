@@ -73,28 +73,36 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
 /// Whether a statement gave up waiting for a row lock (`lock_timeout`, 55P03):
 /// another transaction, perhaps an in-doubt prepared one, holds the rows.
 pub fn is_lock_timeout(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "55P03")
+    has_code(e, "55P03")
+}
+
+/// Whether a statement was cancelled by `statement_timeout` (57014): it ran into the
+/// deadline it was given.
+pub fn is_statement_timeout(e: &sqlx::Error) -> bool {
+    has_code(e, "57014")
 }
 
 /// Whether `PREPARE TRANSACTION` found every slot of `max_prepared_transactions`
 /// taken by transactions awaiting their decisions. PostgreSQL reports it as
 /// `out_of_memory` (53200) with this message.
 pub fn is_out_of_prepared_slots(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.code().is_some_and(|code| code == "53200")
-            && d.message()
+    has_code(e, "53200")
+        && e.as_database_error().is_some_and(|d| {
+            d.message()
                 .starts_with("maximum number of prepared transactions reached")
-    })
+        })
 }
 
 /// Worth retrying at start-up: the server may still be coming up.
 fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
-        || e.as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|code| code == "57P03")
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) || has_code(e, "57P03")
+}
+
+/// Whether PostgreSQL answered with this SQLSTATE.
+fn has_code(e: &sqlx::Error, sqlstate: &str) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == sqlstate)
 }
 
 /// Applies the shared migrations and the service's; returns how many there are.

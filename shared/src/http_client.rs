@@ -88,28 +88,13 @@ impl ReqwestOtelSpanBackend for ClientSpan {
         };
         span.record(reqwest_tracing::OTEL_STATUS_CODE, "ERROR");
         span.record(reqwest_tracing::ERROR_MESSAGE, error.to_string());
-        span.record(reqwest_tracing::ERROR_CAUSE_CHAIN, cause_chain(error));
+        span.record(reqwest_tracing::ERROR_CAUSE_CHAIN, crate::problem::one_line(error));
         if let reqwest_middleware::Error::Reqwest(e) = error
             && let Some(status) = e.status()
         {
             span.record(reqwest_tracing::HTTP_RESPONSE_STATUS_CODE, status.as_u16());
         }
     }
-}
-
-/// An error and its sources on one line, each cause once.
-fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line
 }
 
 /// What a call to a participant established. Only a definite answer ends retrying:
@@ -197,12 +182,12 @@ fn is_timeout(e: &reqwest_middleware::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::cause_chain;
+    use crate::problem::one_line;
 
     #[test]
     fn a_middleware_error_is_its_causes_on_one_line_without_a_backtrace() {
         let rejected = anyhow::anyhow!("bulkhead full").context("not sent to payment");
         let error = reqwest_middleware::Error::Middleware(rejected);
-        assert_eq!(cause_chain(&error), "not sent to payment: bulkhead full");
+        assert_eq!(one_line(&error), "not sent to payment: bulkhead full");
     }
 }

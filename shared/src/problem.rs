@@ -255,6 +255,25 @@ impl Problem {
     }
 }
 
+/// An error and its causes on one line, leaving out causes that only repeat what the
+/// line already says (database errors wrap themselves). For start-up failures and
+/// for failed calls' spans: never a backtrace, never a second line.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let text = error.to_string().replace('\n', " ");
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+    line
+}
+
 /// The source as its chain of causes, never as anyhow's `Debug`: that renders (and
 /// first resolves) a backtrace whenever `RUST_BACKTRACE` is set, and tracing-actix-web
 /// writes every error answer's `Debug` into its log line and the span.
@@ -265,7 +284,7 @@ impl std::fmt::Debug for Problem {
             .field("detail", &self.detail)
             .field("retry_after", &self.retry_after)
             .field("extensions", &self.extensions)
-            .field("source", &self.source.as_ref().map(|source| format!("{source:#}")))
+            .field("source", &self.source.as_ref().map(|source| one_line(&**source)))
             .finish()
     }
 }

@@ -5,6 +5,7 @@ use std::{future::Future, process::ExitCode};
 
 use crate::{
     config::{Env, Service, Settings},
+    problem::one_line,
     telemetry,
 };
 
@@ -34,7 +35,7 @@ where
     let app = match build(settings, env).await {
         Ok(app) => app,
         Err(e) => {
-            let message = one_line(&e);
+            let message = one_line(&*e);
             tracing::error!(error = %message, "start-up failed");
             telemetry.shutdown().await;
             return fail(service, &message);
@@ -47,23 +48,6 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(service, &e),
     }
-}
-
-/// An error and its causes on one line, leaving out causes that only repeat what the
-/// line already says (database errors wrap themselves).
-pub fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn fail(service: Service, error: &dyn std::fmt::Display) -> ExitCode {
@@ -237,7 +221,7 @@ impl Application for Server {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use crate::problem::one_line;
 
     #[test]
     fn repeated_causes_are_left_out() {
@@ -245,7 +229,7 @@ mod tests {
         let outer = inner.context("error returned from database: database \"nope\" does not exist");
         let top = outer.context("DATABASE_URL: cannot connect");
         assert_eq!(
-            one_line(&top),
+            one_line(&*top),
             "DATABASE_URL: cannot connect: error returned from database: database \"nope\" does not exist"
         );
     }

@@ -304,16 +304,9 @@ fn past_deadline() -> Problem {
 /// A lock wait that gave up becomes 423 (a no vote); a statement cancelled at the
 /// caller's deadline (57014) becomes 504.
 fn timed_out(problem: Problem) -> Problem {
-    let code = problem
-        .source
-        .as_ref()
-        .and_then(|e| e.downcast_ref::<sqlx::Error>())
-        .and_then(|e| e.as_database_error())
-        .and_then(|d| d.code())
-        .map(|code| code.into_owned());
-    match code.as_deref() {
-        Some("55P03") => locked(),
-        Some("57014") => past_deadline(),
+    match problem.source.as_ref().and_then(|e| e.downcast_ref::<sqlx::Error>()) {
+        Some(e) if crate::db::is_lock_timeout(e) => locked(),
+        Some(e) if crate::db::is_statement_timeout(e) => past_deadline(),
         _ => problem,
     }
 }
