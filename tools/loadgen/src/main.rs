@@ -150,6 +150,21 @@ impl Shape {
     }
 }
 
+/// Writes each requested output; a failure is reported and ends the run with an error.
+fn write_files<const N: usize>(outputs: [Option<(PathBuf, Vec<u8>)>; N]) -> ExitCode {
+    for (path, bytes) in outputs.into_iter().flatten() {
+        if let Err(e) = std::fs::write(&path, bytes) {
+            eprintln!("loadgen: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn pretty_json(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).unwrap_or_default()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
@@ -184,13 +199,7 @@ async fn main() -> ExitCode {
             match run(&settings).await {
                 Ok(report) => {
                     println!("{}", report.table());
-                    if let Some(path) = json
-                        && let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default())
-                    {
-                        eprintln!("loadgen: writing {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                    ExitCode::SUCCESS
+                    write_files([json.map(|p| (p, pretty_json(&report)))])
                 }
                 Err(e) => {
                     eprintln!("loadgen: {e:#}");
@@ -240,17 +249,10 @@ async fn main() -> ExitCode {
                             .map(|s| format!("hot {s}"))
                             .unwrap_or_else(|| "uniform SKUs".into())
                     );
-                    let writes = [
+                    write_files([
                         svg.map(|p| (p, comparison.svg(&title).into_bytes())),
-                        json.map(|p| (p, serde_json::to_vec_pretty(&comparison).unwrap_or_default())),
-                    ];
-                    for (path, bytes) in writes.into_iter().flatten() {
-                        if let Err(e) = std::fs::write(&path, bytes) {
-                            eprintln!("loadgen: writing {}: {e}", path.display());
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                    ExitCode::SUCCESS
+                        json.map(|p| (p, pretty_json(&comparison))),
+                    ])
                 }
                 Err(e) => {
                     eprintln!("loadgen: {e:#}");
@@ -274,13 +276,7 @@ async fn main() -> ExitCode {
             match measure(&settings).await {
                 Ok(report) => {
                     println!("{}", report.table());
-                    if let Some(path) = json
-                        && let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap_or_default())
-                    {
-                        eprintln!("loadgen: writing {}: {e}", path.display());
-                        return ExitCode::FAILURE;
-                    }
-                    ExitCode::SUCCESS
+                    write_files([json.map(|p| (p, pretty_json(&report)))])
                 }
                 Err(e) => {
                     eprintln!("loadgen: {e:#}");
