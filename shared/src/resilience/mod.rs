@@ -261,6 +261,19 @@ impl Downstream {
         }
     }
 
+    /// The retry budget, the bulkhead and the breaker, in that order: the bulkhead slot
+    /// the call holds while it runs, and whether it is the breaker's trial.
+    async fn pass(
+        &self,
+        attempt: u32,
+        timeout: Option<Duration>,
+    ) -> Result<(Option<OwnedSemaphorePermit>, bool), Rejection> {
+        self.spend(attempt)?;
+        let slot = self.enter(timeout).await?;
+        let trial = self.admit()?;
+        Ok((slot, trial))
+    }
+
     /// Whether the breaker lets the call through (and whether it is a trial).
     fn admit(&self) -> Result<bool, Rejection> {
         let Some(breaker) = &self.breaker else {
@@ -506,22 +519,15 @@ impl Middleware for ResilienceMiddleware {
             (Some(own), Some(left)) => Some(own.min(left)),
             (own, left) => own.or(left),
         };
-        let guarded = extensions.get::<ReleasesLocks>().is_none();
-        let mut slot = None;
-        let mut trial = false;
-        if guarded {
-            if let Err(rejection) = downstream.spend(attempt) {
-                return reject(rejection);
-            }
-            slot = match downstream.enter(timeout).await {
-                Ok(slot) => slot,
+        // Let through by budget, bulkhead and breaker: its bulkhead slot, and whether it
+        // is the breaker's trial. A call that releases locks skips all three.
+        let passed = match extensions.get::<ReleasesLocks>() {
+            Some(ReleasesLocks) => None,
+            None => match downstream.pass(attempt, timeout).await {
+                Ok(passed) => Some(passed),
                 Err(rejection) => return reject(rejection),
-            };
-            trial = match downstream.admit() {
-                Ok(trial) => trial,
-                Err(rejection) => return reject(rejection),
-            };
-        }
+            },
+        };
         if let Some(timeout) = timeout {
             let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
             *req.timeout_mut() = Some(left);
@@ -532,8 +538,7 @@ impl Middleware for ResilienceMiddleware {
         }
         downstream.calls.fetch_add(1, Ordering::Relaxed);
         let result = next.run(req, extensions).await;
-        drop(slot);
-        if guarded {
+        if let Some((_slot, trial)) = passed {
             let verdict = match &result {
                 Err(_) => CallResult::Failure,
                 Ok(response) => verdict(response.status().as_u16()),
