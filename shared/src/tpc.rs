@@ -143,6 +143,20 @@ async fn is_aborted(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Er
         .await
 }
 
+/// Claims `gid` in `tpc_log` inside the current transaction; false if a committed
+/// row has it already. Waits (up to `lock_timeout`) while another transaction that
+/// claimed it is open or prepared: that wait is the barrier between a prepare and an
+/// abort of the same id.
+#[tracing::instrument(name = "db.insert_claim", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+async fn insert_claim(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(gid.as_string())
+        .bind(gid.transaction_id)
+        .execute(conn)
+        .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 #[tracing::instrument(name = "db.is_committed", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 async fn is_committed(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tpc_log WHERE gid = $1)")
@@ -239,13 +253,7 @@ async fn prepare_in_transaction<W: TpcWork>(
     // waiting): the id is claimed first, so an abort from now on waits for this
     // transaction to end (see `wait_for_prepare`), and a tombstone committed before
     // the claim is seen just after it. No prepared transaction outlives its abort.
-    let claimed = sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(gid.as_string())
-        .bind(gid.transaction_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| timed_out(Problem::from(e)))?;
-    if claimed.rows_affected() == 0 {
+    if !insert_claim(conn, gid).await.map_err(|e| timed_out(Problem::from(e)))? {
         // Committed since the checks before BEGIN, by a request with the same id.
         return Err(Problem::new(
             ErrorCode::Conflict,
@@ -410,11 +418,7 @@ async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Prob
     sqlx::query("SET LOCAL lock_timeout = '1s'")
         .execute(&mut *probe)
         .await?;
-    let met = sqlx::query("INSERT INTO tpc_log (gid, transaction_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(gid.as_string())
-        .bind(gid.transaction_id)
-        .execute(&mut *probe)
-        .await;
+    let met = insert_claim(&mut probe, gid).await;
     // A probe only: the row must not stay, it would mean "committed".
     probe.rollback().await?;
     match met {
