@@ -449,3 +449,110 @@ async fn resilience_decisions_are_events_on_the_calls_they_concern() {
     }
     assert_well_formed(&spans, &[]);
 }
+
+#[actix_web::test]
+async fn a_retry_denied_by_the_budget_and_a_shed_checkout_are_events_too() {
+    let receiver = OtlpReceiver::start().await;
+    let grpc = receiver.grpc_endpoint();
+    let mut env: Vec<(Service, &str, &str)> = vec![
+        // No retry is ever within the budget, and one checkout at a time is admitted.
+        (Service::Order, "CIRCUIT_BREAKER", "off"),
+        (Service::Order, "RETRY_BUDGET_RATIO", "0"),
+        (Service::Order, "RETRY_BUDGET_MIN_PER_SEC", "0"),
+        (Service::Order, "CHECKOUT_MAX_IN_FLIGHT", "1"),
+    ];
+    for service in [
+        Service::Order,
+        Service::Inventory,
+        Service::Payment,
+        Service::Email,
+        Service::Coordinator,
+    ] {
+        env.push((service, "OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()));
+    }
+    let platform = Platform::start_processes(&env).await;
+    let has = |spans: &[Span], event: &str| spans.iter().any(|s| s.events.iter().any(|e| e == event));
+
+    // The charge fails once; its retry is denied, on the charge's client span.
+    txlab_tests::fault_rule(&platform.payment, "payment.charge", "error").await;
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-006", 1, "tok_visa"),
+        &[],
+    )
+    .await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    let spans = complete(
+        &receiver,
+        order["trace_id"].as_str().unwrap(),
+        &[],
+        "the denied retry",
+        |spans| has(spans, "resilience.retry_denied"),
+    )
+    .await;
+    let denied = spans
+        .iter()
+        .find(|s| s.events.iter().any(|e| e == "resilience.retry_denied"))
+        .unwrap();
+    assert_eq!(
+        (denied.service.as_str(), denied.kind),
+        ("order-service", SpanKind::Client)
+    );
+    assert_eq!(
+        spans.by_id(&denied.parent_span_id).unwrap().name,
+        "saga.step charge_payment"
+    );
+
+    // While one checkout is in flight, the next is shed: an event on its own request.
+    let slow = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .json(&checkout_body("SKU-006", 1, "tok_visa"))
+        .header("Idempotency-Key", new_key())
+        .header("baggage", "fault.inventory.reserve=delay_ms:1500");
+    let slow = actix_rt::spawn(slow.send());
+    let in_flight = eventually(Duration::from_secs(5), || async {
+        let view = txlab_tests::admin(&platform.order, "resilience").await;
+        (view["load_shedding"]["in_flight"] == 1).then_some(())
+    })
+    .await;
+    assert!(in_flight.is_some(), "the first checkout is in flight");
+    let shed = platform
+        .order
+        .send(
+            platform
+                .order
+                .client
+                .post(platform.order.url("/checkout"))
+                .json(&checkout_body("SKU-006", 1, "tok_visa"))
+                .header("Idempotency-Key", new_key()),
+        )
+        .await;
+    let (status, problem) = shared::testing::problem(shed).await;
+    assert_eq!(status, 503, "{problem}");
+    let spans = receiver
+        .wait_for(problem["trace_id"].as_str().unwrap(), "the shed checkout", |spans| {
+            has(spans, "resilience.shed")
+        })
+        .await;
+    let shed = spans
+        .iter()
+        .find(|s| s.events.iter().any(|e| e == "resilience.shed"))
+        .unwrap();
+    assert_eq!((shed.service.as_str(), shed.kind), ("order-service", SpanKind::Server));
+    slow.await.unwrap().unwrap();
+
+    // Each decision is also a log line of the order service, with its trace id.
+    let log_dir = platform.processes.as_ref().unwrap().log_dir().to_owned();
+    let logged = |decision: &str, trace_id: &str| {
+        std::fs::read_to_string(log_dir.join("order-service.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .any(|line| line["fields"]["resilience.decision"] == decision && line["trace_id"] == trace_id)
+    };
+    assert!(logged("retry_denied", order["trace_id"].as_str().unwrap()));
+    assert!(logged("shed", problem["trace_id"].as_str().unwrap()));
+}
