@@ -260,8 +260,14 @@ impl<J: Job> Actor for Runner<J> {
     }
 }
 
-/// Finds unfinished jobs that are due.
-pub type FindDue = fn(PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>>;
+/// Finds unfinished jobs that are due, and makes each one it returns not due again
+/// for the given time: a job offered and not finished (still running here, deferred,
+/// or one that cannot finish) goes to the back of the line, so a sweep's limit is
+/// never held by the same stuck jobs and every due job is offered in turn.
+pub type FindDue = fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>>;
+
+/// A job offered by a sweep is offered again after this many sweeps at the soonest.
+const SWEEPS_BEFORE_REOFFER: u32 = 5;
 
 /// At start-up and then every `interval`, hands the supervisor every job `find_due`
 /// returns; the supervisor ignores those already running.
@@ -290,7 +296,7 @@ impl<J: Job> Sweeper<J> {
             return;
         }
         self.sweeping = true;
-        let find = (self.find_due)(self.pool.clone())
+        let find = (self.find_due)(self.pool.clone(), self.interval * SWEEPS_BEFORE_REOFFER)
             .instrument(tracing::info_span!("actor.sweeper.sweep", job.kind = J::KIND));
         ctx.spawn(find.into_actor(self).map(|due, sweeper, _| {
             sweeper.sweeping = false;

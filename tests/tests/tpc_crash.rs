@@ -72,6 +72,31 @@ async fn a_coordinator_killed_after_logging_commit_commits_everywhere_on_restart
 }
 
 #[actix_web::test]
+async fn a_coordinator_killed_after_every_acknowledgement_and_before_the_final_state_finishes_on_restart() {
+    let mut platform = Platform::start_processes(&[]).await;
+    let id = start_checkout(&platform, "SKU-006", "fault.coordinator.finish=crash").await;
+    platform.processes().wait_until_exited(Service::Coordinator).await;
+    let logged: (String, i64) = sqlx::query_as(
+        "SELECT t.state::text, count(*) FILTER (WHERE p.outcome = 'pending')
+         FROM transactions t JOIN tx_participants p ON p.transaction_id = t.id
+         WHERE t.id = $1::uuid GROUP BY t.state",
+    )
+    .bind(&id)
+    .fetch_one(&platform.coordinator.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        logged,
+        ("committing".to_owned(), 0),
+        "every participant acknowledged, the final state not written"
+    );
+    assert_eq!(platform.prepared_left().await, 0);
+    platform.processes().restart(Service::Coordinator).await;
+    let tx = platform.finished(&id).await;
+    everywhere(&platform, &tx, "committed").await;
+}
+
+#[actix_web::test]
 async fn a_coordinator_killed_before_deciding_aborts_everywhere_on_restart() {
     let mut platform = Platform::start_processes(&[]).await;
     let id = start_checkout(&platform, "SKU-002", "fault.coordinator.vote=crash").await;

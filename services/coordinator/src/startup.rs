@@ -17,7 +17,12 @@ use crate::{
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/coordinator");
 
-pub const FAULT_OPERATIONS: &[&str] = &["coordinator.checkout", "coordinator.vote", "coordinator.decide"];
+pub const FAULT_OPERATIONS: &[&str] = &[
+    "coordinator.checkout",
+    "coordinator.vote",
+    "coordinator.decide",
+    "coordinator.finish",
+];
 
 /// The coordinator's own settings.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,7 @@
 //! The coordinator's log in Postgres.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
@@ -195,13 +197,19 @@ pub async fn update_state(pool: &PgPool, id: Uuid, state: TxState) -> Result<(),
     Ok(())
 }
 
-/// Transactions not finished yet, for the sweeper.
-#[tracing::instrument(name = "db.fetch_unfinished_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_unfinished(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Unfinished transactions that are due, oldest first, for the recovery sweep; each
+/// one returned is not due again for `reoffer_after` (see `shared::supervisor::FindDue`).
+#[tracing::instrument(name = "db.offer_unfinished_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn offer_unfinished(pool: &PgPool, limit: i64, reoffer_after: Duration) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM transactions WHERE state IN ('preparing', 'committing', 'aborting') ORDER BY created_at LIMIT $1",
+        "UPDATE transactions SET next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id IN (SELECT id FROM transactions
+                      WHERE state IN ('preparing', 'committing', 'aborting') AND next_attempt_at <= now()
+                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
     )
     .bind(limit)
+    .bind(reoffer_after.as_secs_f64())
     .fetch_all(pool)
     .await
 }

@@ -9,9 +9,11 @@
 //!
 //! Run again after a crash, it picks up from the log: an undecided transaction it
 //! did not start is aborted (presumed abort); a decided one is delivered again.
-//! Fault points `coordinator.vote` (votes in, decision not logged) and
-//! `coordinator.decide` (decision logged, nobody told) make both crashes one
-//! request away.
+//! Fault points `coordinator.vote` (votes in, decision not logged),
+//! `coordinator.decide` (decision logged, nobody told) and `coordinator.finish`
+//! (every participant acknowledged, the final state not written) make each crash
+//! one request away. They apply in the process that began the transaction only: the
+//! one resuming it after the crash must not crash again.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -100,8 +102,8 @@ impl Job for Coordinator {
     }
 }
 
-pub fn find_unfinished(pool: PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
-    Box::pin(async move { log::fetch_unfinished(&pool, 100).await })
+pub fn find_unfinished(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    Box::pin(async move { log::offer_unfinished(&pool, 100, reoffer_after).await })
 }
 
 impl Coordinator {
@@ -166,7 +168,7 @@ impl Coordinator {
                 log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
             }
         }
-        self.finish_all(&mut record).await?;
+        self.finish_all(&mut record, ours).await?;
         Ok(record.tx.state)
     }
 
@@ -221,8 +223,10 @@ impl Coordinator {
         Ok(never_asked)
     }
 
-    /// Phase two: tell every participant the decision until each acknowledges.
-    async fn finish_all(&self, record: &mut TxRecord) -> anyhow::Result<()> {
+    /// Phase two: tell every participant the decision until each acknowledges, then
+    /// write the final state (also when every acknowledgement was logged before a
+    /// crash and only that write is left).
+    async fn finish_all(&self, record: &mut TxRecord, ours: bool) -> anyhow::Result<()> {
         let Some(decision) = record.tx.decision else {
             anyhow::bail!("phase two without a decision");
         };
@@ -234,6 +238,10 @@ impl Coordinator {
         loop {
             let pending = record.tx.unacknowledged();
             if pending.is_empty() {
+                record.tx.conclude();
+                if ours {
+                    self.fault_point(record, "coordinator.finish").await;
+                }
                 log::update_state(&self.pool, record.id, record.tx.state).await?;
                 return Ok(());
             }

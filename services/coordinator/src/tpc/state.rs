@@ -156,6 +156,14 @@ impl Transaction {
             Decision::Commit => Ack::Committed,
             Decision::Abort => Ack::Aborted,
         };
+        self.conclude();
+    }
+
+    /// Decided and acknowledged by every participant: final. Also what a transaction
+    /// reloaded after a crash needs when the crash came between the last
+    /// acknowledgement and the write of the final state.
+    pub fn conclude(&mut self) {
+        let Some(decision) = self.decision else { return };
         if self.unacknowledged().is_empty() {
             self.state = match decision {
                 Decision::Commit => TxState::Committed,
@@ -215,6 +223,36 @@ mod tests {
             tx.record_ack(i);
         }
         assert_eq!(tx.state, TxState::Aborted);
+    }
+
+    #[test]
+    fn a_reloaded_transaction_every_participant_acknowledged_concludes() {
+        let mut tx = Transaction::new(&NAMES);
+        for i in 0..4 {
+            tx.record_vote(i, Vote::Yes, None);
+        }
+        tx.decide();
+        for i in 0..4 {
+            tx.record_ack(i);
+        }
+        // The crash came before the final state was written: the log says committing.
+        let mut reloaded = Transaction {
+            state: TxState::Committing,
+            ..tx
+        };
+        assert!(reloaded.unacknowledged().is_empty());
+        reloaded.conclude();
+        assert_eq!(reloaded.state, TxState::Committed);
+    }
+
+    #[test]
+    fn an_undecided_transaction_does_not_conclude() {
+        let mut tx = Transaction::new(&NAMES);
+        for i in 0..4 {
+            tx.participants[i].ack = Ack::Aborted;
+        }
+        tx.conclude();
+        assert_eq!(tx.state, TxState::Preparing);
     }
 
     #[test]

@@ -224,8 +224,8 @@ impl Job for Engine {
 }
 
 /// Unfinished sagas that are due, for the sweeper.
-pub fn find_due(pool: PgPool) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
-    Box::pin(async move { log::fetch_due_sagas(&pool, 100).await })
+pub fn find_due(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    Box::pin(async move { log::offer_due_sagas(&pool, 100, reoffer_after).await })
 }
 
 /// The checkout's baggage for a call. Injected faults (`fault.*`) go with a step's

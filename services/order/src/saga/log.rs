@@ -190,15 +190,20 @@ pub async fn update_saga(
     Ok(())
 }
 
-/// Unfinished sagas that are due: running or compensating ones a crash left behind,
-/// and parked ones whose wait is over.
-#[tracing::instrument(name = "db.fetch_due_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn fetch_due_sagas(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Unfinished sagas that are due — running or compensating ones a crash left behind,
+/// parked ones whose wait is over — for the recovery sweep; each one returned is not
+/// due again for `reoffer_after` (see `shared::supervisor::FindDue`).
+#[tracing::instrument(name = "db.offer_due_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn offer_due_sagas(pool: &PgPool, limit: i64, reoffer_after: Duration) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM sagas WHERE status IN ('running', 'compensating', 'parked') AND next_attempt_at <= now()
-         ORDER BY next_attempt_at LIMIT $1",
+        "UPDATE sagas SET next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id IN (SELECT id FROM sagas
+                      WHERE status IN ('running', 'compensating', 'parked') AND next_attempt_at <= now()
+                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING id",
     )
     .bind(limit)
+    .bind(reoffer_after.as_secs_f64())
     .fetch_all(pool)
     .await
 }
