@@ -93,6 +93,18 @@ pub fn is_out_of_prepared_slots(e: &sqlx::Error) -> bool {
         })
 }
 
+/// Whether `COMMIT PREPARED` / `ROLLBACK PREPARED` found no prepared transaction by
+/// that id (`undefined_object`, 42704): never prepared, or finished already.
+pub fn is_no_such_prepared(e: &sqlx::Error) -> bool {
+    has_code(e, "42704")
+}
+
+/// Whether `COMMIT PREPARED` / `ROLLBACK PREPARED` found the prepared transaction
+/// being finished by another session at this very moment (`object_in_use`, 55006).
+pub fn is_prepared_busy(e: &sqlx::Error) -> bool {
+    has_code(e, "55006")
+}
+
 /// Worth retrying at start-up: the server may still be coming up.
 fn is_transient(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) || has_code(e, "57P03")

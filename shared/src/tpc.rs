@@ -4,7 +4,8 @@
 //! POST /tpc/{gid}/prepare   BEGIN; INSERT tpc_log (the id claimed); no tombstone?; the service's
 //!                           work; PREPARE TRANSACTION 'gid'
 //!                           → 200 vote yes (checked in pg_prepared_xacts), or 4xx vote no
-//! POST /tpc/{gid}/commit    COMMIT PREPARED 'gid'   (again: 200 if tpc_log says committed)
+//! POST /tpc/{gid}/commit    COMMIT PREPARED 'gid'   (again, or at once by another session:
+//!                           200 if tpc_log says committed)
 //! POST /tpc/{gid}/abort     tombstone; wait for a prepare under way; ROLLBACK PREPARED 'gid'
 //!                           (again, or never prepared: 200)
 //! GET  /tpc/prepared        this database's prepared transactions and their age
@@ -382,14 +383,7 @@ async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Resul
             wait_for_prepare(conn, gid).await?;
         }
     }
-    if is_prepared(conn, gid).await? {
-        let sql = match decision {
-            Decision::Commit => format!("COMMIT PREPARED {}", gid.literal()),
-            Decision::Abort => format!("ROLLBACK PREPARED {}", gid.literal()),
-        };
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
-        tracing::info!(gid = %gid.as_string(), ?decision, "prepared transaction finished");
-    }
+    finish_prepared(conn, gid, decision).await?;
     let committed = is_committed(conn, gid).await?;
     match (decision, committed) {
         (Decision::Commit, true) => outcome("committed"),
@@ -406,6 +400,39 @@ async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Resul
             format!("{} is already committed; it cannot abort", gid.as_string()),
         )),
     }
+}
+
+/// `COMMIT PREPARED` or `ROLLBACK PREPARED`, if `gid` is prepared here. Another
+/// session may finish the same id at the same moment (the coordinator telling it
+/// again while this participant's in-doubt resolver acts, say): PostgreSQL then
+/// answers "does not exist" — finished meanwhile, and what `tpc_log` says tells how —
+/// or "is busy" — being finished right now: looked at again shortly, and answered 423
+/// (try again) if it is still busy. Neither is an error of this request.
+async fn finish_prepared(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<(), Problem> {
+    let sql = match decision {
+        Decision::Commit => format!("COMMIT PREPARED {}", gid.literal()),
+        Decision::Abort => format!("ROLLBACK PREPARED {}", gid.literal()),
+    };
+    for wait_ms in [10, 20, 40, 80, 160, 320, 0] {
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut *conn).await {
+            Ok(_) => {
+                tracing::info!(gid = %gid.as_string(), ?decision, "prepared transaction finished");
+                return Ok(());
+            }
+            Err(e) if crate::db::is_no_such_prepared(&e) => return Ok(()),
+            Err(e) if crate::db::is_prepared_busy(&e) && wait_ms > 0 => {
+                tracing::info!(gid = %gid.as_string(), "another session is finishing it; looking again");
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+            Err(e) if crate::db::is_prepared_busy(&e) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::new(
+        ErrorCode::RowsLocked,
+        format!("{} is being finished by another session; try again", gid.as_string()),
+    )
+    .with_retry_after(1))
 }
 
 /// An abort that found nothing prepared: if a prepare of the same id is still under

@@ -524,3 +524,48 @@ async fn a_prepare_stops_at_its_callers_deadline() {
     assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
+
+/// Phase two of one id, told many times at once (the coordinator's retry meeting the
+/// participant's in-doubt resolver, say): PostgreSQL answers all but one "does not
+/// exist" or "is busy"; each is an acknowledgement (or a 423 to try again), never a 500.
+#[actix_web::test]
+async fn concurrent_commits_and_aborts_of_one_transaction_all_acknowledge() {
+    let platform = Platform::start().await;
+    let payment = &platform.payment;
+    // The race is in PostgreSQL's own timing: several rounds, many callers each.
+    for verb in ["commit", "abort"].repeat(4) {
+        let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
+        let order_id = uuid::Uuid::new_v4();
+        let prepared = payment
+            .post(&format!("/tpc/{gid}/prepare"), &charge_payload(order_id), Some(&gid))
+            .await;
+        assert_eq!(prepared.status(), 200);
+        let finishes = (0..32).map(|_| {
+            let request = payment
+                .client
+                .post(payment.url(&format!("/tpc/{gid}/{verb}")))
+                .header("Idempotency-Key", &gid)
+                .json(&serde_json::json!({}));
+            async move {
+                let answer = request.send().await.unwrap();
+                let status = answer.status().as_u16();
+                (status, answer.json::<Value>().await.unwrap())
+            }
+        });
+        let expected = if verb == "commit" { "committed" } else { "aborted" };
+        for (status, body) in futures_util::future::join_all(finishes).await {
+            match status {
+                200 => assert_eq!(body["outcome"], expected, "{body}"),
+                423 => assert_eq!(body["type"], "urn:txlab:problem:rows-locked", "{body}"),
+                other => panic!("{verb}: {other} {body}"),
+            }
+        }
+        assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+        let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM charges WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&payment.pool)
+            .await
+            .unwrap();
+        assert_eq!(charged, if verb == "commit" { 1 } else { 0 }, "{verb}");
+    }
+}
