@@ -149,3 +149,50 @@ async fn a_relay_refusing_mail_delays_delivery_but_not_the_order() {
     let emails = platform.emails(order["order_id"].as_str().unwrap()).await;
     assert_eq!(emails[0]["attempts"], 4);
 }
+
+#[actix_web::test]
+async fn a_saga_parked_while_compensating_keeps_the_reason_of_its_first_refusal() {
+    let platform = Platform::start().await;
+    // The refund (a null compensation of the declined charge) is refused: an
+    // operator's case, parked while compensating.
+    fault_rule(&platform.payment, "payment.refund", "decline").await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-007", 1, "tok_chargeDeclined"), &new_key(), None)
+        .await;
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    let parked = platform.settled(&id).await;
+    assert_eq!(parked["saga"]["status"], "parked", "{parked}");
+    assert!(
+        parked["saga"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("compensating charge_payment was refused"),
+        "why it is parked: {parked}"
+    );
+    assert!(
+        parked["saga"]["cancel_reason"]
+            .as_str()
+            .unwrap()
+            .contains("payment-declined"),
+        "why it compensates, also while parked: {parked}"
+    );
+
+    let cleared = platform.payment.client.delete(platform.payment.url("/admin/faults"));
+    assert_eq!(platform.payment.send(cleared).await.status(), 200);
+    let order = eventually(Duration::from_secs(30), || async {
+        let order = platform.order(&id).await;
+        (order["saga"]["status"] == "cancelled").then_some(order)
+    })
+    .await
+    .expect("resumed, it finished compensating");
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert!(
+        order["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("charge_payment: 402 payment-declined"),
+        "the first refusal survives the resumption: {order}"
+    );
+    assert_eq!(order["saga"]["reason"], order["reason"], "{order}");
+    platform.assert_consistent(&order).await;
+}

@@ -47,8 +47,10 @@ pub struct SagaView {
     pub saga_id: Uuid,
     /// `running`, `compensating`, `parked`, `confirmed` or `cancelled`.
     pub status: SagaStatus,
-    /// Why it was cancelled, or parked.
+    /// Why it is parked, when it is; otherwise why it is compensating or was cancelled.
     pub reason: Option<String>,
+    /// Why it is compensating or was cancelled (the first refusal), also while parked.
+    pub cancel_reason: Option<String>,
 }
 
 fn step_status(status: StepStatus) -> &'static str {
@@ -130,7 +132,8 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                 saga: Some(SagaView {
                     saga_id: saga.id,
                     status: saga.state.status,
-                    reason: saga.state.reason.clone(),
+                    reason: saga.state.parked_reason.clone().or_else(|| saga.state.reason.clone()),
+                    cancel_reason: saga.state.reason.clone(),
                 }),
                 created_at: order.as_ref().map(|o| o.created_at),
             })

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     log::{self, SagaRecord},
-    state::{Next, Outcome, SagaStatus},
+    state::{Next, Outcome, SagaState, SagaStatus},
     steps::{COMPENSATION, Call, STEPS, is_before_or_at_pivot},
 };
 
@@ -65,13 +65,19 @@ impl Engine {
 
     async fn drive(&self, mut saga: SagaRecord) -> anyhow::Result<SagaStatus> {
         saga.state.resume();
-        let mut saved = (saga.state.status, saga.state.reason.clone());
+        let shown = |s: &SagaState| (s.status, s.reason.clone(), s.parked_reason.clone());
+        let mut saved = shown(&saga.state);
         loop {
             let next = saga.state.decide();
-            if (saga.state.status, saga.state.reason.clone()) != saved {
+            if shown(&saga.state) != saved {
                 log::update_saga(&self.pool, saga.id, &saga.state, self.park_retry).await?;
-                saved = (saga.state.status, saga.state.reason.clone());
-                tracing::info!(status = ?saga.state.status, reason = saga.state.reason.as_deref(), "saga.status_changed");
+                saved = shown(&saga.state);
+                tracing::info!(
+                    status = ?saga.state.status,
+                    reason = saga.state.reason.as_deref(),
+                    parked_reason = saga.state.parked_reason.as_deref(),
+                    "saga.status_changed"
+                );
             }
             match next {
                 Next::Stop(status) => return Ok(status),

@@ -41,6 +41,7 @@ struct SagaRow {
     order_id: Uuid,
     status: SagaStatus,
     reason: Option<String>,
+    parked_reason: Option<String>,
     parked_compensating: bool,
     request: sqlx::types::Json<PricedCheckout>,
     traceparent: Option<String>,
@@ -112,7 +113,7 @@ pub async fn fetch_saga_id_by_order(conn: &mut PgConnection, order_id: Uuid) -> 
 #[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage
+        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, request, traceparent, baggage
          FROM sagas WHERE id = $1",
     )
     .bind(id)
@@ -141,7 +142,13 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
         request: row.request.0,
         traceparent: row.traceparent,
         baggage: row.baggage,
-        state: SagaState::from_parts(row.status, row.reason, row.parked_compensating, steps),
+        state: SagaState::from_parts(
+            row.status,
+            row.reason,
+            row.parked_reason,
+            row.parked_compensating,
+            steps,
+        ),
     }))
 }
 
@@ -176,7 +183,7 @@ pub async fn update_saga(
         0.0
     };
     sqlx::query(
-        "UPDATE sagas SET status = $2, reason = $3, parked_compensating = $4,
+        "UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4,
                 next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
          WHERE id = $1",
     )
@@ -185,6 +192,7 @@ pub async fn update_saga(
     .bind(state.reason.as_deref())
     .bind(state.parked_compensating)
     .bind(due_in)
+    .bind(state.parked_reason.as_deref())
     .execute(pool)
     .await?;
     Ok(())

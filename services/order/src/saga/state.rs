@@ -87,8 +87,11 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SagaState {
     pub status: SagaStatus,
-    /// Why it was cancelled or parked.
+    /// Why it is compensating, or was cancelled: the first refusal (or running out of
+    /// attempts), kept through every parking and resumption.
     pub reason: Option<String>,
+    /// Why it is parked; cleared when it resumes.
+    pub parked_reason: Option<String>,
     /// Parked while compensating: resumes compensating.
     pub parked_compensating: bool,
     pub steps: Vec<StepState>,
@@ -99,12 +102,19 @@ pub struct SagaState {
 
 impl SagaState {
     pub fn new() -> Self {
-        Self::from_parts(SagaStatus::Running, None, false, vec![StepState::new(); STEPS.len()])
+        Self::from_parts(
+            SagaStatus::Running,
+            None,
+            None,
+            false,
+            vec![StepState::new(); STEPS.len()],
+        )
     }
 
     pub fn from_parts(
         status: SagaStatus,
         reason: Option<String>,
+        parked_reason: Option<String>,
         parked_compensating: bool,
         steps: Vec<StepState>,
     ) -> Self {
@@ -112,13 +122,15 @@ impl SagaState {
         SagaState {
             status,
             reason,
+            parked_reason,
             parked_compensating,
             steps,
             budget_start,
         }
     }
 
-    /// A parked saga goes back to work, with a fresh attempt budget.
+    /// A parked saga goes back to work, with a fresh attempt budget. Why it is
+    /// compensating (`reason`) stays.
     pub fn resume(&mut self) {
         if self.status == SagaStatus::Parked {
             self.status = if self.parked_compensating {
@@ -127,7 +139,7 @@ impl SagaState {
                 SagaStatus::Running
             };
             self.parked_compensating = false;
-            self.reason = None;
+            self.parked_reason = None;
         }
         self.budget_start = self
             .steps
@@ -198,7 +210,7 @@ impl SagaState {
 
     fn park(&mut self, reason: String, compensating: bool) -> Next {
         self.status = SagaStatus::Parked;
-        self.reason = Some(reason);
+        self.parked_reason = Some(reason);
         self.parked_compensating = compensating;
         Next::Stop(SagaStatus::Parked)
     }
@@ -475,7 +487,7 @@ mod tests {
         saga.record_action(0, Outcome::Succeeded);
         saga.begin_action(1);
         // ...the orchestrator dies here; the log says step 1 is running.
-        let mut reloaded = SagaState::from_parts(saga.status, None, false, saga.steps.clone());
+        let mut reloaded = SagaState::from_parts(saga.status, None, None, false, saga.steps.clone());
         assert_eq!(reloaded.decide(), Act(1));
     }
 
@@ -493,6 +505,27 @@ mod tests {
         assert_eq!(saga.status, Compensating);
         drive(&mut saga, |_, _| Outcome::Succeeded);
         assert_eq!(saga.status, Cancelled);
+    }
+
+    #[test]
+    fn the_first_refusal_stays_the_reason_through_parking_and_resumption() {
+        let mut saga = SagaState::new();
+        drive(&mut saga, |next, attempt| match next {
+            Act(2) => Outcome::Refused("402 payment-declined: card_declined".into()),
+            Compensate(1) if attempt == 1 => Outcome::Refused("409 conflict".into()),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(saga.status, Parked);
+        assert!(saga.parked_reason.as_deref().unwrap().contains("409 conflict"));
+        assert!(saga.reason.as_deref().unwrap().contains("402 payment-declined"));
+        saga.resume();
+        assert_eq!(saga.parked_reason, None);
+        drive(&mut saga, |_, _| Outcome::Succeeded);
+        assert_eq!(saga.status, Cancelled);
+        assert_eq!(
+            saga.reason.as_deref(),
+            Some("charge_payment: 402 payment-declined: card_declined")
+        );
     }
 
     #[test]
