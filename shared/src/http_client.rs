@@ -98,9 +98,10 @@ impl ReqwestOtelSpanBackend for ClientSpan {
 }
 
 /// What a call to a participant established. Only a definite answer ends retrying:
-/// a timeout, a lost connection, a 5xx, a 423 "rows locked" or a 409 "still in
-/// flight" leave the outcome unknown, and the same call (same idempotency key) is
-/// made again.
+/// a timeout, a lost connection, a 5xx or a 423 "rows locked" leave the outcome
+/// unknown, and the same call (same idempotency key) is made again; a 409 "still in
+/// flight" says an earlier call with this key is being worked on, and when its
+/// lease ends.
 #[derive(Debug, Clone)]
 pub enum CallOutcome {
     /// 2xx, with the body.
@@ -109,6 +110,10 @@ pub enum CallOutcome {
     Refused { status: u16, problem: serde_json::Value },
     /// No definite answer.
     Unknown(String),
+    /// An earlier call with the same idempotency key is still being worked on (its
+    /// claim holds a lease, held by a caller that may have crashed): this call did
+    /// nothing, and the earlier one ends, or its lease does, within `retry_after`.
+    InFlight { retry_after: Duration },
     /// Never sent: refused on this side by a breaker, a bulkhead, the retry budget
     /// or the deadline. The work was certainly not done by this call.
     NotSent(Rejection),
@@ -128,6 +133,12 @@ impl CallOutcome {
             Err(e) => return CallOutcome::Unknown(format!("no answer: {e}")),
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             Err(e) => return CallOutcome::Unknown(format!("answer {status} lost while reading: {e}")),
@@ -140,9 +151,9 @@ impl CallOutcome {
             200..=299 => CallOutcome::Succeeded(body),
             // Timed out, locked rows, too many requests: nothing definite, try again.
             408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
-            409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => {
-                CallOutcome::Unknown("the previous attempt is still in flight".into())
-            }
+            409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+            },
             400..=499 => CallOutcome::Refused { status, problem: body },
             _ => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
         }
@@ -161,6 +172,10 @@ impl CallOutcome {
                 format!("{status} {slug}: {}", detail(problem))
             }
             CallOutcome::Unknown(reason) => format!("outcome unknown: {reason}"),
+            CallOutcome::InFlight { retry_after } => format!(
+                "outcome unknown: the previous attempt is still in flight (its lease ends within {} s)",
+                retry_after.as_secs()
+            ),
             CallOutcome::NotSent(rejection) => format!("not sent: {rejection}"),
         }
     }

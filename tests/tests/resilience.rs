@@ -52,13 +52,17 @@ async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down
         .await;
     let order = platform.settled(order["order_id"].as_str().unwrap()).await;
 
-    // Three charges failed at payment; the fourth attempt (under a second later)
-    // found the breaker open and was never sent.
+    // Three charges failed at payment and opened the breaker; the fourth attempt
+    // found it open, was held back (not an attempt, nothing sent) until the
+    // cool-down ended, and went as the breaker's trial — which failed too.
     assert_eq!(order["status"], "cancelled", "{order}");
     assert_eq!(step(&order, "charge_payment")["attempts"], 4, "{order}");
-    assert_eq!(injected(&platform.payment, "payment.charge").await, 3);
+    assert_eq!(injected(&platform.payment, "payment.charge").await, 4);
     assert!(
-        order["reason"].as_str().unwrap().contains("circuit open for payment"),
+        order["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no definite answer after 4 attempts"),
         "{order}"
     );
     // The refund met the open breaker too, waited for the cool-down, went through
@@ -70,7 +74,10 @@ async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down
     })
     .await
     .expect("the payment breaker closes again");
-    assert_eq!(breaker["opened"], 1, "{breaker}");
+    assert_eq!(
+        breaker["opened"], 2,
+        "opened, and opened again by the failed trial: {breaker}"
+    );
     assert!(breaker["short_circuited"].as_u64().unwrap() >= 1, "{breaker}");
     platform.assert_consistent(&order).await;
 
@@ -181,13 +188,16 @@ async fn retries_stay_within_the_budget() {
     .await;
     fault_rule(&platform.payment, "payment.charge", "error").await;
     let started = Instant::now();
-    let mut orders = Vec::new();
-    for sku in ["SKU-004", "SKU-005", "SKU-006", "SKU-007"] {
-        let (_, _, order) = platform
-            .checkout(&checkout_body(sku, 1, "tok_visa"), &new_key(), None)
-            .await;
-        orders.push(platform.settled(order["order_id"].as_str().unwrap()).await);
-    }
+    let checkouts = ["SKU-004", "SKU-005", "SKU-006", "SKU-007"].map(|sku| {
+        let platform = &platform;
+        async move {
+            let (_, _, order) = platform
+                .checkout(&checkout_body(sku, 1, "tok_visa"), &new_key(), None)
+                .await;
+            platform.settled(order["order_id"].as_str().unwrap()).await
+        }
+    });
+    let orders = futures_util::future::join_all(checkouts).await;
     let within_one_window = started.elapsed() < Duration::from_secs(9);
     // Four sagas, four attempts each: sixteen charges without a budget. With it,
     // four first calls and at most three retries reached the payment service.
@@ -200,17 +210,177 @@ async fn retries_stay_within_the_budget() {
             "{charges} charges reached payment; {budget}"
         );
     }
-    // Once the budget is spent, a denied retry fails the saga fast: the three
-    // sagas after the first are each denied once and compensate.
+    // A retry the budget denies is held back and tried again after a backoff; a saga
+    // whose charge is held back too often is cancelled saying so. The refunds are
+    // never held back by the budget: they must happen.
     assert!(budget["denied"].as_u64().unwrap() >= 3, "{budget}");
     assert!(
         budget["window_retries"].as_u64() <= budget["window_allowed"].as_u64(),
         "{budget}"
     );
+    let mut by_protection = 0;
     for order in &orders {
         assert_eq!(order["status"], "cancelled", "{order}");
+        let reason = order["reason"].as_str().unwrap();
+        if reason.starts_with("overload-protection: charge_payment") {
+            by_protection += 1;
+        } else {
+            assert!(reason.contains("no definite answer"), "{order}");
+        }
         platform.assert_consistent(order).await;
     }
+    if within_one_window {
+        assert!(by_protection >= 1, "{orders:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_checkout_is_refused_at_admission_while_a_step_before_the_pivot_is_behind_an_open_breaker() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.breaker = breaker(2, Duration::from_secs(30));
+        }
+    })
+    .await;
+    fault_rule(&platform.payment, "payment.charge", "error").await;
+    let first = platform
+        .order
+        .client
+        .post(platform.order.url("/checkout"))
+        .header("Idempotency-Key", new_key())
+        .json(&checkout_body("SKU-002", 1, "tok_visa"));
+    let _first = actix_rt::spawn(first.send());
+    let open = eventually(Duration::from_secs(5), || async {
+        let view = admin(&platform.order, "resilience").await;
+        (downstream(&view, "payment")["breaker"]["state"] == "open").then_some(())
+    })
+    .await;
+    assert!(open.is_some(), "two failed charges opened the payment breaker");
+    let sagas_before = platform.order.count("sagas").await;
+    let refused = platform
+        .order
+        .send(
+            platform
+                .order
+                .client
+                .post(platform.order.url("/checkout"))
+                .header("Idempotency-Key", new_key())
+                .json(&checkout_body("SKU-002", 1, "tok_visa")),
+        )
+        .await;
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let (status, problem) = shared::testing::problem(refused).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["type"], "urn:txlab:problem:overloaded", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker for payment is open"),
+        "{problem}"
+    );
+    assert!(
+        (20..=30).contains(&retry_after),
+        "until the breaker lets a trial through: {retry_after}"
+    );
+    assert_eq!(platform.order.count("sagas").await, sagas_before, "nothing written");
+    // The saga already running is not cancelled by the breaker: it waits for it.
+    let first: uuid::Uuid = sqlx::query_scalar("SELECT order_id FROM sagas")
+        .fetch_one(&platform.order.pool)
+        .await
+        .unwrap();
+    let first = eventually(Duration::from_secs(5), || async {
+        let order = platform.order(&first.to_string()).await;
+        let held = step(&order, "charge_payment")["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("circuit open"));
+        held.then_some(order)
+    })
+    .await
+    .expect("its next charge is held back by the open breaker");
+    assert_eq!(first["saga"]["status"], "running", "{first}");
+    assert_eq!(step(&first, "charge_payment")["attempts"], 2, "{first}");
+}
+
+/// Compensations and steps past the pivot must happen: the retry budget, which
+/// exists to drop optional retries, never holds them back.
+#[actix_web::test]
+async fn a_compensation_is_never_held_back_by_the_retry_budget() {
+    let platform = Platform::start_tuned(saga_settings(), |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.retry_budget = Some(BudgetSettings {
+                ratio: 0.0,
+                min_per_second: 0.0,
+                window: Duration::from_secs(10),
+            });
+        }
+    })
+    .await;
+    let (_, _, order) = platform
+        .checkout(
+            &checkout_body("SKU-009", 1, "tok_chargeDeclined"),
+            &new_key(),
+            Some("fault.payment.refund=error,fault.order.cancel=error"),
+        )
+        .await;
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(step(&order, "charge_payment")["compensation_attempts"], 2, "{order}");
+    assert_eq!(step(&order, "create_order")["compensation_attempts"], 2, "{order}");
+    let view = admin(&platform.order, "resilience").await;
+    for name in ["payment", "order"] {
+        let budget = &downstream(&view, name)["retry_budget"];
+        assert_eq!(budget["denied"], 0, "{name}: {budget}");
+    }
+    platform.assert_consistent(&order).await;
+}
+
+/// Work parked waiting for a participant resumes as soon as that participant
+/// recovers — its breaker closes after a good trial — not a park wait later.
+#[actix_web::test]
+async fn sagas_parked_waiting_for_a_participant_resume_when_its_breaker_closes() {
+    let saga = order_service::startup::SagaSettings {
+        park_retry: Duration::from_secs(300),
+        ..saga_settings()
+    };
+    let platform = Platform::start_tuned(saga, |service, s: &mut Settings| {
+        if service == Service::Order {
+            s.resilience.breaker = breaker(2, Duration::from_millis(300));
+        }
+    })
+    .await;
+    fault_rule(&platform.email, "email.send", "error").await;
+    let (status, _, order) = platform
+        .checkout(&checkout_body("SKU-011", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!((status, order["status"].as_str()), (201, Some("confirmed")), "{order}");
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    let parked = platform.settled(&id).await;
+    assert_eq!(parked["saga"]["status"], "parked", "{parked}");
+    let parked_on: Option<String> = sqlx::query_scalar("SELECT parked_on FROM sagas WHERE order_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&platform.order.pool)
+        .await
+        .unwrap();
+    assert_eq!(parked_on.as_deref(), Some("email"));
+
+    // The outage ends; the next checkout's email is the breaker's trial and closes it.
+    platform
+        .email
+        .send(platform.email.client.delete(platform.email.url("/admin/faults")))
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, second) = platform
+        .checkout(&checkout_body("SKU-011", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let resumed = eventually(Duration::from_secs(10), || async {
+        let order = platform.order(&id).await;
+        (order["saga"]["status"] == "confirmed").then_some(order)
+    })
+    .await
+    .expect("resumed when email recovered, not 300 s later");
+    platform.assert_consistent(&resumed).await;
 }
 
 #[actix_web::test]

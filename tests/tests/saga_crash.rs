@@ -118,3 +118,45 @@ async fn an_orchestrator_that_crashes_itself_mid_step_recovers() {
     assert_eq!(order["status"], "confirmed", "{order}");
     platform.assert_consistent(&order).await;
 }
+
+/// Killed while its own call to create the order is being worked on, the orchestrator
+/// leaves that call's idempotency claim behind, leased for longer than the step's
+/// whole retry schedule. Resumed, the saga's calls are answered "still in flight": not
+/// a failed attempt — it waits for the lease, then the call takes the key over and the
+/// checkout goes through.
+#[actix_web::test]
+async fn killed_mid_step_its_own_call_still_in_flight_is_waited_for_not_given_up_on() {
+    use sqlx::Connection;
+    let mut platform = Platform::start_processes(&[(Service::Order, "IDEMPOTENCY_LEASE_SECS", "6")]).await;
+    // The order's creation blocks inside its unit of work (its key claimed) on a lock
+    // of the test's.
+    let mut holder = sqlx::PgConnection::connect(&platform.order.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE orders IN EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let order_id = start_checkout(&platform, checkout_body("SKU-005", 1, "tok_visa"), &new_key(), "").await;
+    let claimed = eventually(Duration::from_secs(10), || async {
+        let in_flight: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM idempotency_keys WHERE key LIKE '%:create_order' AND state = 'in_flight'",
+        )
+        .fetch_one(&platform.order.pool)
+        .await
+        .unwrap();
+        (in_flight == 1).then_some(())
+    })
+    .await;
+    assert!(claimed.is_some(), "create_order is under way, its key claimed");
+    platform.processes().kill(Service::Order).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    platform.processes().restart(Service::Order).await;
+
+    let order = platform.settled(&order_id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert!(
+        step(&order, "create_order")["attempts"].as_u64().unwrap() <= 3,
+        "waits for the lease are not attempts: {order}"
+    );
+    platform.assert_consistent(&order).await;
+}

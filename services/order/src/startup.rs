@@ -74,7 +74,12 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     });
     shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     let supervisor = Supervisor::bounded(Arc::clone(&engine), JobLimits::for_checkouts(&settings.resilience));
-    let shedder = web::Data::new(LoadShedder::new(settings.resilience.shedding, supervisor.gauge()));
+    // A checkout needs these up to its pivot; past it, it waits for them instead.
+    let shedder = LoadShedder::new(settings.resilience.shedding, supervisor.gauge()).needing(
+        Arc::clone(engine.client.resilience()),
+        &["order", "inventory", "payment"],
+    );
+    let shedder = web::Data::new(shedder);
     let manager = supervisor.start();
     Sweeper::new(
         prepared.pool.clone(),
@@ -83,6 +88,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         engine::find_due,
     )
     .start();
+    engine::wake_parked_sagas_on_recovery(prepared.pool.clone(), engine.client.resilience().recoveries());
     let (engine, manager, deadline) = (
         web::Data::new(engine),
         web::Data::new(manager),

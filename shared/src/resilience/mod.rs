@@ -14,7 +14,10 @@
 //!    refused at once until a cool-down has passed and a trial call succeeds.
 //!
 //! A call marked [`ReleasesLocks`] (2PC's phase two) skips 2–4: it frees what the
-//! others wait for.
+//! others wait for. A call marked [`MustHappen`] (a saga's compensation, a step past
+//! its pivot) skips 2: the breaker and the bulkhead pace it by the downstream's
+//! health, and every breaker that closes again is announced
+//! ([`Resilience::recoveries`]) so that work waiting for that downstream resumes.
 //!
 //! A refused call is never sent: the caller gets [`Rejection`] (as
 //! [`crate::http_client::CallOutcome::NotSent`]) and treats it like any failure
@@ -173,9 +176,20 @@ pub struct Attempt(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReleasesLocks;
 
+/// Marks a call whose work must eventually happen whatever the load: a saga's
+/// compensation, or a step past its pivot. The retry budget is there to keep
+/// optional retries from piling onto a sick downstream; denying these would only
+/// starve work that has to be done anyway (after an outage, parked work drained at
+/// the budget's floor of about one call a second). It skips the budget, and goes
+/// through the bulkhead and the breaker, which pace it by the downstream's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MustHappen;
+
 /// One downstream's breaker, budget and bulkhead.
 struct Downstream {
     name: String,
+    /// Where a breaker that closes again is announced.
+    recovered: tokio::sync::broadcast::Sender<String>,
     breaker: Option<Mutex<CircuitBreaker>>,
     budget: Option<Mutex<RetryBudget>>,
     bulkhead: Option<(Arc<Semaphore>, BulkheadSettings)>,
@@ -188,9 +202,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Downstream {
-    fn new(name: String, settings: &ResilienceSettings) -> Self {
+    fn new(name: String, settings: &ResilienceSettings, recovered: tokio::sync::broadcast::Sender<String>) -> Self {
         Downstream {
             name,
+            recovered,
             breaker: settings.breaker.map(|s| Mutex::new(CircuitBreaker::new(s))),
             budget: settings
                 .retry_budget
@@ -203,8 +218,9 @@ impl Downstream {
         }
     }
 
-    fn spend(&self, attempt: u32) -> Result<(), Rejection> {
-        let Some(budget) = &self.budget else {
+    /// `attempt` is `None` for a call the budget does not apply to ([`MustHappen`]).
+    fn spend(&self, attempt: Option<u32>) -> Result<(), Rejection> {
+        let (Some(budget), Some(attempt)) = (&self.budget, attempt) else {
             return Ok(());
         };
         let mut budget = lock(budget);
@@ -265,7 +281,7 @@ impl Downstream {
     /// the call holds while it runs, and whether it is the breaker's trial.
     async fn pass(
         &self,
-        attempt: u32,
+        attempt: Option<u32>,
         timeout: Option<Duration>,
     ) -> Result<(Option<OwnedSemaphorePermit>, bool), Rejection> {
         self.spend(attempt)?;
@@ -336,11 +352,23 @@ impl Downstream {
                 resilience.downstream = %name,
                 "circuit breaker half-open: a trial call goes to {name}"
             ),
-            Transition::Closed => tracing::info!(
-                resilience.decision = "breaker_closed",
-                resilience.downstream = %name,
-                "circuit breaker closed: the trial call to {name} succeeded"
-            ),
+            Transition::Closed => {
+                tracing::info!(
+                    resilience.decision = "breaker_closed",
+                    resilience.downstream = %name,
+                    "circuit breaker closed: the trial call to {name} succeeded"
+                );
+                // Nobody listening is fine.
+                let _ = self.recovered.send(name.clone());
+            }
+        }
+    }
+
+    /// How long the breaker stays open from now, if it is open.
+    fn open_for(&self, now: Instant) -> Option<Duration> {
+        match lock(self.breaker.as_ref()?).state() {
+            BreakerState::Open { until } if until > now => Some(until - now),
+            _ => None,
         }
     }
 
@@ -393,6 +421,8 @@ pub struct Resilience {
     settings: ResilienceSettings,
     names: RwLock<HashMap<String, String>>,
     downstreams: RwLock<HashMap<String, Arc<Downstream>>>,
+    /// The name of every downstream whose breaker closes again.
+    recovered: tokio::sync::broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Resilience {
@@ -413,7 +443,25 @@ impl Resilience {
             settings,
             names: RwLock::new(names),
             downstreams: RwLock::new(HashMap::new()),
+            recovered: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// The downstreams that recover, as they do: the name of each one whose breaker
+    /// closes after a good trial call. A receiver that falls behind misses names
+    /// (and is told how many); work waiting for a downstream also retries on its own.
+    pub fn recoveries(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.recovered.subscribe()
+    }
+
+    /// The first of `names` whose breaker is open, and for how long yet: a request
+    /// that needs it can be refused before anything is done.
+    pub fn open_breaker<'a>(&self, names: &[&'a str]) -> Option<(&'a str, Duration)> {
+        let now = Instant::now();
+        let all = self.downstreams.read().unwrap_or_else(PoisonError::into_inner);
+        names
+            .iter()
+            .find_map(|name| Some((*name, all.get(*name)?.open_for(now)?)))
     }
 
     pub fn settings(&self) -> &ResilienceSettings {
@@ -451,7 +499,7 @@ impl Resilience {
         let mut all = self.downstreams.write().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(
             all.entry(name.clone())
-                .or_insert_with(|| Arc::new(Downstream::new(name, &self.settings))),
+                .or_insert_with(|| Arc::new(Downstream::new(name, &self.settings, self.recovered.clone()))),
         )
     }
 
@@ -504,7 +552,10 @@ impl Middleware for ResilienceMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         let started = Instant::now();
         let downstream = self.0.downstream(req.url());
-        let attempt = extensions.get::<Attempt>().map_or(1, |a| a.0);
+        let attempt = match extensions.get::<MustHappen>() {
+            Some(MustHappen) => None,
+            None => Some(extensions.get::<Attempt>().map_or(1, |a| a.0)),
+        };
         let reject = |rejection: Rejection| Err(reqwest_middleware::Error::middleware(rejection));
         let timeout = match (req.timeout().copied(), deadline::remaining()) {
             (_, Some(left)) if left.is_zero() => {

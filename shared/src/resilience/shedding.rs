@@ -1,8 +1,10 @@
 //! Load shedding on `POST /checkout`: when the service already has as many
-//! checkouts in flight, or as many sagas / transactions running, as it is allowed,
-//! a new checkout is refused at once with 503 + `Retry-After` — before its
+//! checkouts in flight, or as many sagas / transactions running, as it is allowed —
+//! or when a downstream the checkout cannot do without is behind an open circuit
+//! breaker — a new checkout is refused at once with 503 + `Retry-After`, before its
 //! idempotency key is claimed, so nothing is written and the same request can
-//! simply be sent again later.
+//! simply be sent again later. Refused here, it is not started only to be stopped
+//! half-way by the same protections.
 
 use std::{
     sync::{
@@ -38,6 +40,9 @@ pub struct LoadShedder {
     settings: Option<SheddingSettings>,
     in_flight: Arc<Semaphore>,
     running: RunningGauge,
+    /// The downstreams a checkout needs before it can no longer simply be refused
+    /// (a saga's steps up to its pivot), with the breakers that guard them.
+    needs: Option<(Arc<super::Resilience>, &'static [&'static str])>,
     shed: AtomicU64,
 }
 
@@ -49,14 +54,31 @@ impl LoadShedder {
             settings,
             in_flight: Arc::new(Semaphore::new(slots)),
             running,
+            needs: None,
             shed: AtomicU64::new(0),
         }
     }
 
-    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, (String, SheddingSettings)> {
+    /// Also refuses checkouts while the breaker of any of `downstreams` is open
+    /// (`Retry-After`: until it lets a trial call through).
+    pub fn needing(mut self, resilience: Arc<super::Resilience>, downstreams: &'static [&'static str]) -> Self {
+        self.needs = Some((resilience, downstreams));
+        self
+    }
+
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, (String, Duration)> {
         let Some(settings) = self.settings else {
             return Ok(None);
         };
+        if let Some((name, open_for)) = self.needs.as_ref().and_then(|(r, names)| r.open_breaker(names)) {
+            return Err((
+                format!(
+                    "the circuit breaker for {name} is open for {} ms more; a checkout started now could not get past it",
+                    open_for.as_millis()
+                ),
+                open_for.max(settings.retry_after),
+            ));
+        }
         let running = self.running.get();
         if running >= settings.max_running {
             return Err((
@@ -64,7 +86,7 @@ impl LoadShedder {
                     "{running} checkouts are still running here (at most {})",
                     settings.max_running
                 ),
-                settings,
+                settings.retry_after,
             ));
         }
         match Arc::clone(&self.in_flight).try_acquire_owned() {
@@ -74,7 +96,7 @@ impl LoadShedder {
                     "{} checkout requests are in flight here (at most that many)",
                     settings.max_in_flight
                 ),
-                settings,
+                settings.retry_after,
             )),
         }
     }
@@ -106,7 +128,7 @@ pub async fn shed_load(
     };
     match shedder.admit() {
         Ok(_permit) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
-        Err((why, settings)) => {
+        Err((why, retry_after)) => {
             shedder.shed.fetch_add(1, Ordering::Relaxed);
             super::span_event(
                 "shed",
@@ -115,14 +137,14 @@ pub async fn shed_load(
             tracing::warn!(
                 resilience.decision = "shed",
                 reason = %why,
-                retry_after_secs = settings.retry_after.as_secs(),
+                retry_after_secs = retry_after.as_secs(),
                 "checkout shed: {why}"
             );
             let problem = Problem::new(
                 ErrorCode::Overloaded,
                 format!("checkout refused at once: {why}; nothing was done"),
             )
-            .with_retry_after(settings.retry_after.as_secs());
+            .with_retry_after(retry_after.as_secs_f64().ceil() as u64);
             Ok(req.error_response(problem))
         }
     }

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use shared::{
     http_client::{CallOutcome, HttpClient},
-    resilience::{Attempt, Rejection},
+    resilience::{Attempt, MustHappen, Rejection},
     supervisor::{Job, LocalBoxFuture},
 };
 use sqlx::PgPool;
@@ -67,6 +67,10 @@ impl Engine {
         saga.state.resume();
         let shown = |s: &SagaState| (s.status, s.reason.clone(), s.parked_reason.clone());
         let mut saved = shown(&saga.state);
+        // After a call without a definite answer: how long to wait before the same
+        // call is made again (a backoff, an open breaker's cool-down, an in-flight
+        // call's lease).
+        let mut wait: Option<(Next, Duration)> = None;
         loop {
             let next = saga.state.decide();
             if shown(&saga.state) != saved {
@@ -76,38 +80,40 @@ impl Engine {
                     status = ?saga.state.status,
                     reason = saga.state.reason.as_deref(),
                     parked_reason = saga.state.parked_reason.as_deref(),
+                    parked_on = saga.state.parked_on.as_deref(),
                     "saga.status_changed"
                 );
+            }
+            if let Some((again, pause)) = wait.take()
+                && again == next
+            {
+                tokio::time::sleep(pause).await;
             }
             match next {
                 Next::Stop(status) => return Ok(status),
                 Next::Act(i) => {
-                    let failed_so_far = saga.state.steps[i].attempts;
-                    if failed_so_far > 0 {
-                        tokio::time::sleep(STEPS[i].retry.backoff(failed_so_far)).await;
-                    }
                     let attempt = saga.state.begin_action(i);
                     log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
-                    let outcome = self.attempt(&saga, i, false, attempt).await;
+                    let (outcome, pause) = self.attempt(&saga, i, false, attempt).await;
                     saga.state.record_action(i, outcome);
                     log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
+                    wait = Some((next, pause));
                 }
                 Next::Compensate(j) => {
-                    let failed_so_far = saga.state.steps[j].compensation_attempts;
-                    if failed_so_far > 0 {
-                        tokio::time::sleep(COMPENSATION.backoff(failed_so_far)).await;
-                    }
                     let attempt = saga.state.begin_compensation(j);
                     log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
-                    let outcome = self.attempt(&saga, j, true, attempt).await;
+                    let (outcome, pause) = self.attempt(&saga, j, true, attempt).await;
                     saga.state.record_compensation(j, outcome);
                     log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
+                    wait = Some((next, pause));
                 }
             }
         }
     }
 
-    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> Outcome {
+    /// One call of step `i` (or of its compensation): what it established, and how
+    /// long to wait before making the same call again if it comes to that.
+    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> (Outcome, Duration) {
         let step = &STEPS[i];
         let (call, key, verb) = match (compensation, step.compensation) {
             (true, Some(call)) => (
@@ -128,40 +134,52 @@ impl Engine {
             idempotency.key = %key,
             saga.step.outcome = Empty,
         );
+        // Up to the pivot a step may still be given up on (and compensated); its
+        // compensation, and every step past the pivot, must happen: they skip the
+        // retry budget and are paced by the participant's breaker instead.
+        let must_happen = compensation || !is_before_or_at_pivot(i);
+        let policy = if compensation { COMPENSATION } else { step.retry };
         let (url, body) = self.request(call, saga);
         let mut request = self
             .client
             .post_json(&url, &body, &key, step.timeout)
             .with_extension(Attempt(attempt));
+        if must_happen {
+            request = request.with_extension(MustHappen);
+        }
         if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
             request = request.header("baggage", baggage);
         }
+        let held_back = saga.state.held_back_count(i) + 1;
         async {
             let outcome = CallOutcome::of(request.send().await).await;
             let described = outcome.describe();
             tracing::Span::current().record("saga.step.outcome", described.as_str());
             match outcome {
-                CallOutcome::Succeeded(_) => Outcome::Succeeded,
+                CallOutcome::Succeeded(_) => (Outcome::Succeeded, Duration::ZERO),
                 CallOutcome::Refused { .. } => {
                     tracing::info!(outcome = %described, "step refused");
-                    Outcome::Refused(described)
+                    (Outcome::Refused(described), Duration::ZERO)
                 }
                 CallOutcome::Unknown(_) => {
                     tracing::warn!(outcome = %described, "step outcome unknown; it will be retried with the same key");
-                    Outcome::Unknown(described)
+                    (Outcome::Unknown(described), policy.backoff(attempt))
                 }
-                // Refused on this side (breaker, bulkhead, retry budget): this call
-                // certainly did nothing. Up to the pivot the saga fails fast (see
-                // `SagaState::record_action`). Past the pivot and when compensating
-                // it must go on: it waits until an open breaker lets a trial
-                // through, then tries again.
+                // An earlier call with this key (before a crash, say) is still being
+                // worked on: not a failed attempt. Called again once its lease ends.
+                CallOutcome::InFlight { retry_after } => {
+                    tracing::info!(outcome = %described, "an earlier call with this key is in flight; waiting for it");
+                    (Outcome::InFlight(described), retry_after.max(policy.first_backoff))
+                }
+                // Refused on this side (breaker, bulkhead, retry budget): the call
+                // certainly did nothing, and is made again after the breaker's
+                // cool-down (when its trial call may go) or a backoff.
                 CallOutcome::NotSent(rejection) => {
-                    if let Rejection::CircuitOpen { retry_after, .. } = rejection
-                        && (compensation || !is_before_or_at_pivot(i))
-                    {
-                        tokio::time::sleep(retry_after).await;
-                    }
-                    Outcome::NotSent(described)
+                    let pause = match rejection {
+                        Rejection::CircuitOpen { retry_after, .. } => retry_after.max(policy.first_backoff),
+                        _ => policy.backoff(held_back),
+                    };
+                    (Outcome::NotSent(described), pause)
                 }
             }
         }
@@ -232,6 +250,36 @@ impl Job for Engine {
 /// Unfinished sagas that are due, for the sweeper.
 pub fn find_due(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
     Box::pin(async move { log::offer_due_sagas(&pool, 100, reoffer_after).await })
+}
+
+/// Listens for participants that recover (their circuit breaker closes after a good
+/// trial call) and makes the sagas parked waiting for one due at once: work that
+/// piled up during an outage drains as soon as the outage ends, not a park wait
+/// later. Runs for as long as the process.
+pub fn wake_parked_sagas_on_recovery(pool: PgPool, mut recoveries: tokio::sync::broadcast::Receiver<String>) {
+    use tokio::sync::broadcast::error::RecvError;
+    actix_rt::spawn(async move {
+        loop {
+            let participant = match recoveries.recv().await {
+                Ok(participant) => participant,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "recoveries missed; parked sagas wait for their next retry");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let span = tracing::info_span!("saga.wake_parked", saga.parked_on = %participant, saga.woken = Empty);
+            match log::wake_parked_on(&pool, &participant).instrument(span.clone()).await {
+                Ok(woken) => {
+                    span.record("saga.woken", woken);
+                    if woken > 0 {
+                        tracing::info!(parent: &span, participant, woken, "participant recovered; its parked sagas are due now");
+                    }
+                }
+                Err(e) => tracing::warn!(parent: &span, participant, error = %e, "waking parked sagas failed"),
+            }
+        }
+    });
 }
 
 /// The checkout's baggage for a call. Injected faults (`fault.*`) go with a step's

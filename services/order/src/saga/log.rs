@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    state::{SagaState, SagaStatus, StepState, StepStatus},
+    state::{Parking, SagaState, SagaStatus, StepState, StepStatus},
     steps::STEPS,
 };
 
@@ -43,6 +43,7 @@ struct SagaRow {
     reason: Option<String>,
     parked_reason: Option<String>,
     parked_compensating: bool,
+    parked_on: Option<String>,
     request: sqlx::types::Json<PricedCheckout>,
     traceparent: Option<String>,
     baggage: Option<String>,
@@ -113,7 +114,7 @@ pub async fn fetch_saga_id_by_order(conn: &mut PgConnection, order_id: Uuid) -> 
 #[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, request, traceparent, baggage
+        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage
          FROM sagas WHERE id = $1",
     )
     .bind(id)
@@ -145,8 +146,11 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
         state: SagaState::from_parts(
             row.status,
             row.reason,
-            row.parked_reason,
-            row.parked_compensating,
+            Parking {
+                reason: row.parked_reason,
+                compensating: row.parked_compensating,
+                on: row.parked_on,
+            },
             steps,
         ),
     }))
@@ -183,7 +187,7 @@ pub async fn update_saga(
         0.0
     };
     sqlx::query(
-        "UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4,
+        "UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4, parked_on = $7,
                 next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
          WHERE id = $1",
     )
@@ -193,6 +197,7 @@ pub async fn update_saga(
     .bind(state.parked_compensating)
     .bind(due_in)
     .bind(state.parked_reason.as_deref())
+    .bind(state.parked_on.as_deref())
     .execute(pool)
     .await?;
     Ok(())
@@ -214,4 +219,20 @@ pub async fn offer_due_sagas(pool: &PgPool, limit: i64, reoffer_after: Duration)
     .bind(reoffer_after.as_secs_f64())
     .fetch_all(pool)
     .await
+}
+
+/// Makes every saga parked waiting for `participant` due now: it has recovered (its
+/// circuit breaker closed again), so the sweep resumes them at once instead of after
+/// their park wait. Returns how many.
+#[tracing::instrument(name = "db.update_sagas_parked_on", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn wake_parked_on(pool: &PgPool, participant: &str) -> Result<u64, sqlx::Error> {
+    let woken = sqlx::query(
+        "UPDATE sagas SET next_attempt_at = now()
+         WHERE status = 'parked' AND parked_on = $1 AND next_attempt_at > now()",
+    )
+    .bind(participant)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(woken)
 }

@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use super::steps::{COMPENSATION, STEPS, is_before_or_at_pivot};
+use super::steps::{
+    COMPENSATION, HELD_BACK_BEFORE_PIVOT, HELD_BACK_MUST_HAPPEN, IN_FLIGHT_WAITS, OVERLOAD_PROTECTION, STEPS,
+    is_before_or_at_pivot,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "saga_status", rename_all = "snake_case")]
@@ -71,8 +74,12 @@ pub enum Outcome {
     Refused(String),
     Unknown(String),
     /// Not sent: refused on the orchestrator's side (an open breaker, a full
-    /// bulkhead, the retry budget). This attempt certainly did nothing.
+    /// bulkhead, the retry budget). The call certainly did nothing: not an attempt.
     NotSent(String),
+    /// An earlier call with the same key is still being worked on (a previous
+    /// incarnation's, before a crash): this call did nothing, not an attempt; the
+    /// earlier one's lease is known, and the call is made again after it.
+    InFlight(String),
 }
 
 /// What the engine does next.
@@ -94,10 +101,15 @@ pub struct SagaState {
     pub parked_reason: Option<String>,
     /// Parked while compensating: resumes compensating.
     pub parked_compensating: bool,
+    /// The participant a parked saga waits for, when it is parked for lack of an
+    /// answer from it (not for a refusal): it resumes as soon as that one recovers.
+    pub parked_on: Option<String>,
     pub steps: Vec<StepState>,
     /// Attempts already spent per step when the saga was last resumed; a resumed
     /// saga gets a fresh budget (not persisted: a restart also resumes).
     budget_start: Vec<(u32, u32)>,
+    /// Calls held back in a row, per step (not persisted either).
+    held_back: Vec<u32>,
 }
 
 impl SagaState {
@@ -105,25 +117,20 @@ impl SagaState {
         Self::from_parts(
             SagaStatus::Running,
             None,
-            None,
-            false,
+            Parking::default(),
             vec![StepState::new(); STEPS.len()],
         )
     }
 
-    pub fn from_parts(
-        status: SagaStatus,
-        reason: Option<String>,
-        parked_reason: Option<String>,
-        parked_compensating: bool,
-        steps: Vec<StepState>,
-    ) -> Self {
+    pub fn from_parts(status: SagaStatus, reason: Option<String>, parking: Parking, steps: Vec<StepState>) -> Self {
         let budget_start = steps.iter().map(|s| (s.attempts, s.compensation_attempts)).collect();
         SagaState {
             status,
             reason,
-            parked_reason,
-            parked_compensating,
+            parked_reason: parking.reason,
+            parked_compensating: parking.compensating,
+            parked_on: parking.on,
+            held_back: vec![0; steps.len()],
             steps,
             budget_start,
         }
@@ -140,7 +147,9 @@ impl SagaState {
             };
             self.parked_compensating = false;
             self.parked_reason = None;
+            self.parked_on = None;
         }
+        self.held_back.fill(0);
         self.budget_start = self
             .steps
             .iter()
@@ -176,7 +185,7 @@ impl SagaState {
             self.start_compensating(why);
             self.next_backward()
         } else {
-            self.park(why, false)
+            self.park_waiting(why, false, STEPS[i].action.participant())
         }
     }
 
@@ -200,7 +209,7 @@ impl SagaState {
             STEPS[j].name,
             self.steps[j].last_error.as_deref().unwrap_or("no error recorded")
         );
-        self.park(why, true)
+        self.park_waiting(why, true, compensation_participant(j))
     }
 
     fn start_compensating(&mut self, reason: String) {
@@ -208,11 +217,55 @@ impl SagaState {
         self.reason = Some(reason);
     }
 
+    /// Parked on a refusal: an operator's case.
     fn park(&mut self, reason: String, compensating: bool) -> Next {
         self.status = SagaStatus::Parked;
         self.parked_reason = Some(reason);
         self.parked_compensating = compensating;
+        self.parked_on = None;
         Next::Stop(SagaStatus::Parked)
+    }
+
+    /// Parked for lack of an answer from `participant`: resumed when it recovers.
+    fn park_waiting(&mut self, reason: String, compensating: bool, participant: &str) -> Next {
+        self.park(reason, compensating);
+        self.parked_on = Some(participant.to_owned());
+        Next::Stop(SagaStatus::Parked)
+    }
+
+    /// A call that did nothing (`NotSent`, `InFlight`): not an attempt. Counts it
+    /// as held back, and says why the saga gives up on the call if this was once
+    /// too often in a row.
+    fn held_back(&mut self, i: usize, must_happen: bool, error: &str, not_sent: bool) -> Option<String> {
+        self.held_back[i] += 1;
+        let limit = match (must_happen, not_sent) {
+            (true, _) => HELD_BACK_MUST_HAPPEN,
+            (false, true) => HELD_BACK_BEFORE_PIVOT,
+            (false, false) => IN_FLIGHT_WAITS,
+        };
+        let n = self.held_back[i];
+        if n < limit {
+            return None;
+        }
+        self.held_back[i] = 0;
+        let what = if must_happen && STEPS[i].compensation.is_some() && self.status == SagaStatus::Compensating {
+            format!("compensating {}", STEPS[i].name)
+        } else {
+            STEPS[i].name.to_owned()
+        };
+        Some(if not_sent {
+            format!(
+                "{OVERLOAD_PROTECTION}: {what} was held back {n} times in a row by the orchestrator's own \
+                 protections and never sent (last: {error}); no participant refused it"
+            )
+        } else {
+            format!("{what}: an earlier call is still in flight after {n} waits for it (last: {error})")
+        })
+    }
+
+    /// Calls of step `i` (or its compensation) held back in a row so far.
+    pub fn held_back_count(&self, i: usize) -> u32 {
+        self.held_back[i]
     }
 
     /// Written to the log before the call: the attempt is counted even if the
@@ -225,6 +278,36 @@ impl SagaState {
     }
 
     pub fn record_action(&mut self, i: usize, outcome: Outcome) {
+        let (error, not_sent) = match outcome {
+            Outcome::NotSent(error) => (error, true),
+            Outcome::InFlight(error) => (error, false),
+            sent => return self.record_sent_action(i, sent),
+        };
+        // Not an attempt: the call did nothing. A step never attempted stays pending
+        // (so it is not compensated); one with an earlier attempt whose outcome is
+        // unknown stays running (and is compensated if it comes to that). Called
+        // again after a wait; so many times in a row, and the saga gives up on it:
+        // compensates up to the pivot, parks past it.
+        let step = &mut self.steps[i];
+        step.attempts -= 1;
+        step.status = if step.attempts == 0 {
+            StepStatus::Pending
+        } else {
+            StepStatus::Running
+        };
+        step.last_error = Some(error.clone());
+        let must_happen = !is_before_or_at_pivot(i);
+        if let Some(why) = self.held_back(i, must_happen, &error, not_sent) {
+            if must_happen {
+                self.park_waiting(why, false, STEPS[i].action.participant());
+            } else {
+                self.start_compensating(why);
+            }
+        }
+    }
+
+    fn record_sent_action(&mut self, i: usize, outcome: Outcome) {
+        self.held_back[i] = 0;
         let step = &mut self.steps[i];
         match outcome {
             Outcome::Succeeded => {
@@ -246,25 +329,7 @@ impl SagaState {
                     self.park(why, false);
                 }
             }
-            // Up to the pivot, fail fast. If this was the step's only attempt the
-            // participant never heard of it, so it is not compensated either (an
-            // earlier attempt whose outcome is unknown still is).
-            Outcome::NotSent(error) if is_before_or_at_pivot(i) => {
-                let why = format!("{}: {error}", STEPS[i].name);
-                step.last_error = Some(error);
-                if step.attempts == 1 && self.budget_start[i].0 == 0 {
-                    step.attempts = 0;
-                    step.status = StepStatus::Pending;
-                } else {
-                    step.status = StepStatus::Failed;
-                }
-                self.start_compensating(why);
-            }
-            // Past the pivot the saga must go on: like an unknown outcome, retried.
-            Outcome::NotSent(error) => {
-                step.status = StepStatus::Running;
-                step.last_error = Some(error);
-            }
+            Outcome::NotSent(_) | Outcome::InFlight(_) => unreachable!("held back calls are recorded apart"),
         }
     }
 
@@ -276,17 +341,49 @@ impl SagaState {
     }
 
     pub fn record_compensation(&mut self, j: usize, outcome: Outcome) {
-        let step = &mut self.steps[j];
-        match outcome {
-            Outcome::Succeeded => step.status = StepStatus::Compensated,
-            Outcome::Unknown(error) | Outcome::NotSent(error) => step.last_error = Some(error),
+        let (error, not_sent) = match outcome {
+            Outcome::Succeeded => {
+                self.held_back[j] = 0;
+                self.steps[j].status = StepStatus::Compensated;
+                return;
+            }
+            Outcome::Unknown(error) => {
+                self.held_back[j] = 0;
+                self.steps[j].last_error = Some(error);
+                return;
+            }
             Outcome::Refused(error) => {
-                step.last_error = Some(error.clone());
+                self.held_back[j] = 0;
+                self.steps[j].last_error = Some(error.clone());
                 let why = format!("compensating {} was refused: {error}", STEPS[j].name);
                 self.park(why, true);
+                return;
             }
+            Outcome::NotSent(error) => (error, true),
+            Outcome::InFlight(error) => (error, false),
+        };
+        // Not an attempt (see `record_action`); a compensation must happen, so in
+        // the end it parks, waiting for its participant.
+        let step = &mut self.steps[j];
+        step.compensation_attempts -= 1;
+        step.last_error = Some(error.clone());
+        if let Some(why) = self.held_back(j, true, &error, not_sent) {
+            self.park_waiting(why, true, compensation_participant(j));
         }
     }
+}
+
+/// The participant step `j`'s compensation goes to.
+fn compensation_participant(j: usize) -> &'static str {
+    STEPS[j].compensation.unwrap_or(STEPS[j].action).participant()
+}
+
+/// Why and how a saga is parked, as the log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parking {
+    pub reason: Option<String>,
+    pub compensating: bool,
+    pub on: Option<String>,
 }
 
 impl Default for SagaState {
@@ -353,56 +450,153 @@ mod tests {
         assert_eq!(saga.steps[3].status, StepStatus::Pending);
     }
 
+    /// Outcomes by call number, counted per (step, compensation or not): a step's
+    /// calls held back keep their attempt number, so the closure is told the count.
+    fn by_call(outcomes: impl Fn(Next, u32) -> Outcome) -> impl Fn(Next, u32) -> Outcome {
+        let calls = std::cell::RefCell::new(std::collections::HashMap::new());
+        move |next, _| {
+            let mut calls = calls.borrow_mut();
+            let n = calls.entry(format!("{next:?}")).or_insert(0u32);
+            *n += 1;
+            outcomes(next, *n)
+        }
+    }
+
     #[test]
-    fn a_charge_never_sent_fails_fast_and_is_not_refunded() {
+    fn a_charge_held_back_by_the_orchestrators_protections_waits_and_goes_through() {
+        let mut saga = SagaState::new();
+        let trail = drive(
+            &mut saga,
+            by_call(|next, call| match (next, call) {
+                (Act(2), 1..=3) => Outcome::NotSent("not sent: retry to payment denied by the retry budget".into()),
+                _ => Outcome::Succeeded,
+            }),
+        );
+        assert_eq!(trail.iter().filter(|n| **n == Act(2)).count(), 4);
+        assert_eq!(saga.status, Confirmed);
+        assert_eq!(saga.steps[2].attempts, 1, "calls not sent are not attempts");
+    }
+
+    #[test]
+    fn a_charge_held_back_too_often_cancels_saying_so_and_is_not_refunded() {
         let mut saga = SagaState::new();
         let trail = drive(&mut saga, |next, _| match next {
             Act(2) => Outcome::NotSent("not sent: circuit open for payment".into()),
             _ => Outcome::Succeeded,
         });
-        assert_eq!(
-            trail,
-            vec![Act(0), Act(1), Act(2), Compensate(1), Compensate(0), Stop(Cancelled)]
-        );
+        let mut expected = vec![Act(0), Act(1)];
+        expected.extend([Act(2); HELD_BACK_BEFORE_PIVOT as usize]);
+        expected.extend([Compensate(1), Compensate(0), Stop(Cancelled)]);
+        assert_eq!(trail, expected);
         assert_eq!(saga.steps[2].status, StepStatus::Pending);
         assert_eq!(saga.steps[2].attempts, 0, "the participant never heard of it");
-        assert!(saga.reason.as_deref().unwrap().contains("circuit open"));
+        let reason = saga.reason.as_deref().unwrap();
+        assert!(reason.starts_with("overload-protection: charge_payment"), "{reason}");
+        assert!(reason.contains("circuit open"), "{reason}");
     }
 
     #[test]
-    fn a_charge_not_sent_after_an_unknown_attempt_is_still_refunded() {
+    fn a_charge_held_back_after_an_unknown_attempt_is_still_refunded() {
         let mut saga = SagaState::new();
-        let trail = drive(&mut saga, |next, attempt| match (next, attempt) {
-            (Act(2), 1) => Outcome::Unknown("timed out".into()),
-            (Act(2), _) => Outcome::NotSent("not sent: retry denied by the retry budget".into()),
-            _ => Outcome::Succeeded,
-        });
+        let trail = drive(
+            &mut saga,
+            by_call(|next, call| match (next, call) {
+                (Act(2), 1) => Outcome::Unknown("timed out".into()),
+                (Act(2), _) => Outcome::NotSent("not sent: retry to payment denied by the retry budget".into()),
+                _ => Outcome::Succeeded,
+            }),
+        );
         assert_eq!(
-            trail,
-            vec![
-                Act(0),
-                Act(1),
-                Act(2),
-                Act(2),
-                Compensate(2),
-                Compensate(1),
-                Compensate(0),
-                Stop(Cancelled)
-            ]
+            trail.iter().filter(|n| **n == Act(2)).count(),
+            1 + HELD_BACK_BEFORE_PIVOT as usize
+        );
+        assert_eq!(
+            &trail[trail.len() - 4..],
+            [Compensate(2), Compensate(1), Compensate(0), Stop(Cancelled)]
         );
         assert_eq!(saga.steps[2].status, StepStatus::Compensated);
+        assert_eq!(saga.steps[2].attempts, 1);
     }
 
     #[test]
-    fn past_the_pivot_a_call_not_sent_is_retried() {
+    fn a_call_still_in_flight_from_before_a_crash_is_waited_for_not_counted() {
         let mut saga = SagaState::new();
-        let trail = drive(&mut saga, |next, attempt| match (next, attempt) {
-            (Act(5), 1 | 2) => Outcome::NotSent("not sent: circuit open for email".into()),
-            (Compensate(_), _) => panic!("nothing is compensated past the pivot"),
+        saga.begin_action(0);
+        // ...the orchestrator dies with its create_order call in flight; resumed, it
+        // finds that call's claim still held for a while.
+        let mut reloaded = SagaState::from_parts(saga.status, None, Parking::default(), saga.steps.clone());
+        let outcomes = by_call(|next, call| match (next, call) {
+            (Act(0), 1..=8) => Outcome::InFlight("the previous attempt is still in flight".into()),
             _ => Outcome::Succeeded,
         });
+        let trail = drive(&mut reloaded, outcomes);
         assert_eq!(trail.last(), Some(&Stop(Confirmed)));
-        assert_eq!(saga.steps[5].attempts, 3);
+        assert_eq!(
+            reloaded.steps[0].attempts, 2,
+            "the crashed attempt and the one that got through"
+        );
+    }
+
+    #[test]
+    fn past_the_pivot_a_call_held_back_is_made_again_and_parks_waiting_for_its_participant() {
+        let mut saga = SagaState::new();
+        let trail = drive(
+            &mut saga,
+            by_call(|next, call| match (next, call) {
+                (Act(5), 1..=2) => Outcome::NotSent("not sent: circuit open for email".into()),
+                (Compensate(_), _) => panic!("nothing is compensated past the pivot"),
+                _ => Outcome::Succeeded,
+            }),
+        );
+        assert_eq!(trail.last(), Some(&Stop(Confirmed)));
+        assert_eq!(saga.steps[5].attempts, 1);
+
+        let mut saga = SagaState::new();
+        drive(&mut saga, |next, _| match next {
+            Act(5) => Outcome::NotSent("not sent: circuit open for email".into()),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(saga.status, Parked);
+        assert_eq!(saga.parked_on.as_deref(), Some("email"));
+        assert!(
+            saga.parked_reason
+                .as_deref()
+                .unwrap()
+                .starts_with("overload-protection: send_email")
+        );
+        assert_eq!(saga.reason, None, "not cancelled, only parked");
+        saga.resume();
+        assert_eq!(saga.parked_on, None);
+        drive(&mut saga, |_, _| Outcome::Succeeded);
+        assert_eq!(saga.status, Confirmed);
+    }
+
+    #[test]
+    fn a_compensation_held_back_is_not_an_attempt() {
+        let mut saga = SagaState::new();
+        drive(
+            &mut saga,
+            by_call(|next, call| match (next, call) {
+                (Act(2), _) => Outcome::Refused("402 payment-declined".into()),
+                (Compensate(2), 1..=20) => Outcome::NotSent("not sent: circuit open for payment".into()),
+                _ => Outcome::Succeeded,
+            }),
+        );
+        assert_eq!(saga.status, Cancelled);
+        assert_eq!(saga.steps[2].compensation_attempts, 1);
+    }
+
+    #[test]
+    fn a_compensation_that_never_gets_an_answer_parks_waiting_for_its_participant() {
+        let mut saga = SagaState::new();
+        drive(&mut saga, |next, _| match next {
+            Act(2) => Outcome::Refused("402 payment-declined".into()),
+            Compensate(2) => Outcome::Unknown("503".into()),
+            _ => Outcome::Succeeded,
+        });
+        assert_eq!(saga.status, Parked);
+        assert!(saga.parked_compensating);
+        assert_eq!(saga.parked_on.as_deref(), Some("payment"));
     }
 
     #[test]
@@ -487,7 +681,7 @@ mod tests {
         saga.record_action(0, Outcome::Succeeded);
         saga.begin_action(1);
         // ...the orchestrator dies here; the log says step 1 is running.
-        let mut reloaded = SagaState::from_parts(saga.status, None, None, false, saga.steps.clone());
+        let mut reloaded = SagaState::from_parts(saga.status, None, Parking::default(), saga.steps.clone());
         assert_eq!(reloaded.decide(), Act(1));
     }
 

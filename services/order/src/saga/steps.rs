@@ -36,6 +36,18 @@ pub enum Call {
     SendEmail,
 }
 
+impl Call {
+    /// The service the call goes to (the name its breaker has).
+    pub fn participant(self) -> &'static str {
+        match self {
+            Call::CreateOrder | Call::CancelOrder | Call::ConfirmOrder => "order",
+            Call::ReserveInventory | Call::ReleaseInventory | Call::CommitInventory => "inventory",
+            Call::ChargePayment | Call::RefundPayment => "payment",
+            Call::SendEmail => "email",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Step {
     pub name: &'static str,
@@ -64,6 +76,25 @@ pub const COMPENSATION: RetryPolicy = RetryPolicy {
     first_backoff: Duration::from_millis(100),
     max_backoff: Duration::from_secs(2),
 };
+
+/// A call held back — not sent by the orchestrator's own protections (open breaker,
+/// full bulkhead, retry budget), or answered "an earlier call with this key is still
+/// in flight" — did nothing and is not an attempt: the engine waits (for the
+/// breaker's next trial, the in-flight call's lease, or a backoff) and calls again.
+/// So many times in a row, the saga gives up on the call: up to the pivot it is
+/// cancelled with an `overload-protection` reason (no participant refused it)...
+pub const HELD_BACK_BEFORE_PIVOT: u32 = 5;
+/// ...or, for a call still in flight (its lease is known; one wait is the rule),
+/// after this many waits...
+pub const IN_FLIGHT_WAITS: u32 = 20;
+/// ...and work that must happen (compensations, steps past the pivot) is parked,
+/// waiting for that participant, and resumed as soon as its breaker closes again.
+pub const HELD_BACK_MUST_HAPPEN: u32 = 60;
+
+/// How a saga cancelled or parked by the orchestrator's own protections says so, as
+/// the first word of its reason: not a business refusal, and nothing a participant
+/// decided.
+pub const OVERLOAD_PROTECTION: &str = "overload-protection";
 
 const fn step(
     name: &'static str,
