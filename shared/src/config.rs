@@ -4,7 +4,7 @@
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 /// The processes that make up txlab, with their contract defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
     Order,
     Inventory,

@@ -1,0 +1,272 @@
+//! The platform as processes on loopback: a throwaway PostgreSQL cluster with a
+//! database per service, and every service binary found next to this one, each of
+//! which can be killed (SIGKILL), frozen (SIGSTOP), thawed and started again.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use shared::{
+    config::Service,
+    pgcluster::{ClusterOptions, PgCluster},
+};
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+/// Where the platform runs and what its services get.
+#[derive(Debug, Clone)]
+pub struct PlatformSettings {
+    /// Where the order service listens; the others follow it (`TXLAB_PORT_BASE`).
+    pub port_base: u16,
+    /// PostgreSQL's port (`TXLAB_PG_PORT`).
+    pub pg_port: u16,
+    /// The cluster's data and the services' logs.
+    pub state: PathBuf,
+    /// Keep the databases of the last run instead of starting empty.
+    pub keep_data: bool,
+    /// Environment every service gets, beyond its address, database and peers.
+    pub env: Vec<(String, String)>,
+}
+
+impl PlatformSettings {
+    pub fn port_of(&self, service: Service) -> u16 {
+        self.port_base + (service.default_port() - Service::Order.default_port())
+    }
+
+    pub fn url_of(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.port_of(service))
+    }
+}
+
+pub struct Platform {
+    pub settings: PlatformSettings,
+    pub services: Vec<Service>,
+    cluster: PgCluster,
+    bin_dir: PathBuf,
+    children: BTreeMap<Service, Child>,
+}
+
+/// The directory of this binary, where `cargo build --workspace --bins` puts the
+/// service binaries too.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("locating the service binaries")
+}
+
+impl Platform {
+    /// Starts PostgreSQL, creates the databases, starts every service and waits
+    /// until each is ready. Stops what it started if any of it fails.
+    pub async fn start(settings: PlatformSettings) -> anyhow::Result<Platform> {
+        let bin_dir = bin_dir()?;
+        let services: Vec<Service> = Service::ALL
+            .into_iter()
+            .filter(|s| bin_dir.join(s.binary()).is_file())
+            .collect();
+        if services.is_empty() {
+            bail!(
+                "no service binaries in {}; run `cargo build --workspace --bins` first",
+                bin_dir.display()
+            );
+        }
+        let cluster_dir = settings.state.join("pg");
+        let cluster = PgCluster::new(&cluster_dir, settings.pg_port)?;
+        if cluster.is_running() {
+            cluster.stop().ok();
+        }
+        if !settings.keep_data && cluster_dir.exists() {
+            std::fs::remove_dir_all(&cluster_dir).with_context(|| format!("removing {}", cluster_dir.display()))?;
+        }
+        println!(
+            "starting PostgreSQL on 127.0.0.1:{} ({})",
+            settings.pg_port,
+            cluster_dir.display()
+        );
+        cluster.init(&ClusterOptions::default())?;
+        cluster.start()?;
+        let mut platform = Platform {
+            settings,
+            services,
+            cluster,
+            bin_dir,
+            children: BTreeMap::new(),
+        };
+        if let Err(e) = platform.start_services().await {
+            platform.stop().await;
+            return Err(e);
+        }
+        Ok(platform)
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.settings.state.join("logs")
+    }
+
+    /// A superuser URL of the service's own database.
+    pub fn database_url(&self, service: Service) -> String {
+        self.cluster.url(service.database())
+    }
+
+    async fn start_services(&mut self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&self.cluster.url("postgres")).await?;
+        for service in &self.services {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(service.database())
+                .fetch_one(&mut admin)
+                .await?;
+            if !exists {
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {}", service.database())))
+                    .execute(&mut admin)
+                    .await?;
+            }
+        }
+        admin.close().await?;
+        std::fs::create_dir_all(self.logs())?;
+        for service in self.services.clone() {
+            self.spawn(service)?;
+        }
+        for service in self.services.clone() {
+            self.wait_ready(service)
+                .await
+                .map_err(|e| e.context(format!("see the logs in {}", self.logs().display())))?;
+            println!("  {:<18} ready on {}", service.binary(), self.settings.url_of(service));
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, service: Service) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs().join(format!("{}.log", service.binary())))?;
+        let mut command = Command::new(self.bin_dir.join(service.binary()));
+        command
+            .env("BIND_ADDR", format!("127.0.0.1:{}", self.settings.port_of(service)))
+            .env("DATABASE_URL", self.database_url(service))
+            .env(
+                "FAULT_INJECTION",
+                std::env::var("FAULT_INJECTION").unwrap_or_else(|_| "on".into()),
+            )
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        for peer in Service::ALL {
+            command.env(peer.url_variable(), self.settings.url_of(peer));
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", service.binary()))?;
+        self.children.insert(service, child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, service: Service) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let url = format!("{}/health/ready", self.settings.url_of(service));
+        loop {
+            if let Some(child) = self.children.get_mut(&service)
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("{} exited ({status}) before it was ready", service.binary());
+            }
+            let ready = client.get(&url).timeout(Duration::from_secs(1)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} was not ready within 90 s", service.binary());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The first service found to have exited, with how.
+    pub async fn first_exit(&mut self) -> (Service, String) {
+        loop {
+            if let Some(exited) = self.exited().into_iter().next() {
+                return exited;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Services that exited by themselves (a `crash` fault, say), with how; they
+    /// are no longer counted as running.
+    pub fn exited(&mut self) -> Vec<(Service, String)> {
+        let gone: Vec<(Service, String)> = self
+            .children
+            .iter_mut()
+            .filter_map(|(service, child)| match child.try_wait() {
+                Ok(Some(status)) => Some((*service, status.to_string())),
+                _ => None,
+            })
+            .collect();
+        for (service, _) in &gone {
+            self.children.remove(service);
+        }
+        gone
+    }
+
+    /// SIGKILL: no shutdown, no flush, exactly like a crash.
+    pub async fn kill(&mut self, service: Service) {
+        if let Some(mut child) = self.children.remove(&service) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts a service that is not running and waits until it is ready.
+    pub async fn restart(&mut self, service: Service) -> anyhow::Result<()> {
+        self.kill(service).await;
+        self.spawn(service)?;
+        self.wait_ready(service).await
+    }
+
+    /// SIGSTOP: the process stops mid-whatever, without knowing it (a GC pause, a VM
+    /// migration), its connections open.
+    pub fn freeze(&self, service: Service) {
+        self.signal(service, "-STOP");
+    }
+
+    /// SIGCONT: it goes on where it stopped.
+    pub fn thaw(&self, service: Service) {
+        self.signal(service, "-CONT");
+    }
+
+    fn signal(&self, service: Service, signal: &str) {
+        if let Some(pid) = self.children.get(&service).and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .arg(signal)
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// SIGTERM to every service, up to 10 s each for a graceful stop (spans
+    /// flushed), then SIGKILL; then PostgreSQL.
+    pub async fn stop(mut self) {
+        for service in self.children.keys() {
+            self.signal(*service, "-CONT");
+            self.signal(*service, "-TERM");
+        }
+        for child in self.children.values_mut() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+        self.children.clear();
+        println!("stopping PostgreSQL");
+        self.cluster.stop().ok();
+    }
+}
