@@ -266,7 +266,10 @@ async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRule
     crate::web::ok(&serde_json::json!({ "enabled": true, "rules": injector.rules() }))
 }
 
-async fn delete_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
+async fn delete_rules(
+    _: crate::web::OptionalJson<crate::web::NoFields>,
+    injector: web::Data<FaultInjector>,
+) -> Result<HttpResponse, Problem> {
     injector.replace_rules(Vec::new())?;
     crate::web::ok(&serde_json::json!({ "enabled": injector.enabled(), "rules": [] }))
 }

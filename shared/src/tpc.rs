@@ -31,7 +31,7 @@ use crate::{
     fault::FaultPoint,
     http_client::{CallOutcome, HttpClient},
     resilience::deadline,
-    web::ok,
+    web::{NoFields, OptionalJson, ok},
 };
 
 /// A global transaction id: `txlab_<transaction id, 32 hex>_<participant>`. Unique
@@ -348,7 +348,11 @@ fn locked() -> Problem {
 
 /// Phase two, commit. Repeating it is harmless.
 #[tracing::instrument(name = "tpc.commit", skip_all, fields(tx.id, tx.phase = "commit", tx.participant = W::PARTICIPANT))]
-async fn commit<W: TpcWork>(pool: web::Data<PgPool>, gid: web::Path<String>) -> Result<HttpResponse, Problem> {
+async fn commit<W: TpcWork>(
+    _: OptionalJson<NoFields>,
+    pool: web::Data<PgPool>,
+    gid: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
     let mut conn = pool.acquire().await?;
@@ -357,7 +361,11 @@ async fn commit<W: TpcWork>(pool: web::Data<PgPool>, gid: web::Path<String>) -> 
 
 /// Phase two, abort. Repeating it, or aborting what was never prepared, is harmless.
 #[tracing::instrument(name = "tpc.abort", skip_all, fields(tx.id, tx.phase = "abort", tx.participant = W::PARTICIPANT))]
-async fn abort<W: TpcWork>(pool: web::Data<PgPool>, gid: web::Path<String>) -> Result<HttpResponse, Problem> {
+async fn abort<W: TpcWork>(
+    _: OptionalJson<NoFields>,
+    pool: web::Data<PgPool>,
+    gid: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
     let mut conn = pool.acquire().await?;

@@ -190,6 +190,61 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
     )))
 }
 
+/// A JSON body that may be left out. No body (or an empty one) is `None`; a body that
+/// is there must be `application/json` of `T`'s shape, or the request is refused —
+/// 415 for another media type, 400 `invalid-json` for anything that does not parse as
+/// a `T`, 413 past the size limit — before the handler runs, so nothing changes.
+/// (`Option<web::Json<T>>` would take a malformed body for a missing one.)
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for OptionalJson<T> {
+    type Error = Problem;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|essence| essence.trim().to_ascii_lowercase())
+            .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"));
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| {
+                let status = e.as_response_error().status_code();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("the body must be at most {BODY_LIMIT} bytes"),
+                    )
+                } else {
+                    Problem::new(ErrorCode::InvalidJson, format!("the body could not be read: {e}"))
+                }
+            })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(None));
+            }
+            if !is_json {
+                return Err(Problem::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "a body, when sent, must be Content-Type: application/json",
+                ));
+            }
+            serde_json::from_slice(&bytes)
+                .map(|body| OptionalJson(Some(body)))
+                .map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))
+        })
+    }
+}
+
+/// The body of an endpoint that takes none but accepts an empty object (`{}`, as the
+/// saga sends): any member is refused as unknown.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 /// A JSON body with the request's `trace_id` added, as every txlab response has.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, Problem> {
     let body = with_trace_id(body)?;

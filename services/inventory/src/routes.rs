@@ -8,7 +8,7 @@ use shared::{
     ErrorCode, Problem,
     domain::{LineItemRequest, LineItems, Sku},
     idempotency::{Idempotency, UnitOfWork},
-    web::{created, mutation, ok},
+    web::{NoFields, OptionalJson, created, mutation, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -224,7 +224,11 @@ async fn existing_reservation(
 /// Compensation: gives the stock back. Releasing an order that never reserved
 /// succeeds as a recorded no-op (null compensation).
 #[tracing::instrument(skip_all, fields(order.id = %order_id))]
-async fn release_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+async fn release_reservation(
+    _: OptionalJson<NoFields>,
+    mut uow: UnitOfWork,
+    order_id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
     let order_id = order_id.into_inner();
     let tx = uow.tx().await?;
     if db::insert_reservation(tx, order_id, ReservationState::Released, true).await? {
@@ -258,7 +262,11 @@ async fn release_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> 
 
 /// Turns held stock into sold stock, once.
 #[tracing::instrument(skip_all, fields(order.id = %order_id))]
-async fn commit_reservation(mut uow: UnitOfWork, order_id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+async fn commit_reservation(
+    _: OptionalJson<NoFields>,
+    mut uow: UnitOfWork,
+    order_id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
     let order_id = order_id.into_inner();
     let tx = uow.tx().await?;
     let Some(row) = db::fetch_reservation(tx, order_id, true).await? else {

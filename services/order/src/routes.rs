@@ -7,7 +7,7 @@ use shared::{
     domain::{EmailAddress, LineItemRequest, LineItems, PaymentToken, invalid},
     idempotency::{Idempotency, UnitOfWork},
     telemetry::current_trace_id,
-    web::{checkout, created, mutation, mutation_and_read, ok},
+    web::{NoFields, OptionalJson, checkout, created, mutation, mutation_and_read, ok},
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -140,18 +140,20 @@ struct CancelOrder {
     reason: Option<String>,
 }
 
-async fn confirm_order(uow: UnitOfWork, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
+async fn confirm_order(
+    _: OptionalJson<NoFields>,
+    uow: UnitOfWork,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
     transition(uow, id.into_inner(), OrderEvent::Confirm, None).await
 }
 
 async fn cancel_order(
+    OptionalJson(body): OptionalJson<CancelOrder>,
     uow: UnitOfWork,
     id: web::Path<Uuid>,
-    body: Option<web::Json<CancelOrder>>,
 ) -> Result<HttpResponse, Problem> {
-    let reason = body
-        .and_then(|b| b.into_inner().reason)
-        .unwrap_or_else(|| "cancelled".to_owned());
+    let reason = body.and_then(|b| b.reason).unwrap_or_else(|| "cancelled".to_owned());
     if reason.is_empty() || reason.len() > 500 {
         return Err(Problem::invalid("reason must be 1 to 500 characters"));
     }
