@@ -12,11 +12,12 @@ use sqlx::PgPool;
 pub struct ExpectedMigrations(pub i64);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+    cfg.service(web::resource("/health/live").route(web::get().to(live)))
+        .service(web::resource("/health/ready").route(web::get().to(ready)));
 }
 
-/// Health checks are polled constantly and not traced, so their `trace_id` is null.
+/// Health checks are polled constantly: their `trace_id` names a trace that is never
+/// exported (see `web::QuietHealthRootSpan`).
 fn answer(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {
     crate::web::json(status, &body).unwrap_or_else(|_| HttpResponse::build(status).json(body))
 }

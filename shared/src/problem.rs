@@ -251,6 +251,10 @@ impl Problem {
         for (k, v) in &self.extensions {
             body.insert(k.clone(), v.clone());
         }
+        // Every validation problem lists what was wrong, one item at least.
+        if self.code == ErrorCode::InvalidRequest && !body.contains_key("errors") {
+            body.insert("errors".into(), Value::from(vec![self.detail.clone()]));
+        }
         Value::Object(body)
     }
 }

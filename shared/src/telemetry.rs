@@ -188,6 +188,23 @@ pub fn current_traceparent() -> Option<String> {
         .then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
+/// A context with fresh trace and span ids that is *not sampled*: a span under it has
+/// ids, so an answer can name its trace (`trace_id`, `traceresponse`), but it is never
+/// exported. For health checks, which are polled constantly.
+pub fn unsampled_root() -> opentelemetry::Context {
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    let ids = RandomIdGenerator::default();
+    let parent = SpanContext::new(
+        ids.new_trace_id(),
+        ids.new_span_id(),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    );
+    opentelemetry::Context::new().with_remote_span_context(parent)
+}
+
 /// The trace id inside a W3C `traceparent` value.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     traceparent.split('-').nth(1)

@@ -111,7 +111,7 @@ pub fn routes<W: TpcWork>(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(abort::<W>))
             .wrap(FaultPoint::new(W::ABORT_OPERATION)),
     )
-    .route("/tpc/prepared", web::get().to(list_prepared));
+    .service(web::resource("/tpc/prepared").route(web::get().to(list_prepared)));
 }
 
 fn parse_gid<W: TpcWork>(raw: &str) -> Result<Gid, Problem> {

@@ -36,14 +36,22 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The root span of every request: tracing-actix-web's (so `traceparent` and
 /// `baggage` are extracted and the span is an OpenTelemetry server span named
-/// `METHOD /route`), except for health checks, which are polled constantly and kept
-/// out of traces.
+/// `METHOD /route`), except for health checks without a `traceparent`: polled
+/// constantly, they get a span of their own under an unsampled root, so their answers
+/// name a trace like every other while nothing of them is exported.
 pub struct QuietHealthRootSpan;
 
 impl RootSpanBuilder for QuietHealthRootSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        if request.path().starts_with("/health/") {
-            return tracing::Span::none();
+        if request.path().starts_with("/health/") && !request.headers().contains_key("traceparent") {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            let span = tracing::info_span!(
+                "health",
+                otel.name = %format!("{} {}", request.method(), request.path()),
+                otel.kind = "server",
+            );
+            let _ = span.set_parent(crate::telemetry::unsampled_root());
+            return span;
         }
         let span = DefaultRootSpanBuilder::on_request_start(request);
         // The baggage that came with the request (fault injection rides on it), so a
@@ -99,15 +107,27 @@ fn problem_for(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         503 => ErrorCode::ServiceUnavailable,
         _ => ErrorCode::Internal,
     };
+    let allow = response.headers().get(header::ALLOW).cloned();
     let (request, _) = response.into_parts();
-    let detail = format!(
-        "{} {}: {}",
-        request.method(),
-        request.path(),
-        status.canonical_reason().unwrap_or("error")
-    );
+    let detail = match &allow {
+        Some(allow) => format!(
+            "{} is not allowed on {}; allowed: {}",
+            request.method(),
+            request.path(),
+            allow.to_str().unwrap_or_default()
+        ),
+        None => format!(
+            "{} {}: {}",
+            request.method(),
+            request.path(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+    };
     let mut rendered = Problem::new(code, detail).error_response();
     *rendered.status_mut() = status;
+    if let Some(allow) = allow {
+        rendered.headers_mut().insert(header::ALLOW, allow);
+    }
     ServiceResponse::new(request, rendered)
 }
 
@@ -299,16 +319,17 @@ pub fn checkout(
     route: actix_web::Route,
     operation: &'static str,
 ) -> impl actix_web::dev::HttpServiceFactory {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
-        .wrap(crate::idempotency::Idempotency::required())
-        .wrap(crate::fault::FaultPoint::new(operation))
-        .wrap(actix_web::middleware::from_fn(crate::resilience::shedding::shed_load))
+    web::resource(path).route(
+        route
+            .wrap(crate::idempotency::Idempotency::required())
+            .wrap(crate::fault::FaultPoint::new(operation))
+            .wrap(actix_web::middleware::from_fn(crate::resilience::shedding::shed_load)),
+    )
 }
 
 /// A mutating endpoint that shares its path with a read (`POST` and `GET /emails`).
-/// Both middlewares let safe methods (GET, HEAD) pass untouched.
+/// The middlewares wrap the mutating route only, so a method the resource does not
+/// have is answered 405 with `Allow` before any of them runs.
 pub fn mutation_and_read(
     path: &str,
     route: actix_web::Route,
@@ -316,21 +337,11 @@ pub fn mutation_and_read(
     key: crate::idempotency::Idempotency,
     read: Option<actix_web::Route>,
 ) -> impl actix_web::dev::HttpServiceFactory {
-    let mut resource = web::resource(path).route(route);
+    let mut resource = web::resource(path).route(route.wrap(key).wrap(crate::fault::FaultPoint::new(operation)));
     if let Some(read) = read {
         resource = resource.route(read);
     }
     resource
-        .default_service(web::to(method_not_allowed))
-        .wrap(key)
-        .wrap(crate::fault::FaultPoint::new(operation))
-}
-
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Problem> {
-    Err(Problem::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
 }
 
 /// Whether a request may change state (idempotency and fault points apply).

@@ -33,8 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(checkout),
         "coordinator.checkout",
     ))
-    .route("/transactions", web::get().to(list_transactions))
-    .route("/transactions/{id}", web::get().to(show_transaction));
+    .service(web::resource("/transactions").route(web::get().to(list_transactions)))
+    .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)));
 }
 
 #[derive(Debug, Serialize)]

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::db::{self, ReservationLine, ReservationState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/inventory", web::get().to(list_inventory))
-        .route("/inventory/{sku}", web::get().to(show_inventory))
+    cfg.service(web::resource("/inventory").route(web::get().to(list_inventory)))
+        .service(web::resource("/inventory/{sku}").route(web::get().to(show_inventory)))
         .service(mutation(
             "/reservations",
             web::post().to(reserve_stock),
@@ -36,7 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "inventory.commit_reservation",
             Idempotency::optional(),
         ))
-        .route("/reservations/{order_id}", web::get().to(show_reservation));
+        .service(web::resource("/reservations/{order_id}").route(web::get().to(show_reservation)));
 }
 
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {

@@ -42,7 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "order.cancel",
         Idempotency::optional(),
     ))
-    .route("/orders/{order_id}", web::get().to(show_order));
+    .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)));
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,7 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "payment.refund",
         Idempotency::optional(),
     ))
-    .route("/payments", web::get().to(list_payments));
+    .service(web::resource("/payments").route(web::get().to(list_payments)));
 }
 
 #[derive(Debug, Deserialize)]

@@ -615,7 +615,7 @@ fn verdict(status: u16) -> CallResult {
 /// `GET /admin/resilience`: breakers, budgets and bulkheads per downstream, and the
 /// load shedder's counts where the service sheds load.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/resilience", web::get().to(show));
+    cfg.service(web::resource("/resilience").route(web::get().to(show)));
 }
 
 async fn show(
