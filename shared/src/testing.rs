@@ -118,12 +118,14 @@ impl ReceivedMail {
 }
 
 /// An SMTP server on 127.0.0.1 that keeps what it receives. `refuse_next(n)` answers
-/// the next `n` transactions with a transient `451`, as a struggling relay would.
+/// the next `n` transactions with a transient `451`, as a struggling relay would;
+/// `reject_recipients()` answers every recipient with a permanent `550`.
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
     pub port: u16,
     messages: Arc<Mutex<Vec<ReceivedMail>>>,
     refusals: Arc<AtomicUsize>,
+    rejecting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SmtpSink {
@@ -137,6 +139,7 @@ impl SmtpSink {
             port,
             messages: Arc::default(),
             refusals: Arc::default(),
+            rejecting: Arc::default(),
         };
         let server = sink.clone();
         tokio::spawn(async move {
@@ -160,6 +163,10 @@ impl SmtpSink {
 
     pub fn refuse_next(&self, transactions: usize) {
         self.refusals.store(transactions, Ordering::SeqCst);
+    }
+
+    pub fn reject_recipients(&self) {
+        self.rejecting.store(true, Ordering::SeqCst);
     }
 
     async fn serve(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
@@ -195,6 +202,7 @@ impl SmtpSink {
                         b"250 OK\r\n"
                     }
                 }
+                "RCPT" if self.rejecting.load(Ordering::SeqCst) => b"550 5.1.1 no such mailbox here\r\n",
                 "RCPT" => {
                     to.push(address(&command));
                     b"250 OK\r\n"

@@ -210,3 +210,44 @@ async fn a_participant_that_crashes_while_committing_is_committed_once() {
     let tx = platform.finished(&id).await;
     everywhere(&platform, &tx, "committed").await;
 }
+
+/// A participant killed while its prepare waits inside its transaction (its id
+/// claimed, its work half done): PostgreSQL rolls that transaction back, the
+/// coordinator hears no vote and aborts, and once the participant is back the abort
+/// reaches it. Nothing is left prepared, nothing sold.
+#[actix_web::test]
+async fn a_participant_killed_in_the_middle_of_its_prepare_aborts_everywhere() {
+    use sqlx::Connection;
+    let mut platform = Platform::start_processes(&[]).await;
+    let before = platform.stock("SKU-007").await;
+    let mut holder = sqlx::PgConnection::connect(&platform.inventory.db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE sku = 'SKU-007' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let id = start_checkout(&platform, "SKU-007", "").await;
+    let waiting = eventually(Duration::from_secs(5), || async {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&platform.inventory.pool)
+            .await
+            .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "inventory's prepare waits on the stock row");
+    platform.processes().kill(Service::Inventory).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    // The decision is taken without inventory's vote; telling it waits for it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    platform.processes().restart(Service::Inventory).await;
+    let tx = platform.finished(&id).await;
+    assert_eq!(tx["decision"], "abort", "{tx}");
+    everywhere(&platform, &tx, "aborted").await;
+    assert_eq!(platform.stock("SKU-007").await, before, "nothing sold, nothing held");
+    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM tpc_log")
+        .fetch_one(&platform.inventory.pool)
+        .await
+        .unwrap();
+    assert_eq!(claims, 0, "the killed prepare's claim was rolled back with it");
+}

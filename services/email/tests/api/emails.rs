@@ -157,3 +157,50 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(problem(app.send(big).await).await.0, 413);
     assert_eq!(app.count("emails").await, 0);
 }
+
+#[actix_web::test]
+async fn a_permanently_refused_email_is_failed_with_its_reason_and_not_retried() {
+    let sink = SmtpSink::start().await;
+    sink.reject_recipients();
+    let app = spawn_app(Some(sink.url())).await;
+    let order_id = Uuid::new_v4();
+    assert_eq!(app.post("/emails", &confirmation(order_id), None).await.status(), 201);
+    let failed = eventually(Duration::from_secs(10), || async {
+        emails(&app, order_id)
+            .await
+            .into_iter()
+            .find(|e| e["state"] == "failed")
+    })
+    .await
+    .expect("a 5xx refusal is final");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    assert!(failed["last_error"].as_str().unwrap().contains("550"), "{failed}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emails(&app, order_id).await[0]["attempts"], 1, "never tried again");
+}
+
+/// A dispatcher that crashed mid-delivery leaves its claim (a lease, no transaction
+/// held across SMTP): once the lease runs out, another delivers the email.
+#[actix_web::test]
+async fn an_email_claimed_by_a_dispatcher_that_died_is_delivered_once_its_lease_ends() {
+    let sink = SmtpSink::start().await;
+    let app = spawn_app(Some(sink.url())).await;
+    let order_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO emails (id, order_id, recipient, subject, body, locked_until)
+         VALUES ($1, $2, 'ada@example.com', 'Your order', 'Thank you', now() + interval '2 seconds')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(order_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        sink.messages().is_empty(),
+        "the claim is honoured while its lease lasts"
+    );
+    let email = delivered(&app, order_id).await.expect("delivered after the lease");
+    assert_eq!(email["attempts"], 1, "{email}");
+    assert_eq!(sink.messages().len(), 1);
+}
