@@ -248,6 +248,15 @@ fn address(command: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A base URL where nobody listens (a port bound for a moment, then let go): a peer
+/// that is down.
+pub fn unreachable_url() -> String {
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(address) => format!("http://{address}"),
+        Err(e) => panic!("no free port for an unreachable peer: {e}"),
+    }
+}
+
 /// A service started in-process on port 0 with a fresh database.
 #[derive(Debug, Clone)]
 pub struct TestApp {

@@ -427,6 +427,19 @@ pub async fn admin(app: &TestApp, path: &str) -> Value {
     app.get(&format!("/admin/{path}")).await.json().await.unwrap()
 }
 
+/// A transaction of the test's own on database `url` that has run `sql` (taking some
+/// lock) and stays open until the test commits it: whatever needs that lock waits.
+pub async fn hold_lock(url: &str, sql: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
 pub fn new_key() -> String {
     Uuid::new_v4().to_string()
 }

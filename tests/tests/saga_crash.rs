@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::{config::Service, testing::eventually};
-use txlab_tests::{Platform, checkout_body, new_key, step};
+use txlab_tests::{Platform, checkout_body, hold_lock, new_key, step};
 
 /// Starts a checkout without waiting for its answer, and returns its order id once
 /// the order service has one.
@@ -126,16 +126,10 @@ async fn an_orchestrator_that_crashes_itself_mid_step_recovers() {
 /// checkout goes through.
 #[actix_web::test]
 async fn killed_mid_step_its_own_call_still_in_flight_is_waited_for_not_given_up_on() {
-    use sqlx::Connection;
     let mut platform = Platform::start_processes(&[(Service::Order, "IDEMPOTENCY_LEASE_SECS", "6")]).await;
     // The order's creation blocks inside its unit of work (its key claimed) on a lock
     // of the test's.
-    let mut holder = sqlx::PgConnection::connect(&platform.order.db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("LOCK TABLE orders IN EXCLUSIVE MODE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_lock(&platform.order.db.url, "LOCK TABLE orders IN EXCLUSIVE MODE").await;
     let order_id = start_checkout(&platform, checkout_body("SKU-005", 1, "tok_visa"), &new_key(), "").await;
     let claimed = eventually(Duration::from_secs(10), || async {
         let in_flight: i64 = sqlx::query_scalar(

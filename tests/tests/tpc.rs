@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, fault_rule, new_key, participant};
+use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant};
 
 #[actix_web::test]
 async fn a_committed_checkout_changes_every_participant_once() {
@@ -396,15 +396,9 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
 /// A transaction of its own holding the payment service's per-order lock, as a charge
 /// for `order_id` takes it: a charge's work waits on it until this one ends.
 async fn hold_charge_lock(payment: &shared::testing::TestApp, order_id: uuid::Uuid) -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let mut holder = sqlx::PgConnection::connect(&payment.db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .bind(order_id)
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    holder
+    // The lock key as the payment service computes it (from the uuid's text form).
+    let sql = format!("SELECT pg_advisory_xact_lock(hashtextextended('{order_id}', 0))");
+    hold_lock(&payment.db.url, &sql).await
 }
 
 /// The payment participant's prepare payload for a 42.00 charge.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::{config::Service, testing::eventually};
-use txlab_tests::{Platform, checkout_body, new_key};
+use txlab_tests::{Platform, checkout_body, hold_lock, new_key};
 
 /// Starts a 2PC checkout without waiting for the answer; returns its transaction id.
 async fn start_checkout(platform: &Platform, sku: &str, baggage: &str) -> String {
@@ -217,15 +217,13 @@ async fn a_participant_that_crashes_while_committing_is_committed_once() {
 /// reaches it. Nothing is left prepared, nothing sold.
 #[actix_web::test]
 async fn a_participant_killed_in_the_middle_of_its_prepare_aborts_everywhere() {
-    use sqlx::Connection;
     let mut platform = Platform::start_processes(&[]).await;
     let before = platform.stock("SKU-007").await;
-    let mut holder = sqlx::PgConnection::connect(&platform.inventory.db.url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM products WHERE sku = 'SKU-007' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = hold_lock(
+        &platform.inventory.db.url,
+        "SELECT 1 FROM products WHERE sku = 'SKU-007' FOR UPDATE",
+    )
+    .await;
     let id = start_checkout(&platform, "SKU-007", "").await;
     let waiting = eventually(Duration::from_secs(5), || async {
         let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")

@@ -13,10 +13,7 @@ use uuid::Uuid;
 /// The coordinator alone, its participants unreachable (nobody listens on their
 /// port), sweeping for unfinished transactions every 100 ms.
 async fn coordinator_without_participants() -> TestApp {
-    let nowhere = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    let nowhere = shared::testing::unreachable_url();
     TestApp::spawn(
         Service::Coordinator,
         |s| {

@@ -248,7 +248,8 @@ impl SagaState {
             return None;
         }
         self.held_back[i] = 0;
-        let what = if must_happen && STEPS[i].compensation.is_some() && self.status == SagaStatus::Compensating {
+        // Compensations only run while compensating.
+        let what = if self.status == SagaStatus::Compensating {
             format!("compensating {}", STEPS[i].name)
         } else {
             STEPS[i].name.to_owned()

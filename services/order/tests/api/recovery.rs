@@ -11,10 +11,7 @@ use uuid::Uuid;
 
 /// The orchestrator alone, every other participant unreachable, sweeping every 100 ms.
 async fn orchestrator_without_participants() -> TestApp {
-    let nowhere = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
+    let nowhere = shared::testing::unreachable_url();
     TestApp::spawn(
         Service::Order,
         |s| {
