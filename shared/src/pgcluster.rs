@@ -184,7 +184,14 @@ impl PgCluster {
             .arg("-o")
             .arg(format!("-p {}", self.port))
             .arg("start"))
-        .with_context(|| format!("starting PostgreSQL; see {}", log.display()))?;
+        .with_context(|| {
+            format!(
+                "starting PostgreSQL on port {}; the end of {}:\n{}",
+                self.port,
+                log.display(),
+                tail(&log, 20)
+            )
+        })?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.accepts_connections() {
             if Instant::now() > deadline {
@@ -210,6 +217,17 @@ impl PgCluster {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// The last `lines` lines of a log file, or why there are none.
+fn tail(path: &Path, lines: usize) -> String {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read it: {e})"),
     }
 }
 

@@ -62,10 +62,11 @@ struct ChaosArgs {
     /// How long everything may take to finish once the load stops.
     #[arg(long, default_value_t = 180)]
     settle_secs: u64,
-    /// Where the order service listens; the others follow [default: TXLAB_PORT_BASE, or 9280].
+    /// Where the order service listens; the others follow [default: TXLAB_PORT_BASE, or 9280,
+    /// or the next free ones].
     #[arg(long)]
     port_base: Option<u16>,
-    /// PostgreSQL's port [default: TXLAB_PG_PORT, or 54330].
+    /// PostgreSQL's port [default: TXLAB_PG_PORT, or 54330, or a free one].
     #[arg(long)]
     pg_port: Option<u16>,
     /// Writes the report as JSON here too.
@@ -152,12 +153,16 @@ pub async fn main(args: &[String]) -> anyhow::Result<()> {
         args.events, args.rate
     );
     let settings = PlatformSettings {
-        port_base: args
-            .port_base
-            .unwrap_or_else(|| crate::env_number("TXLAB_PORT_BASE", 9280)),
-        pg_port: args
-            .pg_port
-            .unwrap_or_else(|| crate::env_number("TXLAB_PG_PORT", 54330)),
+        // Asked-for ports are used as given; the defaults move if something else
+        // holds them (a platform or a test cluster left running).
+        port_base: match args.port_base {
+            Some(base) => base,
+            None => crate::platform::free_port_base_like(crate::env_number("TXLAB_PORT_BASE", 9280))?,
+        },
+        pg_port: match args.pg_port {
+            Some(port) => port,
+            None => crate::platform::free_port_like(crate::env_number("TXLAB_PG_PORT", 54330))?,
+        },
         state: crate::platform::bin_dir()?.join("txlab-chaos"),
         keep_data: false,
         env: ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),

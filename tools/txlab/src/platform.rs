@@ -59,6 +59,28 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         .context("locating the service binaries")
 }
 
+/// Whether nothing listens on `127.0.0.1:port`.
+pub fn is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// `wanted` when it is free, else a port the system has free now.
+pub fn free_port_like(wanted: u16) -> anyhow::Result<u16> {
+    if is_free(wanted) {
+        return Ok(wanted);
+    }
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// `wanted` when it and the four ports after it are free, else the first base
+/// above it, in steps of ten, that is.
+pub fn free_port_base_like(wanted: u16) -> anyhow::Result<u16> {
+    (0..200)
+        .map(|step| wanted.saturating_add(step * 10))
+        .find(|base| (0..5).all(|i| is_free(base.saturating_add(i))))
+        .with_context(|| format!("no five free ports above {wanted}"))
+}
+
 impl Platform {
     /// Starts PostgreSQL, creates the databases, starts every service and waits
     /// until each is ready. Stops what it started if any of it fails.
@@ -72,6 +94,16 @@ impl Platform {
             bail!(
                 "no service binaries in {}; run `cargo build --workspace --bins` first",
                 bin_dir.display()
+            );
+        }
+        let busy: Vec<u16> = std::iter::once(settings.pg_port)
+            .chain(services.iter().map(|s| settings.port_of(*s)))
+            .filter(|port| !is_free(*port))
+            .collect();
+        if !busy.is_empty() {
+            bail!(
+                "port(s) {busy:?} on 127.0.0.1 are in use by another process; \
+                 move the platform with TXLAB_PORT_BASE and TXLAB_PG_PORT"
             );
         }
         let cluster_dir = settings.state.join("pg");
