@@ -248,7 +248,10 @@ async fn campaign(platform: &mut Platform, args: &ChaosArgs, seed: u64) -> anyho
             platform.kill(service).await;
             *report.kills.entry(service.name()).or_default() += 1;
             watch(platform, &mut report, down).await?;
-            platform.restart(service).await?;
+            let crashes = platform.restart_through_crashes(service).await?;
+            if crashes > 0 {
+                *report.crashes.entry(service.name()).or_default() += crashes;
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -306,9 +309,17 @@ async fn watch(platform: &mut Platform, report: &mut Report, how_long: Duration)
     let until = Instant::now() + how_long;
     loop {
         for (service, status) in platform.exited() {
-            println!("  {} exited by itself ({status}); starting it again", service.binary());
-            *report.crashes.entry(service.name()).or_default() += 1;
-            platform.restart(service).await?;
+            // A crash fault aborts the process; any other exit is a failure of its own.
+            if !crate::platform::is_abort(status) {
+                anyhow::bail!(
+                    "{} exited ({status}); see the logs in {}",
+                    service.binary(),
+                    platform.logs().display()
+                );
+            }
+            println!("  {} aborted itself ({status}); starting it again", service.binary());
+            let more = platform.restart_through_crashes(service).await?;
+            *report.crashes.entry(service.name()).or_default() += 1 + more;
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -57,6 +57,19 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         .parent()
         .map(Path::to_path_buf)
         .context("locating the service binaries")
+}
+
+/// Whether the process has ended by aborting itself (SIGABRT), as a `crash` fault
+/// does, rather than being killed or failing.
+pub fn aborted_itself(child: &mut Child) -> bool {
+    matches!(child.try_wait(), Ok(Some(status)) if is_abort(status))
+}
+
+/// Whether an exit status is that of a process that aborted itself (SIGABRT).
+pub fn is_abort(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    const SIGABRT: i32 = 6;
+    status.signal() == Some(SIGABRT)
 }
 
 /// Whether nothing listens on `127.0.0.1:port`.
@@ -221,7 +234,7 @@ impl Platform {
     }
 
     /// The first service found to have exited, with how.
-    pub async fn first_exit(&mut self) -> (Service, String) {
+    pub async fn first_exit(&mut self) -> (Service, ExitStatus) {
         loop {
             if let Some(exited) = self.exited().into_iter().next() {
                 return exited;
@@ -232,12 +245,12 @@ impl Platform {
 
     /// Services that exited by themselves (a `crash` fault, say), with how; they
     /// are no longer counted as running.
-    pub fn exited(&mut self) -> Vec<(Service, String)> {
-        let gone: Vec<(Service, String)> = self
+    pub fn exited(&mut self) -> Vec<(Service, ExitStatus)> {
+        let gone: Vec<(Service, ExitStatus)> = self
             .children
             .iter_mut()
             .filter_map(|(service, child)| match child.try_wait() {
-                Ok(Some(status)) => Some((*service, status.to_string())),
+                Ok(Some(status)) => Some((*service, status)),
                 _ => None,
             })
             .collect();
@@ -260,6 +273,26 @@ impl Platform {
         self.kill(service).await;
         self.spawn(service)?;
         self.wait_ready(service).await
+    }
+
+    /// Like [`Platform::restart`], but a service that aborts itself while starting
+    /// (a `crash` fault met by work it resumed before it was ready) is started again,
+    /// up to five times. Returns how many times it aborted.
+    pub async fn restart_through_crashes(&mut self, service: Service) -> anyhow::Result<u32> {
+        let mut crashes = 0;
+        loop {
+            match self.restart(service).await {
+                Ok(()) => return Ok(crashes),
+                Err(e) if crashes < 5 && self.children.get_mut(&service).is_some_and(aborted_itself) => {
+                    crashes += 1;
+                    println!(
+                        "  {} aborted itself while starting ({e}); starting it again",
+                        service.binary()
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// SIGSTOP: the process stops mid-whatever, without knowing it (a GC pause, a VM
