@@ -29,7 +29,9 @@ pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 pub trait Job: 'static {
     /// For spans and logs, e.g. `saga`.
     const KIND: &'static str;
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>>;
+    /// Where a run left the job (its state, as the API spells it), for the log.
+    type Outcome: std::fmt::Display;
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<Self::Outcome>>;
 }
 
 /// How many jobs a supervisor is running, readable from outside the actor (the
@@ -253,7 +255,7 @@ impl<J: Job> Actor for Runner<J> {
         ctx.spawn(run.into_actor(self).map(|outcome, runner, ctx| {
             runner.supervisor.do_send(JobStopped {
                 id: runner.id,
-                outcome: outcome.map_err(|e| format!("{e:#}")),
+                outcome: outcome.map(|o| o.to_string()).map_err(|e| format!("{e:#}")),
             });
             ctx.stop();
         }));

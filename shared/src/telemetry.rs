@@ -286,3 +286,13 @@ impl tracing::field::Visit for JsonVisitor<'_> {
         self.0.insert(field.name().into(), value.into());
     }
 }
+
+/// Writes a value as the API spells it (its serde name: `commit`, `yes`,
+/// `confirmed`), for the `Display` of the states and outcomes that spans and logs
+/// carry, so that telemetry never shows Rust's `Debug` spelling.
+pub fn write_api_name<T: serde::Serialize>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => f.write_str(&name),
+        _ => Err(fmt::Error),
+    }
+}

@@ -12,6 +12,12 @@ pub enum OrderStatus {
     Cancelled,
 }
 
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderEvent {
     Confirm,

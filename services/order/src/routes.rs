@@ -183,7 +183,7 @@ async fn transition(
         Transition::Refused => Err(Problem::new(
             ErrorCode::Conflict,
             format!(
-                "order {id} is {:?}; it cannot be {}",
+                "order {id} is {}; it cannot be {}",
                 order.status,
                 if event == OrderEvent::Confirm {
                     "confirmed"

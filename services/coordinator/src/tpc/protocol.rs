@@ -97,8 +97,10 @@ const PHASE_TWO: RetryPolicy = RetryPolicy {
 impl Job for Coordinator {
     const KIND: &'static str = "2pc";
 
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>> {
-        Box::pin(async move { Ok(format!("{:?}", self.run_transaction(id).await?)) })
+    type Outcome = TxState;
+
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<TxState>> {
+        Box::pin(async move { self.run_transaction(id).await })
     }
 }
 
@@ -124,7 +126,7 @@ impl Coordinator {
             shared::telemetry::continue_trace(&span, traceparent);
         }
         let state = self.drive(record).instrument(span.clone()).await?;
-        span.record("tx.state", tracing::field::debug(state));
+        span.record("tx.state", tracing::field::display(state));
         Ok(state)
     }
 
@@ -141,7 +143,7 @@ impl Coordinator {
                 record.tx.presume_abort();
             }
             let decision = record.tx.decision;
-            let span = tracing::info_span!("tpc.decision", tx.id = %record.id, tx.phase = "decide", tx.decision = ?decision, tx.reason = record.tx.reason.as_deref());
+            let span = tracing::info_span!("tpc.decision", tx.id = %record.id, tx.phase = "decide", tx.decision = decision.map(tracing::field::display), tx.reason = record.tx.reason.as_deref());
             async {
                 if !log::log_decision(&self.pool, record.id, &record.tx).await? {
                     // Someone logged a decision first; theirs stands.
@@ -149,7 +151,11 @@ impl Coordinator {
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("transaction vanished"))?;
                 }
-                tracing::info!(decision = ?record.tx.decision, reason = record.tx.reason.as_deref(), "decision logged");
+                tracing::info!(
+                    decision = record.tx.decision.map(tracing::field::display),
+                    reason = record.tx.reason.as_deref(),
+                    "decision logged"
+                );
                 anyhow::Ok(())
             }
             .instrument(span)
@@ -158,7 +164,9 @@ impl Coordinator {
                 self.fault_point(&record, "coordinator.decide").await;
             }
         }
-        tracing::Span::current().record("tx.decision", tracing::field::debug(record.tx.decision));
+        if let Some(decision) = record.tx.decision {
+            tracing::Span::current().record("tx.decision", tracing::field::display(decision));
+        }
         if record.tx.decision == Some(Decision::Abort) {
             // A participant whose prepare was never sent (an open breaker, a full
             // bulkhead) has nothing to abort: telling it would only wait on the
@@ -207,7 +215,7 @@ impl Coordinator {
                     other if silent => (Vote::Timeout, Some(other.describe())),
                     other => (Vote::No, Some(other.describe())),
                 };
-                tracing::Span::current().record("tx.vote", tracing::field::debug(vote));
+                tracing::Span::current().record("tx.vote", tracing::field::display(vote));
                 (i, vote, detail, asked)
             }
             .instrument(span)

@@ -19,6 +19,12 @@ pub enum TxState {
     Aborted,
 }
 
+impl std::fmt::Display for TxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
+}
+
 impl TxState {
     pub fn is_final(self) -> bool {
         matches!(self, TxState::Committed | TxState::Aborted)
@@ -33,6 +39,12 @@ pub enum Decision {
     Abort,
 }
 
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "tx_vote", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +56,12 @@ pub enum Vote {
     Timeout,
 }
 
+impl std::fmt::Display for Vote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "tx_outcome", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +69,12 @@ pub enum Ack {
     Pending,
     Committed,
     Aborted,
+}
+
+impl std::fmt::Display for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +133,7 @@ impl Transaction {
     pub fn decide(&mut self) -> Decision {
         let refusal = self.participants.iter().find(|p| p.vote != Vote::Yes).map(|p| {
             format!(
-                "{} voted {:?}: {}",
+                "{} voted {}: {}",
                 p.name,
                 p.vote,
                 p.detail.as_deref().unwrap_or("no detail")
@@ -178,6 +202,19 @@ mod tests {
     use super::*;
 
     const NAMES: [&str; 4] = ["order", "inventory", "payment", "email"];
+
+    #[test]
+    fn states_votes_and_decisions_display_as_the_api_spells_them() {
+        assert_eq!(TxState::Committing.to_string(), "committing");
+        assert_eq!(Decision::Abort.to_string(), "abort");
+        assert_eq!(Vote::Timeout.to_string(), "timeout");
+        assert_eq!(Ack::Committed.to_string(), "committed");
+        let mut tx = Transaction::new(&NAMES);
+        tx.record_vote(0, Vote::Yes, None);
+        tx.record_vote(1, Vote::No, Some("out of stock".into()));
+        tx.decide();
+        assert_eq!(tx.reason.as_deref(), Some("inventory voted no: out of stock"));
+    }
 
     #[test]
     fn every_yes_commits_once_everyone_acknowledges() {

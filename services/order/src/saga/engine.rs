@@ -50,7 +50,7 @@ impl Engine {
             otel.name = "saga.checkout",
             saga.id = %saga.id,
             order.id = %saga.order_id,
-            saga.resumed_from = ?saga.state.status,
+            saga.resumed_from = %saga.state.status,
             saga.outcome = Empty,
         );
         if let Some(traceparent) = &saga.traceparent {
@@ -58,7 +58,7 @@ impl Engine {
         }
         let outcome = self.drive(saga).instrument(span.clone()).await;
         if let Ok(status) = &outcome {
-            span.record("saga.outcome", tracing::field::debug(status));
+            span.record("saga.outcome", tracing::field::display(status));
         }
         outcome
     }
@@ -77,7 +77,7 @@ impl Engine {
                 log::update_saga(&self.pool, saga.id, &saga.state, self.park_retry).await?;
                 saved = shown(&saga.state);
                 tracing::info!(
-                    status = ?saga.state.status,
+                    status = %saga.state.status,
                     reason = saga.state.reason.as_deref(),
                     parked_reason = saga.state.parked_reason.as_deref(),
                     parked_on = saga.state.parked_on.as_deref(),
@@ -242,8 +242,10 @@ impl Engine {
 impl Job for Engine {
     const KIND: &'static str = "saga";
 
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<String>> {
-        Box::pin(async move { Ok(format!("{:?}", Engine::run(&self, id).await?)) })
+    type Outcome = SagaStatus;
+
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<SagaStatus>> {
+        Box::pin(async move { Engine::run(&self, id).await })
     }
 }
 

@@ -22,6 +22,12 @@ pub enum SagaStatus {
     Cancelled,
 }
 
+impl std::fmt::Display for SagaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        shared::telemetry::write_api_name(self, f)
+    }
+}
+
 impl SagaStatus {
     pub fn is_final(self) -> bool {
         matches!(self, SagaStatus::Confirmed | SagaStatus::Cancelled)
@@ -396,6 +402,13 @@ impl Default for SagaState {
 #[cfg(test)]
 mod tests {
     use super::{Next::*, SagaStatus::*, *};
+
+    #[test]
+    fn statuses_display_as_the_api_spells_them() {
+        assert_eq!(Compensating.to_string(), "compensating");
+        assert_eq!(Confirmed.to_string(), "confirmed");
+        assert_eq!(crate::domain::OrderStatus::Cancelled.to_string(), "cancelled");
+    }
 
     fn drive(saga: &mut SagaState, outcomes: impl Fn(Next, u32) -> Outcome) -> Vec<Next> {
         let mut trail = Vec::new();
