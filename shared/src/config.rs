@@ -13,6 +13,17 @@ pub enum Service {
     Coordinator,
 }
 
+impl From<api::Participant> for Service {
+    fn from(participant: api::Participant) -> Service {
+        match participant {
+            api::Participant::Order => Service::Order,
+            api::Participant::Inventory => Service::Inventory,
+            api::Participant::Payment => Service::Payment,
+            api::Participant::Email => Service::Email,
+        }
+    }
+}
+
 impl Service {
     pub const ALL: [Service; 5] = [
         Service::Order,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use api::{CheckoutRequest, LineItemRequest, PricedLine};
 use serde::{Deserialize, Serialize};
 
 use crate::Problem;
@@ -50,14 +51,6 @@ impl Quantity {
     pub fn get(self) -> i32 {
         self.0
     }
-}
-
-/// A line as it arrives: raw values, validated by [`LineItems::parse`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineItemRequest {
-    pub sku: String,
-    pub quantity: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,29 +169,13 @@ pub fn invalid(errors: Vec<String>) -> Problem {
     Problem::invalid(errors.join("; ")).with_extension("errors", errors)
 }
 
-/// A checkout as clients send it, to the saga and to the 2PC coordinator alike.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutRequest {
-    pub customer_email: String,
-    pub items: Vec<LineItemRequest>,
-    pub payment_token: String,
-}
-
 /// A checkout validated and priced from the catalogue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PricedCheckout {
     pub customer_email: String,
     pub payment_token: String,
-    pub items: Vec<PricedItem>,
+    pub items: Vec<PricedLine>,
     pub total_cents: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PricedItem {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_cents: i64,
 }
 
 /// Validates a checkout (every problem listed, 400) and prices each line from the
@@ -229,9 +206,9 @@ pub async fn price_checkout(
                 let price = product["price_cents"]
                     .as_i64()
                     .ok_or_else(|| Problem::internal(anyhow::anyhow!("inventory sent no price for {sku}")))?;
-                priced.push(PricedItem {
+                priced.push(PricedLine {
                     sku: sku.to_owned(),
-                    quantity: line.quantity.get(),
+                    quantity: i64::from(line.quantity.get()),
                     unit_price_cents: price,
                 });
             }
@@ -253,7 +230,7 @@ pub async fn price_checkout(
     Ok(PricedCheckout {
         customer_email: email.as_str().to_owned(),
         payment_token: token.as_str().to_owned(),
-        total_cents: priced.iter().map(|i| i64::from(i.quantity) * i.unit_price_cents).sum(),
+        total_cents: priced.iter().map(|i| i.quantity * i.unit_price_cents).sum(),
         items: priced,
     })
 }

@@ -267,7 +267,7 @@ async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRule
 }
 
 async fn delete_rules(
-    _: crate::web::OptionalJson<crate::web::NoFields>,
+    _: crate::web::OptionalJson<api::NoFields>,
     injector: web::Data<FaultInjector>,
 ) -> Result<HttpResponse, Problem> {
     injector.replace_rules(Vec::new())?;

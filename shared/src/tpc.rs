@@ -20,6 +20,7 @@ use std::{future::Future, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use actix_web::{HttpResponse, web};
+use api::{Decision, FinishAnswer, FinishOutcome, NoFields, PrepareAnswer, Vote};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -31,7 +32,7 @@ use crate::{
     fault::FaultPoint,
     http_client::{CallOutcome, HttpClient},
     resilience::deadline,
-    web::{NoFields, OptionalJson, ok},
+    web::{OptionalJson, ok},
 };
 
 /// A global transaction id: `txlab_<transaction id, 32 hex>_<participant>`. Unique
@@ -166,8 +167,12 @@ async fn is_committed(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::
         .await
 }
 
-fn vote(gid: &Gid, vote: &str, detail: serde_json::Value) -> Result<HttpResponse, Problem> {
-    ok(&serde_json::json!({ "gid": gid.as_string(), "vote": vote, "detail": detail }))
+fn vote_yes(gid: &Gid, detail: serde_json::Value) -> Result<HttpResponse, Problem> {
+    ok(&PrepareAnswer {
+        gid: gid.as_string(),
+        vote: Vote::Yes,
+        detail,
+    })
 }
 
 /// Phase one: do the work and prepare it, holding its locks. It runs in a task of
@@ -203,11 +208,11 @@ async fn prepare_detached<W: TpcWork>(
     let mut conn = pool.acquire().await?;
     if is_prepared(&mut conn, &gid).await? {
         span.record("tx.vote", "yes");
-        return vote(&gid, "yes", serde_json::json!({ "already": "prepared" }));
+        return vote_yes(&gid, serde_json::json!({ "already": "prepared" }));
     }
     if is_committed(&mut conn, &gid).await? {
         span.record("tx.vote", "yes");
-        return vote(&gid, "yes", serde_json::json!({ "already": "committed" }));
+        return vote_yes(&gid, serde_json::json!({ "already": "committed" }));
     }
     if is_aborted(&mut conn, &gid).await? {
         span.record("tx.vote", "no");
@@ -230,7 +235,7 @@ async fn prepare_detached<W: TpcWork>(
             }
             span.record("tx.vote", "yes");
             tracing::info!(gid = %gid.as_string(), "prepared; locks held until the decision");
-            vote(&gid, "yes", detail)
+            vote_yes(&gid, detail)
         }
         Err(problem) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -372,15 +377,13 @@ async fn abort<W: TpcWork>(
     finish(&mut conn, &gid, Decision::Abort).await
 }
 
-/// The coordinator's decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Commit,
-    Abort,
-}
-
 async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<HttpResponse, Problem> {
-    let outcome = |o: &str| ok(&serde_json::json!({ "gid": gid.as_string(), "outcome": o }));
+    let outcome = |outcome| {
+        ok(&FinishAnswer {
+            gid: gid.as_string(),
+            outcome,
+        })
+    };
     if decision == Decision::Abort {
         // First, so that a prepare still on its way votes no when it arrives.
         sqlx::query("INSERT INTO tpc_aborted (gid) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -394,8 +397,8 @@ async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Resul
     finish_prepared(conn, gid, decision).await?;
     let committed = is_committed(conn, gid).await?;
     match (decision, committed) {
-        (Decision::Commit, true) => outcome("committed"),
-        (Decision::Abort, false) => outcome("aborted"),
+        (Decision::Commit, true) => outcome(FinishOutcome::Committed),
+        (Decision::Abort, false) => outcome(FinishOutcome::Aborted),
         (Decision::Commit, false) => Err(Problem::new(
             ErrorCode::Conflict,
             format!(
@@ -544,6 +547,12 @@ impl Actor for TpcResolver {
     }
 }
 
+/// What the resolver reads of the coordinator's view of a transaction.
+#[derive(serde::Deserialize)]
+struct Decided {
+    decision: Option<Decision>,
+}
+
 async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String, after: Duration) {
     let prepared = match fetch_prepared(&pool, after).await {
         Ok(prepared) => prepared,
@@ -553,11 +562,7 @@ async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String,
         let Ok(gid) = Gid::parse(&tx.gid) else { continue };
         let url = format!("{coordinator}/transactions/{}", gid.transaction_id);
         let decision = match CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await {
-            CallOutcome::Succeeded(body) => match body["decision"].as_str() {
-                Some("commit") => Some(Decision::Commit),
-                Some("abort") => Some(Decision::Abort),
-                _ => None,
-            },
+            CallOutcome::Succeeded(body) => serde_json::from_value::<Decided>(body).ok().and_then(|t| t.decision),
             // Presumed abort: no record of it means no commit was ever decided.
             CallOutcome::Refused { status: 404, .. } => Some(Decision::Abort),
             other => {

@@ -259,12 +259,6 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Option
     }
 }
 
-/// The body of an endpoint that takes none but accepts an empty object (`{}`, as the
-/// saga sends): any member is refused as unknown.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoFields {}
-
 /// A JSON body with the request's `trace_id` added, as every txlab response has.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, Problem> {
     let body = with_trace_id(body)?;

@@ -4,11 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
+use api::{CheckoutRequest, PricedLine};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::{
     Problem,
-    domain::{CheckoutRequest, PricedItem, price_checkout},
+    domain::price_checkout,
     idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
     telemetry::{current_traceparent, trace_id_of},
@@ -50,7 +51,7 @@ pub struct TransactionView {
     pub total_cents: i64,
     pub trace_id: Option<String>,
     pub customer_email: String,
-    pub items: Vec<PricedItem>,
+    pub items: Vec<PricedLine>,
     pub participants: Vec<ParticipantView>,
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
@@ -58,7 +59,7 @@ pub struct TransactionView {
 
 #[derive(Debug, Serialize)]
 pub struct ParticipantView {
-    pub name: String,
+    pub name: api::Participant,
     /// `yes`, `no`, `timeout`, or `pending` before it answered.
     pub vote: Vote,
     /// `committed`, `aborted` or `in_doubt`.
@@ -87,7 +88,7 @@ fn view(record: TxRecord) -> TransactionView {
             .participants
             .iter()
             .map(|p| ParticipantView {
-                name: p.name.clone(),
+                name: p.name,
                 vote: p.vote,
                 outcome: p.outcome(),
                 detail: p.detail.clone(),
@@ -123,7 +124,7 @@ async fn checkout(
     let id = match log::fetch_transaction_id_by_key(&pool, &checkout_key).await? {
         Some(id) => id,
         None => {
-            let inventory = &coordinator.participants["inventory"];
+            let inventory = &coordinator.peers.inventory;
             let priced = price_checkout(&body, &coordinator.client, inventory).await?;
             let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
             log::insert_transaction(

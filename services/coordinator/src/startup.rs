@@ -1,4 +1,4 @@
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix::Actor as _;
 use actix_web::web;
@@ -55,12 +55,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
     let coordinator = Arc::new(Coordinator {
         pool: prepared.pool.clone(),
         client: prepared.http_client()?,
-        participants: HashMap::from([
-            ("order", settings.peers.order.clone()),
-            ("inventory", settings.peers.inventory.clone()),
-            ("payment", settings.peers.payment.clone()),
-            ("email", settings.peers.email.clone()),
-        ]),
+        peers: settings.peers.clone(),
         vote_timeout: own.vote_timeout,
         faults,
         boot_id: Uuid::new_v4(),

@@ -1,6 +1,7 @@
 //! Email HTTP handlers.
 
 use actix_web::{HttpResponse, web};
+use api::EnqueueEmail;
 use serde::Deserialize;
 use shared::{
     Problem,
@@ -22,14 +23,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Idempotency::optional(),
         Some(web::get().to(list_emails)),
     ));
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnqueueEmail {
-    pub order_id: Uuid,
-    pub to: String,
-    pub total_cents: i64,
 }
 
 /// Puts the order's confirmation in the outbox, once: a repeat answers 200 with the

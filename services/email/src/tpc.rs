@@ -3,11 +3,12 @@
 //! rest; the dispatcher only ever sees committed rows, so nothing is sent before the
 //! decision, and nothing at all on abort.
 
+use api::EnqueueEmail;
 use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::routes::{EnqueueEmail, enqueue};
+use crate::routes::enqueue;
 
 pub struct EmailTpc;
 

@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
+use api::{NoFields, ReserveStock};
 use serde::{Deserialize, Serialize};
 use shared::{
     ErrorCode, Problem,
-    domain::{LineItemRequest, LineItems, Sku},
+    domain::{LineItems, Sku},
     idempotency::{Idempotency, UnitOfWork},
-    web::{NoFields, OptionalJson, created, mutation, ok},
+    web::{OptionalJson, created, mutation, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -94,13 +95,6 @@ async fn set_stock(
         Some(product) => ok(&product),
         None => Err(unknown_sku(sku.as_str())),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReserveStock {
-    order_id: Uuid,
-    items: Vec<LineItemRequest>,
 }
 
 #[derive(Debug, Serialize)]

@@ -2,12 +2,8 @@
 //! (`available → sold`), inside the transaction that is prepared. Its row locks are
 //! held until the coordinator's decision arrives.
 
-use serde::Deserialize;
-use shared::{
-    ErrorCode, Problem,
-    domain::{LineItemRequest, LineItems},
-    tpc::TpcWork,
-};
+use api::ReserveStock;
+use shared::{ErrorCode, Problem, domain::LineItems, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -16,14 +12,6 @@ use crate::{
     routes::{Reserved, reserve},
 };
 
-/// What the coordinator sends: the order and its lines.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Payload {
-    pub order_id: Uuid,
-    pub items: Vec<LineItemRequest>,
-}
-
 pub struct InventoryTpc;
 
 impl TpcWork for InventoryTpc {
@@ -31,9 +19,14 @@ impl TpcWork for InventoryTpc {
     const PREPARE_OPERATION: &'static str = "inventory.prepare";
     const COMMIT_OPERATION: &'static str = "inventory.commit";
     const ABORT_OPERATION: &'static str = "inventory.abort";
-    type Payload = Payload;
+    type Payload = ReserveStock;
 
-    async fn prepare(&self, conn: &mut PgConnection, _: Uuid, payload: Payload) -> Result<serde_json::Value, Problem> {
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+        _: Uuid,
+        payload: ReserveStock,
+    ) -> Result<serde_json::Value, Problem> {
         let items = LineItems::parse(&payload.items)?;
         match reserve(conn, payload.order_id, &items).await? {
             Reserved::Existing(_) => Err(Problem::new(

@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
+use api::CheckoutRequest;
 use shared::{
     Problem,
-    domain::{CheckoutRequest, price_checkout},
+    domain::price_checkout,
     idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
     telemetry::current_traceparent,

@@ -1,13 +1,14 @@
 //! Order HTTP handlers.
 
 use actix_web::{HttpResponse, web};
+use api::{CancelOrder, CreateOrder, LineItemRequest, NoFields};
 use serde::Deserialize;
 use shared::{
     ErrorCode, Problem,
-    domain::{EmailAddress, LineItemRequest, LineItems, PaymentToken, invalid},
+    domain::{EmailAddress, LineItems, PaymentToken, invalid},
     idempotency::{Idempotency, UnitOfWork},
     telemetry::current_trace_id,
-    web::{NoFields, OptionalJson, checkout, created, mutation, mutation_and_read, ok},
+    web::{OptionalJson, checkout, created, mutation, mutation_and_read, ok},
 };
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -43,24 +44,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Idempotency::optional(),
     ))
     .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)));
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PricedLine {
-    pub sku: String,
-    pub quantity: i64,
-    pub unit_price_cents: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOrder {
-    /// Chosen by the caller (the saga, the coordinator); a new one when absent.
-    pub order_id: Option<Uuid>,
-    pub customer_email: String,
-    pub payment_token: String,
-    pub items: Vec<PricedLine>,
 }
 
 /// Creates a pending order with priced lines. A repeat with the same id answers
@@ -132,12 +115,6 @@ pub async fn create(conn: &mut PgConnection, body: &CreateOrder) -> Result<(Uuid
     )
     .await?;
     Ok((id, inserted.is_some()))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelOrder {
-    reason: Option<String>,
 }
 
 async fn confirm_order(

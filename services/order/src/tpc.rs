@@ -1,15 +1,12 @@
 //! The order service's part in a two-phase-commit checkout: the order, created and
 //! confirmed inside the transaction that is prepared.
 
+use api::CreateOrder;
 use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{
-    db,
-    domain::OrderStatus,
-    routes::{CreateOrder, create},
-};
+use crate::{db, domain::OrderStatus, routes::create};
 
 pub struct OrderTpc;
 

@@ -103,7 +103,8 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                     .iter()
                     .map(|i| OrderLine {
                         sku: i.sku.clone(),
-                        quantity: i.quantity,
+                        // Validated to 1..=1000 when the checkout was priced.
+                        quantity: i32::try_from(i.quantity).unwrap_or(i32::MAX),
                         unit_price_cents: i.unit_price_cents,
                     })
                     .collect()

@@ -1,6 +1,7 @@
 //! Payment HTTP handlers.
 
 use actix_web::{HttpResponse, web};
+use api::{ChargeRequest, RefundRequest};
 use serde::Deserialize;
 use shared::{
     ErrorCode, Problem,
@@ -34,14 +35,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Idempotency::optional(),
     ))
     .service(web::resource("/payments").route(web::get().to(list_payments)));
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChargeRequest {
-    pub order_id: Uuid,
-    pub amount_cents: i64,
-    pub payment_token: String,
 }
 
 /// Charges an order once. A repeat for the same order and amount answers with the
@@ -132,14 +125,6 @@ pub async fn charge(
             db::insert_charge(conn, request.order_id, request.amount_cents, token.as_str(), None).await?,
         )),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefundRequest {
-    order_id: Uuid,
-    /// Defaults to everything not yet refunded.
-    amount_cents: Option<i64>,
 }
 
 /// Compensation: refunds the order's charge (in full by default). A refund for an

@@ -1,11 +1,12 @@
 //! Payment's part in a two-phase-commit checkout: the charge, inside the transaction
 //! that is prepared. A declined card votes no (and, rolled back, leaves no record).
 
+use api::ChargeRequest;
 use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::routes::{ChargeRequest, Charged, charge};
+use crate::routes::{Charged, charge};
 
 pub struct PaymentTpc {
     pub funds_limit_cents: i64,

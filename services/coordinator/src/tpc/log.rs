@@ -9,8 +9,6 @@ use uuid::Uuid;
 
 use super::state::{Ack, Decision, Participant, Transaction, TxState, Vote};
 
-pub const PARTICIPANTS: [&str; 4] = ["order", "inventory", "payment", "email"];
-
 #[derive(Debug, Clone)]
 pub struct TxRecord {
     pub id: Uuid,
@@ -29,7 +27,8 @@ struct TxRow {
     id: Uuid,
     order_id: Uuid,
     state: TxState,
-    decision: Option<Decision>,
+    /// As text: the contract's `Decision` knows nothing of the database.
+    decision: Option<String>,
     reason: Option<String>,
     request: sqlx::types::Json<PricedCheckout>,
     traceparent: Option<String>,
@@ -84,7 +83,7 @@ pub async fn insert_transaction(pool: &PgPool, new: NewTransaction<'_>) -> Resul
          SELECT $1, (ordinality - 1)::smallint, name FROM unnest($2::text[]) WITH ORDINALITY AS p(name, ordinality)",
     )
     .bind(id)
-    .bind(&PARTICIPANTS[..])
+    .bind(api::Participant::ALL.map(api::Participant::name).to_vec())
     .execute(&mut *db)
     .await?;
     db.commit().await?;
@@ -102,13 +101,14 @@ pub async fn fetch_transaction_id_by_key(pool: &PgPool, checkout_key: &str) -> R
 #[tracing::instrument(name = "db.fetch_transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Option<TxRecord>, sqlx::Error> {
     let row: Option<TxRow> = sqlx::query_as(
-        "SELECT id, order_id, state, decision, reason, request, traceparent, baggage, started_by, created_at, decided_at
+        "SELECT id, order_id, state, decision::text AS decision, reason, request, traceparent, baggage, started_by, created_at, decided_at
          FROM transactions WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let corrupt = |what: String| sqlx::Error::Decode(format!("transaction {id}: {what}").into());
     let participants: Vec<ParticipantRow> = sqlx::query_as(
         "SELECT name, vote, outcome, detail FROM tx_participants WHERE transaction_id = $1 ORDER BY position",
     )
@@ -126,17 +126,19 @@ pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Opti
         decided_at: row.decided_at,
         tx: Transaction {
             state: row.state,
-            decision: row.decision,
+            decision: row.decision.as_deref().map(str::parse).transpose().map_err(corrupt)?,
             reason: row.reason,
             participants: participants
                 .into_iter()
-                .map(|p| Participant {
-                    name: p.name,
-                    vote: p.vote,
-                    ack: p.outcome,
-                    detail: p.detail,
+                .map(|p| {
+                    Ok(Participant {
+                        name: p.name.parse().map_err(corrupt)?,
+                        vote: p.vote,
+                        ack: p.outcome,
+                        detail: p.detail,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, sqlx::Error>>()?,
         },
     }))
 }
@@ -170,12 +172,12 @@ pub async fn update_participant(
 #[tracing::instrument(name = "db.log_decision", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn log_decision(pool: &PgPool, id: Uuid, tx: &Transaction) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE transactions SET state = $2, decision = $3, reason = $4, decided_at = now(), updated_at = now()
+        "UPDATE transactions SET state = $2, decision = $3::tx_decision, reason = $4, decided_at = now(), updated_at = now()
          WHERE id = $1 AND decision IS NULL",
     )
     .bind(id)
     .bind(tx.state)
-    .bind(tx.decision)
+    .bind(tx.decision.map(Decision::name))
     .bind(tx.reason.as_deref())
     .execute(pool)
     .await?

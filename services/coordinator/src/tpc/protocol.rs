@@ -17,9 +17,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use api::{ChargeRequest, CreateOrder, EnqueueEmail, LineItemRequest, NoFields, PrepareAnswer, Request, ReserveStock};
 use futures_util::future::join_all;
-use serde_json::{Value, json};
 use shared::{
+    config::PeerSettings,
     fault::{FaultInjector, FaultKind, record_injected},
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, ReleasesLocks},
@@ -39,8 +40,8 @@ use super::{
 pub struct Coordinator {
     pub pool: PgPool,
     pub client: HttpClient,
-    /// Base URL per participant name.
-    pub participants: HashMap<&'static str, String>,
+    /// Where the participants are.
+    pub peers: PeerSettings,
     pub vote_timeout: Duration,
     pub faults: actix_web::web::Data<FaultInjector>,
     /// This process: a transaction started by another one and found undecided is
@@ -185,10 +186,10 @@ impl Coordinator {
     async fn prepare_all(&self, record: &mut TxRecord) -> anyhow::Result<Vec<usize>> {
         let baggage = record.baggage.clone();
         let calls = record.tx.participants.iter().enumerate().map(|(i, p)| {
-            let name = p.name.clone();
-            let gid = Gid::new(record.id, &name).as_string();
-            let url = format!("{}/tpc/{gid}/prepare", self.participants[name.as_str()]);
-            let payload = payload(&name, record);
+            let name = p.name;
+            let gid = Gid::new(record.id, name.name()).as_string();
+            let url = format!("{}/tpc/{gid}/prepare", self.peers.url(name.into()));
+            let payload = payload(name, record);
             let mut request = self.client.post_json(&url, &payload, &gid, self.vote_timeout);
             if let Some(baggage) = &baggage {
                 request = request.header("baggage", baggage.clone());
@@ -208,8 +209,12 @@ impl Coordinator {
                 let outcome = CallOutcome::of(answered).await;
                 let asked = !matches!(outcome, CallOutcome::NotSent(_));
                 let (vote, detail) = match outcome {
-                    CallOutcome::Succeeded(body) if body["vote"] == "yes" => (Vote::Yes, None),
-                    CallOutcome::Succeeded(body) => (Vote::No, Some(body.to_string())),
+                    CallOutcome::Succeeded(body) => {
+                        match serde_json::from_value::<PrepareAnswer<serde::de::IgnoredAny>>(body.clone()) {
+                            Ok(answer) if answer.vote == api::Vote::Yes => (Vote::Yes, None),
+                            _ => (Vote::No, Some(body.to_string())),
+                        }
+                    }
                     // Refused on this side (open breaker, full bulkhead): never asked.
                     refused @ CallOutcome::NotSent(_) => (Vote::No, Some(refused.describe())),
                     other if silent => (Vote::Timeout, Some(other.describe())),
@@ -238,10 +243,7 @@ impl Coordinator {
         let Some(decision) = record.tx.decision else {
             anyhow::bail!("phase two without a decision");
         };
-        let verb = match decision {
-            Decision::Commit => "commit",
-            Decision::Abort => "abort",
-        };
+        let verb = decision.name();
         let mut round = 0;
         loop {
             let pending = record.tx.unacknowledged();
@@ -258,12 +260,12 @@ impl Coordinator {
             }
             round += 1;
             let calls = pending.into_iter().map(|i| {
-                let name = record.tx.participants[i].name.clone();
-                let gid = Gid::new(record.id, &name).as_string();
-                let url = format!("{}/tpc/{gid}/{verb}", self.participants[name.as_str()]);
+                let name = record.tx.participants[i].name;
+                let gid = Gid::new(record.id, name.name()).as_string();
+                let url = format!("{}/tpc/{gid}/{verb}", self.peers.url(name.into()));
                 let mut request = self
                     .client
-                    .post_json(&url, &json!({}), &gid, Duration::from_secs(3))
+                    .post_json(&url, &NoFields {}, &gid, Duration::from_secs(3))
                     .with_extension(Attempt(round))
                     .with_extension(ReleasesLocks);
                 if round == 1
@@ -321,24 +323,37 @@ impl Coordinator {
     }
 }
 
-/// What each participant prepares.
-fn payload(participant: &str, record: &TxRecord) -> Value {
+/// What each participant prepares: its own request, as the saga would send it.
+fn payload(participant: api::Participant, record: &TxRecord) -> Request {
     let checkout = &record.request;
-    let id = record.order_id;
+    let order_id = record.order_id;
     match participant {
-        "order" => json!({
-            "order_id": id,
-            "customer_email": checkout.customer_email,
-            "payment_token": checkout.payment_token,
-            "items": checkout.items,
+        api::Participant::Order => Request::CreateOrder(CreateOrder {
+            order_id: Some(order_id),
+            customer_email: checkout.customer_email.clone(),
+            payment_token: checkout.payment_token.clone(),
+            items: checkout.items.clone(),
         }),
-        "inventory" => json!({
-            "order_id": id,
-            "items": checkout.items.iter().map(|i| json!({ "sku": i.sku, "quantity": i.quantity })).collect::<Vec<_>>(),
+        api::Participant::Inventory => Request::ReserveStock(ReserveStock {
+            order_id,
+            items: checkout
+                .items
+                .iter()
+                .map(|i| LineItemRequest {
+                    sku: i.sku.clone(),
+                    quantity: i.quantity,
+                })
+                .collect(),
         }),
-        "payment" => {
-            json!({ "order_id": id, "amount_cents": checkout.total_cents, "payment_token": checkout.payment_token })
-        }
-        _ => json!({ "order_id": id, "to": checkout.customer_email, "total_cents": checkout.total_cents }),
+        api::Participant::Payment => Request::Charge(ChargeRequest {
+            order_id,
+            amount_cents: checkout.total_cents,
+            payment_token: checkout.payment_token.clone(),
+        }),
+        api::Participant::Email => Request::EnqueueEmail(EnqueueEmail {
+            order_id,
+            to: checkout.customer_email.clone(),
+            total_cents: checkout.total_cents,
+        }),
     }
 }

@@ -6,6 +6,7 @@
 //!     └──any no / timeout, or found undecided after a restart──► aborting ──► aborted
 //! ```
 
+pub use api::Decision;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -28,20 +29,6 @@ impl std::fmt::Display for TxState {
 impl TxState {
     pub fn is_final(self) -> bool {
         matches!(self, TxState::Committed | TxState::Aborted)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(type_name = "tx_decision", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Commit,
-    Abort,
-}
-
-impl std::fmt::Display for Decision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
     }
 }
 
@@ -79,7 +66,7 @@ impl std::fmt::Display for Ack {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
-    pub name: String,
+    pub name: api::Participant,
     pub vote: Vote,
     pub ack: Ack,
     pub detail: Option<String>,
@@ -107,7 +94,7 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    pub fn new(names: &[&str]) -> Self {
+    pub fn new(names: &[api::Participant]) -> Self {
         Transaction {
             state: TxState::Preparing,
             decision: None,
@@ -115,7 +102,7 @@ impl Transaction {
             participants: names
                 .iter()
                 .map(|name| Participant {
-                    name: (*name).to_owned(),
+                    name: *name,
                     vote: Vote::Pending,
                     ack: Ack::Pending,
                     detail: None,
@@ -201,7 +188,7 @@ impl Transaction {
 mod tests {
     use super::*;
 
-    const NAMES: [&str; 4] = ["order", "inventory", "payment", "email"];
+    const NAMES: [api::Participant; 4] = api::Participant::ALL;
 
     #[test]
     fn states_votes_and_decisions_display_as_the_api_spells_them() {

@@ -4,7 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use api::{
+    CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, LineItemRequest, NoFields, RefundRequest, Request,
+    ReserveStock,
+};
 use shared::{
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, MustHappen, Rejection},
@@ -187,53 +190,78 @@ impl Engine {
         .await
     }
 
-    fn request(&self, call: Call, saga: &SagaRecord) -> (String, Value) {
+    /// Where a call goes and what it sends: the contract's own request types.
+    fn request(&self, call: Call, saga: &SagaRecord) -> (String, Request) {
         let p = &self.participants;
-        let id = saga.order_id;
+        let order_id = saga.order_id;
         let checkout = &saga.request;
         match call {
             Call::CreateOrder => (
                 format!("{}/orders", p.order),
-                json!({
-                    "order_id": id,
-                    "customer_email": checkout.customer_email,
-                    "payment_token": checkout.payment_token,
-                    "items": checkout.items,
+                Request::CreateOrder(CreateOrder {
+                    order_id: Some(order_id),
+                    customer_email: checkout.customer_email.clone(),
+                    payment_token: checkout.payment_token.clone(),
+                    items: checkout.items.clone(),
                 }),
             ),
             Call::CancelOrder => {
-                let reason: String = saga
-                    .state
-                    .reason
-                    .as_deref()
-                    .unwrap_or("cancelled")
-                    .chars()
-                    .take(500)
-                    .collect();
-                (format!("{}/orders/{id}/cancel", p.order), json!({ "reason": reason }))
-            }
-            Call::ReserveInventory => {
-                let items: Vec<Value> = checkout
-                    .items
-                    .iter()
-                    .map(|i| json!({ "sku": i.sku, "quantity": i.quantity }))
-                    .collect();
+                let reason = saga.state.reason.as_deref().unwrap_or("cancelled");
                 (
-                    format!("{}/reservations", p.inventory),
-                    json!({ "order_id": id, "items": items }),
+                    format!("{}/orders/{order_id}/cancel", p.order),
+                    Request::CancelOrder(CancelOrder {
+                        reason: Some(reason.chars().take(500).collect()),
+                    }),
                 )
             }
-            Call::ReleaseInventory => (format!("{}/reservations/{id}/release", p.inventory), json!({})),
+            Call::ReserveInventory => (
+                format!("{}/reservations", p.inventory),
+                Request::ReserveStock(ReserveStock {
+                    order_id,
+                    items: checkout
+                        .items
+                        .iter()
+                        .map(|i| LineItemRequest {
+                            sku: i.sku.clone(),
+                            quantity: i.quantity,
+                        })
+                        .collect(),
+                }),
+            ),
+            Call::ReleaseInventory => (
+                format!("{}/reservations/{order_id}/release", p.inventory),
+                Request::Empty(NoFields {}),
+            ),
             Call::ChargePayment => (
                 format!("{}/charges", p.payment),
-                json!({ "order_id": id, "amount_cents": checkout.total_cents, "payment_token": checkout.payment_token }),
+                Request::Charge(ChargeRequest {
+                    order_id,
+                    amount_cents: checkout.total_cents,
+                    payment_token: checkout.payment_token.clone(),
+                }),
             ),
-            Call::RefundPayment => (format!("{}/refunds", p.payment), json!({ "order_id": id })),
-            Call::CommitInventory => (format!("{}/reservations/{id}/commit", p.inventory), json!({})),
-            Call::ConfirmOrder => (format!("{}/orders/{id}/confirm", p.order), json!({})),
+            Call::RefundPayment => (
+                format!("{}/refunds", p.payment),
+                Request::Refund(RefundRequest {
+                    order_id,
+                    amount_cents: None,
+                }),
+            ),
+            Call::CommitInventory => (
+                format!("{}/reservations/{order_id}/commit", p.inventory),
+                Request::Empty(NoFields {}),
+            ),
+            Call::ConfirmOrder => (
+                format!("{}/orders/{order_id}/confirm", p.order),
+                Request::Empty(NoFields {}),
+            ),
             Call::SendEmail => (
                 format!("{}/emails", p.email),
-                json!({ "order_id": id, "to": checkout.customer_email, "total_cents": checkout.total_cents }),
+                Request::EnqueueEmail(EnqueueEmail {
+                    order_id,
+                    to: checkout.customer_email.clone(),
+                    total_cents: checkout.total_cents,
+                }),
             ),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-pub use shared::domain::{PricedCheckout, PricedItem};
+pub use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 

@@ -1,0 +1,98 @@
+//! The two-phase-commit exchange between the coordinator and a participant:
+//! `POST /tpc/{gid}/prepare` with the participant's own request (see
+//! [`crate::participants`]) answered by a [`PrepareAnswer`]; then
+//! `POST /tpc/{gid}/commit` or `…/abort` with `{}`, answered by a [`FinishAnswer`].
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// A participant's answer to prepare. Only a `yes` is sent as a vote: a participant
+/// that cannot prepare answers with a problem, which the coordinator counts as no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    Yes,
+    No,
+}
+
+/// The body of a successful prepare: the vote, and what the participant prepared
+/// (its own view of the work, e.g. the charge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareAnswer<Detail> {
+    pub gid: String,
+    pub vote: Vote,
+    pub detail: Detail,
+}
+
+/// The coordinator's decision, logged before anyone is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Commit,
+    Abort,
+}
+
+impl Decision {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Decision::Commit => "commit",
+            Decision::Abort => "abort",
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        [Decision::Commit, Decision::Abort]
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| format!("{name:?} is not a decision (commit, abort)"))
+    }
+}
+
+/// Where a participant's part of a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishOutcome {
+    Committed,
+    Aborted,
+}
+
+/// The body of a commit or abort that a participant acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishAnswer {
+    pub gid: String,
+    pub outcome: FinishOutcome,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn decisions_go_by_their_api_names() {
+        for d in [Decision::Commit, Decision::Abort] {
+            assert_eq!(d.name().parse::<Decision>(), Ok(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.name());
+            assert_eq!(d.to_string(), d.name());
+        }
+        assert!("Some(Commit)".parse::<Decision>().is_err());
+    }
+
+    #[test]
+    fn a_vote_is_read_whatever_the_detail() {
+        let answer: PrepareAnswer<serde::de::IgnoredAny> =
+            serde_json::from_str(r#"{"gid":"g","vote":"yes","detail":{"charge_id":1},"trace_id":"t"}"#).unwrap();
+        assert_eq!(answer.vote, Vote::Yes);
+    }
+}
