@@ -1,6 +1,7 @@
 //! Driving checkouts.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -94,6 +95,45 @@ pub struct Outcomes {
     pub shed: u64,
     /// No usable answer (another error status, connection failure, timeout).
     pub failed: u64,
+    /// Why the failed ones failed: `no answer: connection refused`, `no answer:
+    /// timed out`, or the status and problem type (`500 internal`).
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl Outcomes {
+    /// Adds another run's outcomes to these.
+    pub fn add(&mut self, other: &Outcomes) {
+        self.succeeded += other.succeeded;
+        self.cancelled += other.cancelled;
+        self.pending += other.pending;
+        self.shed += other.shed;
+        self.failed += other.failed;
+        for (why, n) in &other.failures {
+            *self.failures.entry(why.clone()).or_default() += n;
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        *self.failures.entry(why).or_default() += 1;
+    }
+}
+
+/// Why a request got no usable answer, in a few words that group alike failures.
+fn failure(answer: &Result<(u16, Option<Value>), reqwest::Error>) -> String {
+    match answer {
+        Err(e) if e.is_timeout() => "no answer: timed out".to_owned(),
+        Err(e) if e.is_connect() => "no answer: connection refused".to_owned(),
+        Err(_) => "no answer: connection closed".to_owned(),
+        Ok((status, body)) => {
+            let kind = body
+                .as_ref()
+                .and_then(|b| b["type"].as_str())
+                .and_then(|t| t.rsplit(':').next())
+                .unwrap_or("(no problem body)");
+            format!("{status} {kind}")
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,7 +181,11 @@ impl Report {
             o.pending,
             o.shed,
             o.failed
-        )
+        ) + &o
+            .failures
+            .iter()
+            .map(|(why, n)| format!("\n      failed {n:>6}  {why}"))
+            .collect::<String>()
     }
 }
 
@@ -260,15 +304,15 @@ async fn one_checkout(
     let answer = match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            response.json::<Value>().await.ok().map(|body| (status, body))
+            Ok((status, response.json::<Value>().await.ok()))
         }
-        Err(_) => None,
+        Err(e) => Err(e),
     };
     let latency = intended.elapsed().as_micros() as u64;
     let Ok(mut shared) = shared.lock() else { return };
     let _ = shared.histogram.record(latency.max(1));
-    match answer {
-        Some((201 | 202, body)) => {
+    match &answer {
+        Ok((201 | 202, Some(body))) => {
             if let Some(id) = body["order_id"].as_str() {
                 shared.order_ids.push(id.to_owned());
             }
@@ -278,8 +322,8 @@ async fn one_checkout(
                 _ => shared.outcomes.pending += 1,
             }
         }
-        Some((503, body)) if body["type"] == "urn:txlab:problem:overloaded" => shared.outcomes.shed += 1,
-        _ => shared.outcomes.failed += 1,
+        Ok((503, Some(body))) if body["type"] == "urn:txlab:problem:overloaded" => shared.outcomes.shed += 1,
+        _ => shared.outcomes.fail(failure(&answer)),
     }
 }
 

@@ -123,6 +123,10 @@ struct Report {
     duplicate_storms: u64,
     sagas: Finality,
     transactions: Finality,
+    /// Why sagas were cancelled and 2PC transactions aborted, by kind (see
+    /// [`kind_of`]), from their logs.
+    saga_cancellations: BTreeMap<String, u64>,
+    tpc_aborts: BTreeMap<String, u64>,
     audit: String,
     violations: Vec<String>,
 }
@@ -300,6 +304,8 @@ async fn campaign(platform: &mut Platform, args: &ChaosArgs, seed: u64) -> anyho
         "SELECT state IN ('committed', 'aborted'), extract(epoch FROM completed_at - created_at)::float8 FROM transactions",
     )
     .await?;
+    report.saga_cancellations = reasons(&orders, "SELECT reason FROM sagas WHERE status = 'cancelled'").await?;
+    report.tpc_aborts = reasons(&coordinator, "SELECT reason FROM transactions WHERE decision = 'abort'").await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -376,12 +382,7 @@ async fn load_until(protocol: Protocol, url: String, rate: f64, stop: &AtomicBoo
             progress: false,
         })
         .await?;
-        let o = report.outcomes;
-        total.succeeded += o.succeeded;
-        total.cancelled += o.cancelled;
-        total.pending += o.pending;
-        total.shed += o.shed;
-        total.failed += o.failed;
+        total.add(&report.outcomes);
     }
     Ok(total)
 }
@@ -455,6 +456,47 @@ async fn finality(url: &str, sql: &'static str) -> anyhow::Result<Finality> {
     })
 }
 
+/// The reasons the query returns, counted by kind.
+async fn reasons(url: &str, sql: &'static str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut db = PgConnection::connect(url).await?;
+    let rows: Vec<(Option<String>,)> = sqlx::query_as(sql).fetch_all(&mut db).await?;
+    db.close().await?;
+    let mut kinds = BTreeMap::new();
+    for (reason,) in rows {
+        *kinds.entry(kind_of(reason.as_deref().unwrap_or("(none)"))).or_default() += 1;
+    }
+    Ok(kinds)
+}
+
+/// A reason's kind, what alike reasons share: its first clause and the first few
+/// words of the next (`charge_payment: 402 payment-declined`, `payment voted no:
+/// not sent: circuit open`), without the ids, timings and details that follow.
+fn kind_of(reason: &str) -> String {
+    let words = |s: &str, n: usize| {
+        s.split_whitespace()
+            .take(n)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_end_matches([';', ',', '(', '.'])
+            .to_owned()
+    };
+    let mut clauses = reason.split(": ");
+    let first = clauses.next().unwrap_or_default();
+    if first.starts_with("presumed abort") {
+        return "presumed abort".to_owned();
+    }
+    let Some(second) = clauses.next() else {
+        return words(first, 4);
+    };
+    let mut kind = format!("{first}: {}", words(second, 4));
+    if matches!(second, "not sent" | "outcome unknown")
+        && let Some(third) = clauses.next()
+    {
+        kind = format!("{kind}: {}", words(third, 2));
+    }
+    kind
+}
+
 fn print(report: &Report) {
     let counts = |m: &BTreeMap<&str, u32>| {
         let all: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -485,8 +527,59 @@ fn print(report: &Report) {
     println!("  dup. storms   {} (5 + 1 copies each)", report.duplicate_storms);
     println!("  sagas         {}", finality(&report.sagas));
     println!("  transactions  {}", finality(&report.transactions));
+    let by_count = |m: &BTreeMap<String, u64>| {
+        let mut all: Vec<(&String, &u64)> = m.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        all.iter()
+            .map(|(k, v)| format!("\n      {v:>6}  {k}"))
+            .collect::<String>()
+    };
+    let failures = |o: &Outcomes| {
+        let mut all: Vec<(&String, &u64)> = o.failures.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        all.iter()
+            .map(|(k, v)| format!("\n      {v:>6}  {k}"))
+            .collect::<String>()
+    };
+    println!("  saga load failed, by why:{}", failures(&report.saga));
+    println!("  2pc load failed, by why:{}", failures(&report.two_phase));
+    println!("  sagas cancelled, by reason:{}", by_count(&report.saga_cancellations));
+    println!("  2pc aborted, by reason:{}", by_count(&report.tpc_aborts));
     println!("  audit         {}", report.audit);
     for violation in &report.violations {
         println!("  {violation}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kind_of;
+
+    #[test]
+    fn reasons_are_grouped_by_their_kind() {
+        for (reason, kind) in [
+            (
+                "charge_payment: 402 payment-declined: the card was declined: card_declined",
+                "charge_payment: 402 payment-declined",
+            ),
+            (
+                "payment voted no: not sent: circuit open for payment; next trial in 4876 ms",
+                "payment voted no: not sent: circuit open",
+            ),
+            (
+                "inventory voted no: outcome unknown: 423: the stock rows are locked",
+                "inventory voted no: outcome unknown: 423",
+            ),
+            (
+                "presumed abort: the coordinator restarted before logging a decision",
+                "presumed abort",
+            ),
+            (
+                "overload-protection: reserve_inventory was held back 5 times in a row",
+                "overload-protection: reserve_inventory was held back",
+            ),
+        ] {
+            assert_eq!(kind_of(reason), kind, "{reason}");
+        }
     }
 }
