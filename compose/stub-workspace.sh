@@ -8,7 +8,9 @@ for manifest in $(find . -name Cargo.toml -not -path './Cargo.toml' -not -path '
     crate=$(dirname "$manifest")
     mkdir -p "$crate/src"
     [ -f "$crate/src/lib.rs" ] || : > "$crate/src/lib.rs"
-    if grep -q '^\[\[bin\]\]' "$manifest" || [ "$crate" != "./shared" ]; then
+    # The crates under shared/ are libraries only; every other member has a binary.
+    case "$crate" in ./shared | ./shared/*) is_lib=yes ;; *) is_lib=no ;; esac
+    if grep -q '^\[\[bin\]\]' "$manifest" || [ "$is_lib" = no ]; then
         [ -f "$crate/src/main.rs" ] || echo 'fn main() {}' > "$crate/src/main.rs"
     fi
     # Targets declared with an explicit path must exist for cargo to read the manifest.
