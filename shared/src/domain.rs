@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use api::{CheckoutRequest, LineItemRequest, PricedLine};
+use api::{ChargeRequest, CheckoutRequest, CreateOrder, EnqueueEmail, LineItemRequest, PricedLine, ReserveStock};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::Problem;
 
@@ -176,6 +177,49 @@ pub struct PricedCheckout {
     pub payment_token: String,
     pub items: Vec<PricedLine>,
     pub total_cents: i64,
+}
+
+/// What each participant is asked for this checkout's order: the same requests for a
+/// saga's steps and a 2PC transaction's prepares.
+impl PricedCheckout {
+    pub fn create_order(&self, order_id: Uuid) -> CreateOrder {
+        CreateOrder {
+            order_id: Some(order_id),
+            customer_email: self.customer_email.clone(),
+            payment_token: self.payment_token.clone(),
+            items: self.items.clone(),
+        }
+    }
+
+    pub fn reserve_stock(&self, order_id: Uuid) -> ReserveStock {
+        ReserveStock {
+            order_id,
+            items: self
+                .items
+                .iter()
+                .map(|line| LineItemRequest {
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn charge(&self, order_id: Uuid) -> ChargeRequest {
+        ChargeRequest {
+            order_id,
+            amount_cents: self.total_cents,
+            payment_token: self.payment_token.clone(),
+        }
+    }
+
+    pub fn confirmation_email(&self, order_id: Uuid) -> EnqueueEmail {
+        EnqueueEmail {
+            order_id,
+            to: self.customer_email.clone(),
+            total_cents: self.total_cents,
+        }
+    }
 }
 
 /// Validates a checkout (every problem listed, 400) and prices each line from the

@@ -17,7 +17,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use api::{ChargeRequest, CreateOrder, EnqueueEmail, LineItemRequest, NoFields, PrepareAnswer, Request, ReserveStock};
+use api::{NoFields, PrepareAnswer, Request};
 use futures_util::future::join_all;
 use shared::{
     config::PeerSettings,
@@ -325,35 +325,11 @@ impl Coordinator {
 
 /// What each participant prepares: its own request, as the saga would send it.
 fn payload(participant: api::Participant, record: &TxRecord) -> Request {
-    let checkout = &record.request;
-    let order_id = record.order_id;
+    let (checkout, order_id) = (&record.request, record.order_id);
     match participant {
-        api::Participant::Order => Request::CreateOrder(CreateOrder {
-            order_id: Some(order_id),
-            customer_email: checkout.customer_email.clone(),
-            payment_token: checkout.payment_token.clone(),
-            items: checkout.items.clone(),
-        }),
-        api::Participant::Inventory => Request::ReserveStock(ReserveStock {
-            order_id,
-            items: checkout
-                .items
-                .iter()
-                .map(|i| LineItemRequest {
-                    sku: i.sku.clone(),
-                    quantity: i.quantity,
-                })
-                .collect(),
-        }),
-        api::Participant::Payment => Request::Charge(ChargeRequest {
-            order_id,
-            amount_cents: checkout.total_cents,
-            payment_token: checkout.payment_token.clone(),
-        }),
-        api::Participant::Email => Request::EnqueueEmail(EnqueueEmail {
-            order_id,
-            to: checkout.customer_email.clone(),
-            total_cents: checkout.total_cents,
-        }),
+        api::Participant::Order => Request::CreateOrder(checkout.create_order(order_id)),
+        api::Participant::Inventory => Request::ReserveStock(checkout.reserve_stock(order_id)),
+        api::Participant::Payment => Request::Charge(checkout.charge(order_id)),
+        api::Participant::Email => Request::EnqueueEmail(checkout.confirmation_email(order_id)),
     }
 }

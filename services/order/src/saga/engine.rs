@@ -4,10 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use api::{
-    CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, LineItemRequest, NoFields, RefundRequest, Request,
-    ReserveStock,
-};
+use api::{CancelOrder, NoFields, RefundRequest, Request};
 use shared::{
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, MustHappen, Rejection},
@@ -193,40 +190,25 @@ impl Engine {
     /// Where a call goes and what it sends: the contract's own request types.
     fn request(&self, call: Call, saga: &SagaRecord) -> (String, Request) {
         let p = &self.participants;
-        let order_id = saga.order_id;
-        let checkout = &saga.request;
+        let (checkout, order_id) = (&saga.request, saga.order_id);
         match call {
             Call::CreateOrder => (
                 format!("{}/orders", p.order),
-                Request::CreateOrder(CreateOrder {
-                    order_id: Some(order_id),
-                    customer_email: checkout.customer_email.clone(),
-                    payment_token: checkout.payment_token.clone(),
-                    items: checkout.items.clone(),
-                }),
+                Request::CreateOrder(checkout.create_order(order_id)),
             ),
             Call::CancelOrder => {
                 let reason = saga.state.reason.as_deref().unwrap_or("cancelled");
+                let cancel = CancelOrder {
+                    reason: Some(reason.chars().take(500).collect()),
+                };
                 (
                     format!("{}/orders/{order_id}/cancel", p.order),
-                    Request::CancelOrder(CancelOrder {
-                        reason: Some(reason.chars().take(500).collect()),
-                    }),
+                    Request::CancelOrder(cancel),
                 )
             }
             Call::ReserveInventory => (
                 format!("{}/reservations", p.inventory),
-                Request::ReserveStock(ReserveStock {
-                    order_id,
-                    items: checkout
-                        .items
-                        .iter()
-                        .map(|i| LineItemRequest {
-                            sku: i.sku.clone(),
-                            quantity: i.quantity,
-                        })
-                        .collect(),
-                }),
+                Request::ReserveStock(checkout.reserve_stock(order_id)),
             ),
             Call::ReleaseInventory => (
                 format!("{}/reservations/{order_id}/release", p.inventory),
@@ -234,11 +216,7 @@ impl Engine {
             ),
             Call::ChargePayment => (
                 format!("{}/charges", p.payment),
-                Request::Charge(ChargeRequest {
-                    order_id,
-                    amount_cents: checkout.total_cents,
-                    payment_token: checkout.payment_token.clone(),
-                }),
+                Request::Charge(checkout.charge(order_id)),
             ),
             Call::RefundPayment => (
                 format!("{}/refunds", p.payment),
@@ -257,11 +235,7 @@ impl Engine {
             ),
             Call::SendEmail => (
                 format!("{}/emails", p.email),
-                Request::EnqueueEmail(EnqueueEmail {
-                    order_id,
-                    to: checkout.customer_email.clone(),
-                    total_cents: checkout.total_cents,
-                }),
+                Request::EnqueueEmail(checkout.confirmation_email(order_id)),
             ),
         }
     }
