@@ -100,9 +100,10 @@ pub fn is_no_such_prepared(e: &sqlx::Error) -> bool {
 }
 
 /// Whether `COMMIT PREPARED` / `ROLLBACK PREPARED` found the prepared transaction
-/// being finished by another session at this very moment (`object_in_use`, 55006).
+/// being finished by another session at this very moment ('is busy':
+/// `object_not_in_prerequisite_state`, 55000, as `LockGXact` raises it).
 pub fn is_prepared_busy(e: &sqlx::Error) -> bool {
-    has_code(e, "55006")
+    has_code(e, "55000")
 }
 
 /// Worth retrying at start-up: the server may still be coming up.

@@ -527,7 +527,7 @@ async fn concurrent_commits_and_aborts_of_one_transaction_all_acknowledge() {
     let platform = Platform::start().await;
     let payment = &platform.payment;
     // The race is in PostgreSQL's own timing: several rounds, many callers each.
-    for verb in ["commit", "abort"].repeat(4) {
+    for verb in ["commit", "abort"].repeat(10) {
         let gid = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
         let order_id = uuid::Uuid::new_v4();
         let prepared = payment
