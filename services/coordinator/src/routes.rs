@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::tpc::{
     log::{self, NewTransaction, TxRecord},
     protocol::Coordinator,
-    state::{Decision, TxState, Vote},
+    state::{Decision, ParticipantOutcome, TxState, Vote},
 };
 
 /// How long `POST /checkout` waits for the decision before answering 202.
@@ -38,12 +38,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)));
 }
 
+/// What a transaction means for its checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    Committed,
+    Aborted,
+    /// Not decided yet.
+    Pending,
+}
+
 #[derive(Debug, Serialize)]
 pub struct TransactionView {
     pub transaction_id: Uuid,
     pub order_id: Uuid,
     /// `committed`, `aborted`, or `pending` before the decision.
-    pub status: &'static str,
+    pub status: TransactionStatus,
     /// Where the protocol is: `preparing`, `committing`, `aborting`, `committed`, `aborted`.
     pub state: TxState,
     pub decision: Option<Decision>,
@@ -63,7 +73,7 @@ pub struct ParticipantView {
     /// `yes`, `no`, `timeout`, or `pending` before it answered.
     pub vote: Vote,
     /// `committed`, `aborted` or `in_doubt`.
-    pub outcome: &'static str,
+    pub outcome: ParticipantOutcome,
     pub detail: Option<String>,
 }
 
@@ -72,9 +82,9 @@ fn view(record: TxRecord) -> TransactionView {
         transaction_id: record.id,
         order_id: record.order_id,
         status: match record.tx.decision {
-            Some(Decision::Commit) => "committed",
-            Some(Decision::Abort) => "aborted",
-            None => "pending",
+            Some(Decision::Commit) => TransactionStatus::Committed,
+            Some(Decision::Abort) => TransactionStatus::Aborted,
+            None => TransactionStatus::Pending,
         },
         state: record.tx.state,
         decision: record.tx.decision,
@@ -179,6 +189,12 @@ const STATES: [&str; 6] = [
     "aborted",
 ];
 
+/// `GET /transactions`.
+#[derive(Debug, Serialize)]
+pub struct TransactionList {
+    pub transactions: Vec<TransactionView>,
+}
+
 async fn list_transactions(
     pool: web::Data<PgPool>,
     query: web::Query<TransactionsQuery>,
@@ -196,11 +212,9 @@ async fn list_transactions(
             "limit must be between 1 and 500, got {limit}"
         )));
     }
-    let mut conn = pool.acquire().await?;
     let ids = log::fetch_transaction_ids(&pool, query.state.as_deref(), query.before, limit).await?;
-    let mut transactions = Vec::with_capacity(ids.len());
-    for id in ids {
-        transactions.push(load(&mut conn, id).await?);
-    }
-    ok(&serde_json::json!({ "transactions": transactions }))
+    let records = log::fetch_transactions(&mut *pool.acquire().await?, &ids).await?;
+    ok(&TransactionList {
+        transactions: records.into_iter().map(view).collect(),
+    })
 }

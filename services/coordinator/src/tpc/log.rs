@@ -1,6 +1,6 @@
 //! The coordinator's log in Postgres.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use shared::domain::PricedCheckout;
@@ -40,6 +40,7 @@ struct TxRow {
 
 #[derive(sqlx::FromRow)]
 struct ParticipantRow {
+    transaction_id: Uuid,
     name: String,
     vote: Vote,
     outcome: Ack,
@@ -98,24 +99,55 @@ pub async fn fetch_transaction_id_by_key(pool: &PgPool, checkout_key: &str) -> R
         .await
 }
 
-#[tracing::instrument(name = "db.fetch_transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Option<TxRecord>, sqlx::Error> {
-    let row: Option<TxRow> = sqlx::query_as(
-        "SELECT id, order_id, state, decision::text AS decision, reason, request, traceparent, baggage, started_by, created_at, decided_at
-         FROM transactions WHERE id = $1",
+    Ok(fetch_transactions(conn, &[id]).await?.pop())
+}
+
+/// The transactions with these ids, in the order given (those that exist), with
+/// their participants: two queries whatever the number.
+#[tracing::instrument(name = "db.fetch_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_transactions(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<TxRecord>, sqlx::Error> {
+    let rows: Vec<TxRow> = sqlx::query_as(
+        "SELECT id, order_id, state, decision::text AS decision, reason, request, traceparent, baggage, started_by,
+                created_at, decided_at
+         FROM transactions WHERE id = ANY($1)",
     )
-    .bind(id)
-    .fetch_optional(&mut *conn)
+    .bind(ids)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let corrupt = |what: String| sqlx::Error::Decode(format!("transaction {id}: {what}").into());
     let participants: Vec<ParticipantRow> = sqlx::query_as(
-        "SELECT name, vote, outcome, detail FROM tx_participants WHERE transaction_id = $1 ORDER BY position",
+        "SELECT transaction_id, name, vote, outcome, detail FROM tx_participants
+         WHERE transaction_id = ANY($1) ORDER BY transaction_id, position",
     )
-    .bind(id)
+    .bind(ids)
     .fetch_all(conn)
     .await?;
-    Ok(Some(TxRecord {
+    let mut by_id: HashMap<Uuid, TxRecord> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id;
+        by_id.insert(id, record(row)?);
+    }
+    for p in participants {
+        let id = p.transaction_id;
+        if let Some(record) = by_id.get_mut(&id) {
+            record.tx.participants.push(Participant {
+                name: p.name.parse().map_err(|e| corrupt(id, e))?,
+                vote: p.vote,
+                ack: p.outcome,
+                detail: p.detail,
+            });
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+fn corrupt(id: Uuid, what: String) -> sqlx::Error {
+    sqlx::Error::Decode(format!("transaction {id}: {what}").into())
+}
+
+/// A transaction's row as a record, its participants still to be added.
+fn record(row: TxRow) -> Result<TxRecord, sqlx::Error> {
+    Ok(TxRecord {
         id: row.id,
         order_id: row.order_id,
         request: row.request.0,
@@ -126,21 +158,16 @@ pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Opti
         decided_at: row.decided_at,
         tx: Transaction {
             state: row.state,
-            decision: row.decision.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+            decision: row
+                .decision
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt(row.id, e))?,
             reason: row.reason,
-            participants: participants
-                .into_iter()
-                .map(|p| {
-                    Ok(Participant {
-                        name: p.name.parse().map_err(corrupt)?,
-                        vote: p.vote,
-                        ack: p.outcome,
-                        detail: p.detail,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?,
+            participants: Vec::new(),
         },
-    }))
+    })
 }
 
 #[tracing::instrument(name = "db.update_participant", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
@@ -218,7 +245,7 @@ pub async fn offer_unfinished(pool: &PgPool, limit: i64, reoffer_after: Duration
 
 /// Newest first; `in_doubt` means unfinished with a participant that may have
 /// prepared and has not heard the decision.
-#[tracing::instrument(name = "db.fetch_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+#[tracing::instrument(name = "db.fetch_transaction_ids", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_transaction_ids(
     pool: &PgPool,
     state: Option<&str>,

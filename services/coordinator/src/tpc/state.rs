@@ -72,15 +72,23 @@ pub struct Participant {
     pub detail: Option<String>,
 }
 
+/// Where a participant's part stands, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantOutcome {
+    Committed,
+    Aborted,
+    /// Prepared, or maybe prepared, and not yet told the decision.
+    InDoubt,
+}
+
 impl Participant {
-    /// `committed`, `aborted` or `in_doubt` (prepared, or maybe prepared, and not
-    /// yet told the decision), as the API shows it.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> ParticipantOutcome {
         match (self.ack, self.vote) {
-            (Ack::Committed, _) => "committed",
-            (Ack::Aborted, _) => "aborted",
-            (Ack::Pending, Vote::Yes | Vote::Timeout) => "in_doubt",
-            (Ack::Pending, Vote::No | Vote::Pending) => "aborted",
+            (Ack::Committed, _) => ParticipantOutcome::Committed,
+            (Ack::Aborted, _) => ParticipantOutcome::Aborted,
+            (Ack::Pending, Vote::Yes | Vote::Timeout) => ParticipantOutcome::InDoubt,
+            (Ack::Pending, Vote::No | Vote::Pending) => ParticipantOutcome::Aborted,
         }
     }
 }
@@ -211,14 +219,18 @@ mod tests {
         }
         assert_eq!(tx.decide(), Decision::Commit);
         assert_eq!(tx.state, TxState::Committing);
-        assert_eq!(tx.participants[2].outcome(), "in_doubt");
+        assert_eq!(tx.participants[2].outcome(), ParticipantOutcome::InDoubt);
         for i in 0..3 {
             tx.record_ack(i);
         }
         assert_eq!(tx.state, TxState::Committing);
         tx.record_ack(3);
         assert_eq!(tx.state, TxState::Committed);
-        assert!(tx.participants.iter().all(|p| p.outcome() == "committed"));
+        assert!(
+            tx.participants
+                .iter()
+                .all(|p| p.outcome() == ParticipantOutcome::Committed)
+        );
     }
 
     #[test]
@@ -230,8 +242,12 @@ mod tests {
         tx.record_vote(3, Vote::Yes, None);
         assert_eq!(tx.decide(), Decision::Abort);
         assert!(tx.reason.as_deref().unwrap().contains("inventory voted no"));
-        assert_eq!(tx.participants[1].outcome(), "aborted");
-        assert_eq!(tx.participants[0].outcome(), "in_doubt", "prepared, not yet told");
+        assert_eq!(tx.participants[1].outcome(), ParticipantOutcome::Aborted);
+        assert_eq!(
+            tx.participants[0].outcome(),
+            ParticipantOutcome::InDoubt,
+            "prepared, not yet told"
+        );
     }
 
     #[test]
@@ -242,7 +258,7 @@ mod tests {
         }
         tx.record_vote(3, Vote::Timeout, None);
         assert_eq!(tx.decide(), Decision::Abort);
-        assert_eq!(tx.participants[3].outcome(), "in_doubt");
+        assert_eq!(tx.participants[3].outcome(), ParticipantOutcome::InDoubt);
         for i in 0..4 {
             tx.record_ack(i);
         }
