@@ -534,15 +534,8 @@ fn print(report: &Report) {
             .map(|(k, v)| format!("\n      {v:>6}  {k}"))
             .collect::<String>()
     };
-    let failures = |o: &Outcomes| {
-        let mut all: Vec<(&String, &u64)> = o.failures.iter().collect();
-        all.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        all.iter()
-            .map(|(k, v)| format!("\n      {v:>6}  {k}"))
-            .collect::<String>()
-    };
-    println!("  saga load failed, by why:{}", failures(&report.saga));
-    println!("  2pc load failed, by why:{}", failures(&report.two_phase));
+    println!("  saga load failed, by why:{}", by_count(&report.saga.failures));
+    println!("  2pc load failed, by why:{}", by_count(&report.two_phase.failures));
     println!("  sagas cancelled, by reason:{}", by_count(&report.saga_cancellations));
     println!("  2pc aborted, by reason:{}", by_count(&report.tpc_aborts));
     println!("  audit         {}", report.audit);
