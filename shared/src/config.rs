@@ -328,18 +328,6 @@ impl Settings {
             resilience: crate::resilience::ResilienceSettings::from_env(env)?,
         })
     }
-
-    /// Settings for tests: defaults, the given database, port 0.
-    pub fn for_tests(service: Service, database_url: &str) -> Settings {
-        let mut map = HashMap::new();
-        map.insert("DATABASE_URL".to_owned(), database_url.to_owned());
-        map.insert("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned());
-        map.insert("FAULT_INJECTION".to_owned(), "on".to_owned());
-        match Settings::from_env(service, &Env::from_map(map)) {
-            Ok(settings) => settings,
-            Err(e) => panic!("test settings are valid: {e}"),
-        }
-    }
 }
 
 #[cfg(test)]

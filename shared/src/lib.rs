@@ -24,7 +24,9 @@
 //! - [`supervisor`]: durable jobs as actors (one runner per job) and the sweeper that
 //!   resumes unfinished ones.
 //! - [`pgcluster`]: starting a throwaway PostgreSQL cluster (native launcher, tests).
-//! - [`testing`]: test support: a fresh database per test, an SMTP sink.
+//!
+//! Test support lives in `txlab-testing` (`shared/testing`), which only
+//! `[dev-dependencies]` name.
 
 pub mod config;
 pub mod db;
@@ -40,7 +42,6 @@ pub mod retry;
 pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
-pub mod testing;
 pub mod tpc;
 pub mod web;
 

@@ -145,31 +145,6 @@ fn build_provider(settings: &OtelSettings) -> Result<SdkTracerProvider, Telemetr
     Ok(builder.with_span_processor(processor).build())
 }
 
-/// For tests: trace ids on spans, no export, logs to the test writer. Idempotent.
-pub fn init_for_tests() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        install_propagator();
-        let provider = SdkTracerProvider::builder().build();
-        let tracer = provider.tracer("txlab-test");
-        opentelemetry::global::set_tracer_provider(provider);
-        let filter = EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-        let _ = tracing_subscriber::registry()
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(LevelFilter::INFO),
-            )
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(JsonLogFormat)
-                    .with_test_writer()
-                    .with_filter(filter),
-            )
-            .try_init();
-    });
-}
-
 /// The trace id of the current span, as 32 hex characters.
 pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();

@@ -8,9 +8,9 @@ use actix_web::{App, HttpResponse, test, web};
 use shared::{
     ErrorCode, Problem,
     idempotency::{Idempotency, IdempotencyStore, UnitOfWork},
-    testing::TestDatabase,
 };
 use sqlx::PgPool;
+use testing::TestDatabase;
 
 async fn database() -> PgPool {
     let db = TestDatabase::create().await;

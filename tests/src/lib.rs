@@ -6,10 +6,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::{
-    config::{Service, Settings},
-    testing::{SmtpSink, TestApp, eventually},
-};
+use shared::config::{Service, Settings};
+use testing::{SmtpSink, TestApp, eventually};
 use uuid::Uuid;
 
 pub struct Platform {

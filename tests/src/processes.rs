@@ -8,10 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::{
-    config::Service,
-    testing::{SmtpSink, TestApp, TestDatabase},
-};
+use shared::config::Service;
+use testing::{SmtpSink, TestApp, TestDatabase};
 use tokio::process::{Child, Command};
 
 use crate::Platform;
@@ -143,7 +141,7 @@ impl Processes {
 impl Platform {
     /// Every service as its own process. `extra` adds environment per service.
     pub async fn start_processes(extra: &[(Service, &str, &str)]) -> Platform {
-        shared::telemetry::init_for_tests();
+        testing::init_telemetry();
         let smtp = SmtpSink::start().await;
         let services = [
             Service::Inventory,

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use shared::testing::{TestApp, problem};
+use testing::{TestApp, problem};
 use txlab_tests::{Platform, admin, fault_rule, new_key};
 use uuid::Uuid;
 

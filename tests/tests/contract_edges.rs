@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 use serde_json::Value;
-use shared::testing::{TestApp, problem};
+use testing::{TestApp, problem};
 use txlab_tests::Platform;
 
 fn apps(platform: &Platform) -> [(&'static str, &TestApp); 5] {

@@ -12,8 +12,8 @@ use shared::{
     resilience::{
         breaker::BreakerSettings, budget::BudgetSettings, deadline::REQUEST_TIMEOUT_MS, shedding::SheddingSettings,
     },
-    testing::eventually,
 };
+use testing::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, participant, saga_settings, step};
 
@@ -33,7 +33,7 @@ fn downstream<'a>(resilience: &'a Value, name: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-async fn injected(app: &shared::testing::TestApp, operation: &str) -> u64 {
+async fn injected(app: &testing::TestApp, operation: &str) -> u64 {
     admin(app, "faults").await["injected"][operation].as_u64().unwrap()
 }
 
@@ -135,7 +135,7 @@ async fn shed_checkouts_get_503_with_retry_after_and_write_nothing() {
             .await;
         assert_eq!(shed.status(), 503, "a third checkout is shed while two are in flight");
         assert_eq!(shed.headers()["retry-after"], "2");
-        let (status, problem) = shared::testing::problem(shed).await;
+        let (status, problem) = testing::problem(shed).await;
         assert_eq!(status, 503);
         assert_eq!(problem["type"], "urn:txlab:problem:overloaded", "{problem}");
         for request in in_flight {
@@ -269,7 +269,7 @@ async fn a_checkout_is_refused_at_admission_while_a_step_before_the_pivot_is_beh
         )
         .await;
     let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    let (status, problem) = shared::testing::problem(refused).await;
+    let (status, problem) = testing::problem(refused).await;
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["type"], "urn:txlab:problem:overloaded", "{problem}");
     assert!(
@@ -405,7 +405,7 @@ async fn a_callee_stops_at_its_callers_deadline_and_does_nothing() {
         "{:?}",
         started.elapsed()
     );
-    let (status, problem) = shared::testing::problem(response).await;
+    let (status, problem) = testing::problem(response).await;
     assert_eq!(
         (status, problem["type"].as_str()),
         (504, Some("urn:txlab:problem:deadline-exceeded"))
@@ -482,7 +482,7 @@ async fn outgoing_calls_carry_what_is_left_of_the_deadline() {
         }
         heads
     });
-    let settings = Settings::for_tests(Service::Order, "postgres://unused/unused");
+    let settings = testing::settings(Service::Order, "postgres://unused/unused");
     let resilience = std::sync::Arc::new(shared::resilience::Resilience::new(
         settings.resilience.clone(),
         &settings.peers,
@@ -546,7 +546,7 @@ async fn work_cut_at_the_deadline_is_rolled_back_and_its_key_released() {
         app.send(request)
     };
     let started = Instant::now();
-    let (status, problem) = shared::testing::problem(reserve(Some("400")).await).await;
+    let (status, problem) = testing::problem(reserve(Some("400")).await).await;
     assert_eq!(
         (status, problem["type"].as_str()),
         (504, Some("urn:txlab:problem:deadline-exceeded"))

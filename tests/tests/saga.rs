@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::testing::{eventually, problem};
+use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, new_key, step};
 
 #[actix_web::test]

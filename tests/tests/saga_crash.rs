@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::{config::Service, testing::eventually};
+use shared::config::Service;
+use testing::eventually;
 use txlab_tests::{Platform, checkout_body, hold_lock, new_key, step};
 
 /// Starts a checkout without waiting for its answer, and returns its order id once

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shared::testing::eventually;
+use testing::eventually;
 use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step};
 
 /// A baggage fault fails a step's first attempt; the retry (same idempotency key)

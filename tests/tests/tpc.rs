@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::testing::{eventually, problem};
+use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant};
 
 #[actix_web::test]
@@ -340,7 +340,7 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
             .unwrap();
     }
     let url = cluster.url("payments");
-    let payment = shared::testing::TestApp::spawn(
+    let payment = testing::TestApp::spawn(
         shared::config::Service::Payment,
         |s| {
             s.database_url = url;
@@ -395,7 +395,7 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
 
 /// A transaction of its own holding the payment service's per-order lock, as a charge
 /// for `order_id` takes it: a charge's work waits on it until this one ends.
-async fn hold_charge_lock(payment: &shared::testing::TestApp, order_id: uuid::Uuid) -> sqlx::PgConnection {
+async fn hold_charge_lock(payment: &testing::TestApp, order_id: uuid::Uuid) -> sqlx::PgConnection {
     // The lock key as the payment service computes it (from the uuid's text form).
     let sql = format!("SELECT pg_advisory_xact_lock(hashtextextended('{order_id}', 0))");
     hold_lock(&payment.db.url, &sql).await

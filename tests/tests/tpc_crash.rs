@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::{config::Service, testing::eventually};
+use shared::config::Service;
+use testing::eventually;
 use txlab_tests::{Platform, checkout_body, hold_lock, new_key};
 
 /// Starts a 2PC checkout without waiting for the answer; returns its transaction id.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
-use shared::{config::Service, testing::eventually};
+use shared::config::Service;
+use testing::eventually;
 use txlab_tests::{
     Platform, checkout_body, new_key,
     otlp::{OtlpReceiver, Span, TraceShape},
@@ -535,7 +536,7 @@ async fn a_retry_denied_by_the_budget_and_a_shed_checkout_are_events_too() {
                 .header("Idempotency-Key", new_key()),
         )
         .await;
-    let (status, problem) = shared::testing::problem(shed).await;
+    let (status, problem) = testing::problem(shed).await;
     assert_eq!(status, 503, "{problem}");
     let spans = receiver
         .wait_for(problem["trace_id"].as_str().unwrap(), "the shed checkout", |spans| {

@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use loadgen::idempotency::{IdempotencySettings, measure};
-use shared::{config::Service, testing::TestApp};
+use shared::config::Service;
+use testing::TestApp;
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();

@@ -4,16 +4,14 @@
 use std::time::Duration;
 
 use coordinator::startup::{CoordinatorSettings, build_with};
-use shared::{
-    config::Service,
-    testing::{TestApp, eventually},
-};
+use shared::config::Service;
+use testing::{TestApp, eventually};
 use uuid::Uuid;
 
 /// The coordinator alone, its participants unreachable (nobody listens on their
 /// port), sweeping for unfinished transactions every 100 ms.
 async fn coordinator_without_participants() -> TestApp {
-    let nowhere = shared::testing::unreachable_url();
+    let nowhere = testing::unreachable_url();
     TestApp::spawn(
         Service::Coordinator,
         |s| {

@@ -1,2 +1,2 @@
 //! Start-up fails with one clear line for a broken environment.
-shared::start_up_tests!("coordinator");
+testing::start_up_tests!("coordinator");

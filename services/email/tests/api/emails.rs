@@ -1,10 +1,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shared::{
-    config::Service,
-    testing::{SmtpSink, TestApp, eventually, problem},
-};
+use shared::config::Service;
+use testing::{SmtpSink, TestApp, eventually, problem};
 use uuid::Uuid;
 
 use email_service::{dispatcher::RetryPolicy, startup::EmailSettings};

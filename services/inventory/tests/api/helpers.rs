@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
-use shared::{config::Service, testing::TestApp};
+use shared::config::Service;
+use testing::TestApp;
 use uuid::Uuid;
 
 pub async fn spawn_app() -> TestApp {

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use shared::testing::problem;
+use testing::problem;
 
 use crate::helpers::{spawn_app, stock};
 
@@ -53,7 +53,7 @@ async fn admin_sets_stock_and_refuses_nonsense() {
 
 #[actix_web::test]
 async fn admin_routes_require_the_token_when_one_is_set() {
-    let app = shared::testing::TestApp::spawn(
+    let app = testing::TestApp::spawn(
         shared::config::Service::Inventory,
         |s| s.admin_token = Some("s3cret".into()),
         inventory_service::startup::build,

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use shared::testing::problem;
+use testing::problem;
 use uuid::Uuid;
 
 use crate::helpers::{reservation, set_stock, spawn_app, stock};

@@ -1,8 +1,6 @@
 use serde_json::{Value, json};
-use shared::{
-    config::Service,
-    testing::{TestApp, problem},
-};
+use shared::config::Service;
+use testing::{TestApp, problem};
 use uuid::Uuid;
 
 async fn spawn_app() -> TestApp {

@@ -3,15 +3,13 @@
 use std::time::Duration;
 
 use order_service::startup::{SagaSettings, build_with};
-use shared::{
-    config::Service,
-    testing::{TestApp, eventually},
-};
+use shared::config::Service;
+use testing::{TestApp, eventually};
 use uuid::Uuid;
 
 /// The orchestrator alone, every other participant unreachable, sweeping every 100 ms.
 async fn orchestrator_without_participants() -> TestApp {
-    let nowhere = shared::testing::unreachable_url();
+    let nowhere = testing::unreachable_url();
     TestApp::spawn(
         Service::Order,
         |s| {

@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use shared::testing::problem;
+use testing::problem;
 use uuid::Uuid;
 
 use crate::helpers::{charge, payments, spawn_app};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::testing::{eventually, problem};
+use testing::{eventually, problem};
 use uuid::Uuid;
 
 use crate::helpers::{charge, spawn_app, spawn_app_with};

@@ -1,5 +1,11 @@
-//! Test support: a fresh database per test on one shared PostgreSQL cluster, and an
-//! SMTP sink that speaks real SMTP.
+//! Test support, named only in `[dev-dependencies]`: no service binary compiles it.
+//!
+//! - [`settings`] and [`init_telemetry`]: a service's settings and tracing for a test.
+//! - [`TestDatabase`]: a fresh database per test on one shared PostgreSQL cluster.
+//! - [`SmtpSink`]: an SMTP server that speaks real SMTP and keeps what it receives.
+//! - [`TestApp`]: a service started in-process on port 0 with a fresh database.
+//! - [`problem`], [`eventually`]: reading problem+json answers; polling for a state.
+//! - [`start_up_tests!`]: the start-up tests every service binary has.
 //!
 //! The cluster is `TXLAB_TEST_DATABASE_URL` (a superuser URL) when set; otherwise one
 //! is started from the machine's PostgreSQL binaries in `target/txlab-test-pg` on port
@@ -20,7 +26,58 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::pgcluster::{ClusterOptions, PgCluster};
+use shared::{
+    config::{Env, Service, Settings},
+    pgcluster::{ClusterOptions, PgCluster},
+};
+
+/// A service's settings for a test: the defaults, the given database, port 0, fault
+/// injection on.
+pub fn settings(service: Service, database_url: &str) -> Settings {
+    let map = [
+        ("DATABASE_URL", database_url),
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("FAULT_INJECTION", "on"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    match Settings::from_env(service, &Env::from_map(map)) {
+        Ok(settings) => settings,
+        Err(e) => panic!("test settings are valid: {e}"),
+    }
+}
+
+/// Tracing for tests: trace ids on spans, no export, JSON logs to the test writer
+/// (filtered by `TEST_LOG`, `warn` by default). Idempotent.
+pub fn init_telemetry() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{
+        EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+    };
+
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        shared::telemetry::install_propagator();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("txlab-test");
+        opentelemetry::global::set_tracer_provider(provider);
+        let filter = EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(LevelFilter::INFO),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(shared::telemetry::JsonLogFormat)
+                    .with_test_writer()
+                    .with_filter(filter),
+            )
+            .try_init();
+    });
+}
 
 /// The superuser URL of the test cluster, starting it if needed.
 pub fn cluster_admin_url() -> anyhow::Result<String> {
@@ -270,19 +327,15 @@ pub struct TestApp {
 impl TestApp {
     /// Builds and serves a service; `configure` may adjust the settings first.
     /// Call from an actix test (`#[actix_web::test]`): services start actors.
-    pub async fn spawn<F, Fut>(
-        service: crate::config::Service,
-        configure: impl FnOnce(&mut crate::config::Settings),
-        build: F,
-    ) -> TestApp
+    pub async fn spawn<F, Fut>(service: Service, configure: impl FnOnce(&mut Settings), build: F) -> TestApp
     where
-        F: FnOnce(crate::config::Settings) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<crate::startup::Server>>,
+        F: FnOnce(Settings) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<shared::startup::Server>>,
     {
-        use crate::startup::Application as _;
-        crate::telemetry::init_for_tests();
+        use shared::startup::Application as _;
+        init_telemetry();
         let db = TestDatabase::create().await;
-        let mut settings = crate::config::Settings::for_tests(service, &db.url);
+        let mut settings = settings(service, &db.url);
         configure(&mut settings);
         let server = match build(settings).await {
             Ok(server) => server,
@@ -410,7 +463,7 @@ macro_rules! start_up_tests {
 
         #[test]
         fn a_missing_database_url_is_named() {
-            $crate::testing::assert_start_up_fails_naming(BINARY, &[("BIND_ADDR", "127.0.0.1:0")], "DATABASE_URL");
+            $crate::assert_start_up_fails_naming(BINARY, &[("BIND_ADDR", "127.0.0.1:0")], "DATABASE_URL");
         }
 
         #[test]
@@ -419,7 +472,7 @@ macro_rules! start_up_tests {
                 ("BIND_ADDR", "127.0.0.1:0"),
                 ("DATABASE_URL", "postgres://txlab:secret@127.0.0.1:1/nowhere"),
             ];
-            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
+            $crate::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
         }
 
         #[test]
@@ -428,7 +481,7 @@ macro_rules! start_up_tests {
                 ("BIND_ADDR", "127.0.0.1:0"),
                 ("DATABASE_URL", "mysql://localhost/shop"),
             ];
-            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
+            $crate::assert_start_up_fails_naming(BINARY, &env, "DATABASE_URL");
         }
 
         #[test]
@@ -437,7 +490,7 @@ macro_rules! start_up_tests {
                 ("DATABASE_URL", "postgres://localhost/x"),
                 ("FAULT_INJECTION", "sometimes"),
             ];
-            $crate::testing::assert_start_up_fails_naming(BINARY, &env, "FAULT_INJECTION");
+            $crate::assert_start_up_fails_naming(BINARY, &env, "FAULT_INJECTION");
         }
     };
 }
