@@ -19,7 +19,7 @@ FROM (SELECT bench_uuid() AS order_id, bench_uuid() AS saga_id, bench_uuid() AS 
              bench_uuid() AS email_id, gen_random_uuid() AS checkout_key, gen_random_uuid() AS lease,
              'SKU-' || lpad((1 + floor(random() * 11))::int::text, 3, '0') AS sku) i \gset
 
--- order  POST /checkout · idempotency claim (IdempotencyStore::claim, autocommit)
+-- order  POST /checkout · IdempotencyStore::claim (the idempotency claim, autocommit)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :checkout_key, sha256(:checkout_key::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -39,13 +39,13 @@ SELECT :saga_id, (ordinality - 1)::smallint, step
 FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
 COMMIT;
 -- order  Engine::run · log::fetch_saga
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 
 -- step 0 create_order ---------------------------------------------------------
 -- order  Engine::drive · log::update_step (before the attempt)
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
--- order  POST /orders · idempotency claim
+-- order  POST /orders · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -59,7 +59,7 @@ INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
 SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
 -- view::load_existing
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
@@ -72,8 +72,9 @@ COMMIT;
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
 
 -- step 1 reserve_inventory ----------------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
--- inventory  POST /reservations · idempotency claim
+-- inventory  POST /reservations · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -89,15 +90,18 @@ WITH lines AS (SELECT * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[]) AS l(sku
 INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, quantity FROM lines;
 -- routes::reservation · db::fetch_reservation_lines
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+-- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
 WHERE scope = 'inventory' AND key = :key_reserve_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
 
 -- step 2 charge_payment (the pivot), declined ----------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
--- payment  POST /charges · idempotency claim
+-- payment  POST /charges · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -109,18 +113,22 @@ SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_
 INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
 VALUES (:charge_id, :order_id, 2100, 'tok_chargeDeclined', 'declined', 'card_declined')
 RETURNING id, order_id, amount_cents, state, decline_code, refunded_cents, created_at;
--- a 402 is a business outcome: stored, and the declined charge commits with it
+-- payment  IdempotencyStore::complete (a 402 is a business outcome: stored, and the declined charge commits with it)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 402, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_DECLINE@), 'UTF8')
 WHERE scope = 'payment' AND key = :key_charge_payment AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'failed', attempts = 1, compensation_attempts = 0, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
 -- order  log::update_saga (running → compensating)
-UPDATE sagas SET status = 'compensating', reason = '402 payment-declined: the card was declined: card_declined', parked_compensating = false,
-       next_attempt_at = now() + make_interval(secs => 0), updated_at = now() WHERE id = :saga_id;
+UPDATE sagas SET status = 'compensating', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
+       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+WHERE id = :saga_id;
 
 -- compensate step 2: POST /refunds (nothing was charged: a null compensation) ----
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+-- payment  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_refund, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -132,14 +140,18 @@ SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM
 INSERT INTO refunds (id, order_id, charge_id, amount_cents, null_compensation)
 VALUES (:email_id, :order_id, NULL, 0, true)
 RETURNING id, order_id, charge_id, amount_cents, null_compensation, created_at;
+-- payment  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_PAYMENT@), 'UTF8')
 WHERE scope = 'payment' AND key = :key_refund AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
 
 -- compensate step 1: POST /reservations/{id}/release ---------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+-- inventory  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_release, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -152,14 +164,18 @@ UPDATE products p SET available = p.available + l.quantity, reserved = p.reserve
 FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
 UPDATE reservations SET state = 'released', updated_at = now() WHERE order_id = :order_id;
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+-- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
 WHERE scope = 'inventory' AND key = :key_release AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
 
 -- compensate step 0: POST /orders/{id}/cancel -----------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+-- order  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_cancel, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -169,27 +185,30 @@ SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id,
 UPDATE orders SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
+-- order  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_ORDER@), 'UTF8')
 WHERE scope = 'order' AND key = :key_cancel AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
 
 -- the end -----------------------------------------------------------------------
 -- order  log::update_saga (compensating → cancelled)
-UPDATE sagas SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', parked_compensating = false,
-       next_attempt_at = now() + make_interval(secs => 0), updated_at = now() WHERE id = :saga_id;
+UPDATE sagas SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
+       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+WHERE id = :saga_id;
 -- order  checkout · view::load_existing (autocommit reads on one connection)
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
--- order  the checkout's stored answer
+-- order  checkout · IdempotencyStore::complete (the checkout's stored answer: an idempotency commit without a unit of work)
 BEGIN;
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_CHECKOUT@), 'UTF8')

@@ -14,7 +14,7 @@ FROM (SELECT bench_uuid() AS order_id, bench_uuid() AS saga_id, bench_uuid() AS 
              bench_uuid() AS email_id, gen_random_uuid() AS checkout_key, gen_random_uuid() AS lease,
              'SKU-' || lpad((1 + floor(random() * 11))::int::text, 3, '0') AS sku) i \gset
 
--- order  POST /checkout · idempotency claim (IdempotencyStore::claim, autocommit)
+-- order  POST /checkout · IdempotencyStore::claim (the idempotency claim, autocommit)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :checkout_key, sha256(:checkout_key::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -34,13 +34,13 @@ SELECT :saga_id, (ordinality - 1)::smallint, step
 FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
 COMMIT;
 -- order  Engine::run · log::fetch_saga
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 
 -- step 0 create_order ---------------------------------------------------------
 -- order  Engine::drive · log::update_step (before the attempt)
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
--- order  POST /orders · idempotency claim
+-- order  POST /orders · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -54,7 +54,7 @@ INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
 SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
 -- view::load_existing
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
@@ -67,8 +67,9 @@ COMMIT;
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
 
 -- step 1 reserve_inventory ----------------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
--- inventory  POST /reservations · idempotency claim
+-- inventory  POST /reservations · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -84,15 +85,18 @@ WITH lines AS (SELECT * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[]) AS l(sku
 INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, quantity FROM lines;
 -- routes::reservation · db::fetch_reservation_lines
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+-- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
 WHERE scope = 'inventory' AND key = :key_reserve_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
 
 -- step 2 charge_payment (the pivot) -------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
--- payment  POST /charges · idempotency claim
+-- payment  POST /charges · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -104,15 +108,18 @@ SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_
 INSERT INTO charges (id, order_id, amount_cents, token, state, decline_code)
 VALUES (:charge_id, :order_id, 2100, 'tok_visa', 'succeeded', NULL)
 RETURNING id, order_id, amount_cents, state, decline_code, refunded_cents, created_at;
+-- payment  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_PAYMENT@), 'UTF8')
 WHERE scope = 'payment' AND key = :key_charge_payment AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
 
 -- step 3 commit_inventory -----------------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
--- inventory  POST /reservations/{id}/commit · idempotency claim
+-- inventory  POST /reservations/{id}/commit · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_commit_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -123,15 +130,18 @@ UPDATE products p SET sold = p.sold + l.quantity, reserved = p.reserved - l.quan
 FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
 UPDATE reservations SET state = 'committed', updated_at = now() WHERE order_id = :order_id;
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
+-- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_INVENTORY@), 'UTF8')
 WHERE scope = 'inventory' AND key = :key_commit_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
 
 -- step 4 confirm_order --------------------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
--- order  POST /orders/{id}/confirm · idempotency claim
+-- order  POST /orders/{id}/confirm · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_confirm_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -141,19 +151,22 @@ SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id,
 UPDATE orders SET status = 'confirmed', reason = NULL, updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
+-- order  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 200, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_ORDER@), 'UTF8')
 WHERE scope = 'order' AND key = :key_confirm_order AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
 
 -- step 5 send_email -----------------------------------------------------------
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
--- email  POST /emails · idempotency claim
+-- email  POST /emails · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('email', :key_send_email, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
@@ -165,23 +178,26 @@ VALUES (:email_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::t
         '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
 ON CONFLICT (order_id, kind) DO NOTHING
 RETURNING id, order_id, kind, recipient, subject, body, state, attempts, last_error, next_attempt_at, delivered_at, traceparent, created_at;
+-- email  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_EMAIL@), 'UTF8')
 WHERE scope = 'email' AND key = :key_send_email AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
+-- order  Engine::drive · log::update_step
 UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
 
 -- the end -----------------------------------------------------------------------
 -- order  Engine::drive · log::update_saga (running → confirmed)
-UPDATE sagas SET status = 'confirmed', reason = NULL, parked_compensating = false,
-       next_attempt_at = now() + make_interval(secs => 0), updated_at = now() WHERE id = :saga_id;
+UPDATE sagas SET status = 'confirmed', reason = NULL, parked_reason = NULL,
+       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+WHERE id = :saga_id;
 -- order  checkout · view::load_existing (autocommit reads on one connection)
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_compensating, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
--- order  the checkout's stored answer (idempotency commit without a unit of work)
+-- order  checkout · IdempotencyStore::complete (the checkout's stored answer: an idempotency commit without a unit of work)
 BEGIN;
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
        response_status = 201, response_headers = '[["content-type","application/json"]]', response_body = convert_to(repeat('x', @BODY_CHECKOUT@), 'UTF8')

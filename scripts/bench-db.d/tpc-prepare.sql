@@ -11,27 +11,27 @@
 SELECT i.*, 'txlab_' || replace(tx_id::text, '-', '') || '_@PARTICIPANT@' AS gid
 FROM (SELECT bench_uuid() AS tx_id, bench_uuid() AS order_id, bench_uuid() AS row_id,
              'SKU-' || lpad((1 + floor(random() * 11))::int::text, 3, '0') AS sku) i \gset
--- shared::tpc::prepare_detached · is_prepared, is_committed, is_aborted (autocommit)
+-- shared  tpc::prepare_detached · tpc::is_prepared, tpc::is_committed, tpc::is_aborted (autocommit)
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());
 SELECT EXISTS (SELECT 1 FROM tpc_log WHERE gid = :gid);
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
 BEGIN;
--- prepare_in_transaction
+-- shared  tpc::prepare_in_transaction (the lock wait bound)
 SET LOCAL lock_timeout = '2s';
--- bound_by_deadline: what is left of the coordinator's vote timeout
+-- shared  tpc::bound_by_deadline (what is left of the coordinator's vote timeout)
 SET LOCAL statement_timeout = 2900;
--- the id claimed first (the barrier against an overtaking abort), then the tombstone looked for
+-- shared  tpc::prepare_in_transaction · tpc::insert_claim (the id claimed first, the barrier against an overtaking abort),
+-- tpc::is_aborted (then the tombstone looked for)
 INSERT INTO tpc_log (gid, transaction_id) VALUES (:gid, :tx_id) ON CONFLICT DO NOTHING;
 SELECT EXISTS (SELECT 1 FROM tpc_aborted WHERE gid = :gid);
--- bound_by_deadline: what is left of the coordinator's vote timeout
+-- shared  tpc::bound_by_deadline (what is left of the coordinator's vote timeout)
 SET LOCAL statement_timeout = 2900;
 -- @WORK@
--- bound_by_deadline: what is left of the coordinator's vote timeout
+-- shared  tpc::bound_by_deadline (what is left of the coordinator's vote timeout)
 SET LOCAL statement_timeout = 2900;
 PREPARE TRANSACTION '@GID@_@PARTICIPANT@';
--- vote yes only if Postgres holds it · is_prepared
+-- shared  tpc::prepare_detached · tpc::is_prepared (vote yes only if Postgres holds it)
 SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());
--- phase two, POST /tpc/{gid}/commit · shared::tpc::finish: is_prepared, COMMIT PREPARED, is_committed
-SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE gid = :gid AND database = current_database());
+-- shared  phase two, POST /tpc/{gid}/commit · tpc::finish (COMMIT PREPARED), tpc::is_committed
 COMMIT PREPARED '@GID@_@PARTICIPANT@';
 SELECT EXISTS (SELECT 1 FROM tpc_log WHERE gid = :gid);
