@@ -50,9 +50,12 @@ impl Engine {
             otel.name = "saga.checkout",
             saga.id = %saga.id,
             order.id = %saga.order_id,
-            saga.resumed_from = %saga.state.status,
+            saga.resumed_from = Empty,
             saga.outcome = Empty,
         );
+        if !saga.state.is_new() {
+            span.record("saga.resumed_from", tracing::field::display(saga.state.status));
+        }
         if let Some(traceparent) = &saga.traceparent {
             shared::telemetry::continue_trace(&span, traceparent);
         }

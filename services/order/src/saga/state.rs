@@ -142,6 +142,14 @@ impl SagaState {
         }
     }
 
+    /// Whether no call has been made yet: a run of a saga that is not new resumes it
+    /// (after a restart, or out of parking).
+    pub fn is_new(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|step| step.attempts == 0 && step.compensation_attempts == 0)
+    }
+
     /// A parked saga goes back to work, with a fresh attempt budget. Why it is
     /// compensating (`reason`) stays.
     pub fn resume(&mut self) {
