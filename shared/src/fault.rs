@@ -98,12 +98,18 @@ impl<'de> Deserialize<'de> for FaultKind {
 }
 
 /// A probabilistic rule, as `PUT /admin/faults` takes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRule {
+    /// One of the service's fault points, e.g. `payment.charge`.
+    #[schema(example = "payment.charge")]
     pub operation: String,
+    /// `error`, `decline`, `delay_ms:<n>`, `timeout`, `lost_response` or `crash`.
+    #[schema(value_type = String, pattern = "^(error|decline|timeout|lost_response|crash|delay_ms:[0-9]+)$", example = "error")]
     pub kind: FaultKind,
+    /// 0–1; 1 when absent.
     #[serde(default = "always")]
+    #[schema(minimum = 0.0, maximum = 1.0, default = 1.0)]
     pub probability: f64,
 }
 
@@ -111,10 +117,22 @@ fn always() -> f64 {
     1.0
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// `PUT /admin/faults`: the rules that replace the current ones.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultRules {
     pub rules: Vec<FaultRule>,
+}
+
+/// The fault switch and the current rules; `GET` adds how many faults each point has
+/// had injected since start.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FaultsView {
+    /// `FAULT_INJECTION=on`.
+    pub enabled: bool,
+    pub rules: Vec<FaultRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The service's fault switch, its operations and its current rules (app data).
@@ -162,11 +180,11 @@ impl FaultInjector {
     }
 
     /// How many faults each operation has had injected since start.
-    pub fn injected(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub fn injected(&self) -> std::collections::BTreeMap<String, u64> {
         self.operations
             .iter()
             .zip(&self.injected)
-            .map(|(op, n)| ((*op).to_owned(), n.load(Ordering::Relaxed).into()))
+            .map(|(op, n)| ((*op).to_owned(), n.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -247,15 +265,28 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn list_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
-    crate::web::ok(&serde_json::json!({
-        "enabled": injector.enabled(),
-        "rules": injector.rules(),
-        "injected": injector.injected(),
-    }))
+/// The fault switch, the rules, and the faults injected so far per point.
+#[utoipa::path(get, path = "/admin/faults", tag = "faults",
+    responses((status = 200, description = "The rules", body = FaultsView)))]
+pub(crate) async fn list_rules(injector: web::Data<FaultInjector>) -> Result<HttpResponse, Problem> {
+    crate::web::ok(&FaultsView {
+        enabled: injector.enabled(),
+        rules: injector.rules(),
+        injected: Some(injector.injected()),
+    })
 }
 
-async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRules>) -> Result<HttpResponse, Problem> {
+/// Replaces the probabilistic fault rules (for load runs).
+#[utoipa::path(put, path = "/admin/faults", tag = "faults", request_body = FaultRules,
+    responses(
+        (status = 200, description = "The rules now in force", body = FaultsView),
+        (status = 400, description = "An unknown fault point, or a probability outside 0–1"),
+        (status = 409, description = "Fault injection is off (`FAULT_INJECTION`)"),
+    ))]
+pub(crate) async fn put_rules(
+    injector: web::Data<FaultInjector>,
+    body: web::Json<FaultRules>,
+) -> Result<HttpResponse, Problem> {
     if !injector.enabled() {
         return Err(Problem::new(
             ErrorCode::Conflict,
@@ -263,15 +294,26 @@ async fn put_rules(injector: web::Data<FaultInjector>, body: web::Json<FaultRule
         ));
     }
     injector.replace_rules(body.into_inner().rules)?;
-    crate::web::ok(&serde_json::json!({ "enabled": true, "rules": injector.rules() }))
+    crate::web::ok(&FaultsView {
+        enabled: true,
+        rules: injector.rules(),
+        injected: None,
+    })
 }
 
-async fn delete_rules(
+/// Removes every rule; the body, if any, is `{}`.
+#[utoipa::path(delete, path = "/admin/faults", tag = "faults", request_body = Option<api::NoFields>,
+    responses((status = 200, description = "No rules left", body = FaultsView)))]
+pub(crate) async fn delete_rules(
     _: crate::web::OptionalJson<api::NoFields>,
     injector: web::Data<FaultInjector>,
 ) -> Result<HttpResponse, Problem> {
     injector.replace_rules(Vec::new())?;
-    crate::web::ok(&serde_json::json!({ "enabled": injector.enabled(), "rules": [] }))
+    crate::web::ok(&FaultsView {
+        enabled: injector.enabled(),
+        rules: Vec::new(),
+        injected: None,
+    })
 }
 
 /// Middleware marking an endpoint as the fault point of `operation`.

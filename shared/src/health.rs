@@ -22,11 +22,20 @@ fn answer(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpR
     crate::web::json(status, &body).unwrap_or_else(|_| HttpResponse::build(status).json(body))
 }
 
-async fn live() -> HttpResponse {
+/// The process serves.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "Live", body = crate::openapi::HealthBody)))]
+pub(crate) async fn live() -> HttpResponse {
     answer(actix_web::http::StatusCode::OK, json!({ "status": "live" }))
 }
 
-async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>) -> HttpResponse {
+/// The database is reachable and every migration is applied.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::HealthBody),
+        (status = 503, description = "Not ready: `reason` says why"),
+    ))]
+pub(crate) async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>) -> HttpResponse {
     let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success");
     match tokio::time::timeout(Duration::from_secs(2), check.fetch_one(pool.get_ref())).await {
         Ok(Ok(applied)) if applied >= expected.0 => {

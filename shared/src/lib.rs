@@ -35,6 +35,7 @@ pub mod fault;
 pub mod health;
 pub mod http_client;
 pub mod idempotency;
+pub mod openapi;
 pub mod pgcluster;
 pub mod problem;
 pub mod resilience;

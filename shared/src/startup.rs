@@ -72,6 +72,9 @@ pub struct Routes<P, A> {
     pub admin: A,
     /// Its fault points, e.g. `["payment.charge", "payment.refund"]`.
     pub fault_operations: &'static [&'static str],
+    /// The OpenAPI document of its own endpoints (public and admin); the platform adds
+    /// its own and serves the whole at `/openapi.json` and `/docs`.
+    pub openapi: crate::openapi::Document,
 }
 
 /// A server's first half: its database connected and migrated, its listener bound.
@@ -184,6 +187,7 @@ impl Prepared {
         let expected = web::Data::new(ExpectedMigrations(migrations));
         let resilience = web::Data::new(resilience);
         let admin_token = settings.admin_token.clone();
+        let openapi = crate::openapi::render(&crate::openapi::document(settings.service, routes.openapi))?;
         let Routes { public, admin, .. } = routes;
         let server = HttpServer::new(move || {
             App::new()
@@ -203,6 +207,7 @@ impl Prepared {
                         .configure(admin.clone()),
                 )
                 .configure(public.clone())
+                .configure(crate::openapi::routes(openapi.clone()))
                 .configure(common(admin_token.clone()))
         })
         .listen(listener)?

@@ -39,7 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// What a transaction means for its checkout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionStatus {
     Committed,
@@ -48,7 +48,9 @@ pub enum TransactionStatus {
     Pending,
 }
 
-#[derive(Debug, Serialize)]
+/// A 2PC transaction: the checkout, the decision, and each participant's vote and
+/// outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TransactionView {
     pub transaction_id: Uuid,
     pub order_id: Uuid,
@@ -67,7 +69,8 @@ pub struct TransactionView {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// One participant's part.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ParticipantView {
     pub name: api::Participant,
     /// `yes`, `no`, `timeout`, or `pending` before it answered.
@@ -119,6 +122,17 @@ async fn load(conn: &mut PgConnection, id: Uuid) -> Result<TransactionView, Prob
 /// `POST /checkout`: validate, price, log the transaction, run the protocol, and
 /// answer 201 once it is decided and every participant has been told once (202 with
 /// `Location` if the deadline passes first).
+#[utoipa::path(post, path = "/checkout", tag = "checkout", request_body = CheckoutRequest,
+    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never starts a second transaction", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$")),
+    responses(
+        (status = 201, description = "Decided (`committed`, or `aborted` with `reason`), every participant told once", body = TransactionView),
+        (status = 202, description = "Not decided within the deadline: follow `Location`", body = TransactionView,
+            headers(("Location" = String, description = "`/transactions/{id}`"))),
+        (status = 400, description = "Invalid: every reason in `errors`; or `Idempotency-Key` missing or malformed"),
+        (status = 409, description = "The first request with this key is still being processed"),
+        (status = 422, description = "A SKU the catalogue does not have (`unknown-sku`), or the key reused with another body"),
+        (status = 503, description = "The inventory (pricing) is unavailable, or the service is overloaded: nothing was done"),
+    ))]
 #[tracing::instrument(name = "checkout", skip_all, fields(tx.id, order.id))]
 #[allow(clippy::too_many_arguments)]
 async fn checkout(
@@ -167,14 +181,24 @@ async fn checkout(
     }
 }
 
+/// A transaction as it stands.
+#[utoipa::path(get, path = "/transactions/{id}", tag = "transactions",
+    params(("id" = Uuid, Path, description = "The transaction")),
+    responses((status = 200, description = "The transaction", body = TransactionView)))]
 async fn show_transaction(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     ok(&load(&mut *pool.acquire().await?, *id).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TransactionsQuery {
+    /// `in_doubt` (unfinished, with a participant that has or may have prepared and
+    /// not heard the decision), or a state.
+    #[param(pattern = "^(in_doubt|preparing|committing|aborting|committed|aborted)$")]
     state: Option<String>,
+    /// 1–500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The last `transaction_id` of the previous page.
     before: Option<Uuid>,
@@ -190,11 +214,14 @@ const STATES: [&str; 6] = [
 ];
 
 /// `GET /transactions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TransactionList {
     pub transactions: Vec<TransactionView>,
 }
 
+/// Transactions, newest first.
+#[utoipa::path(get, path = "/transactions", tag = "transactions", params(TransactionsQuery),
+    responses((status = 200, description = "A page of transactions", body = TransactionList)))]
 async fn list_transactions(
     pool: web::Data<PgPool>,
     query: web::Query<TransactionsQuery>,
@@ -218,3 +245,8 @@ async fn list_transactions(
         transactions: records.into_iter().map(view).collect(),
     })
 }
+
+/// The coordinator's own endpoints, for its OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(checkout, list_transactions, show_transaction))]
+pub struct Api;

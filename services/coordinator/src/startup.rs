@@ -88,6 +88,10 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
             },
             admin: |_: &mut web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
+            openapi: {
+                use utoipa::OpenApi as _;
+                crate::routes::Api::openapi()
+            },
         },
     )
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "email_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum EmailState {
@@ -18,7 +18,8 @@ pub enum EmailState {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// An email in the outbox, and where its delivery stands.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Email {
     pub id: Uuid,
     pub order_id: Uuid,

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use api::EnqueueEmail;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::{
     Problem,
     domain::EmailAddress,
@@ -27,6 +27,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Puts the order's confirmation in the outbox, once: a repeat answers 200 with the
 /// email already there. The dispatcher delivers it after this commits.
+#[utoipa::path(post, path = "/emails", tag = "emails", request_body = EnqueueEmail,
+    responses(
+        (status = 201, description = "In the outbox", body = db::Email),
+        (status = 200, description = "The order's confirmation was in the outbox already", body = db::Email),
+    ))]
 #[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
 async fn enqueue_email(mut uow: UnitOfWork, body: web::Json<EnqueueEmail>) -> Result<HttpResponse, Problem> {
     let (email, is_new) = enqueue(uow.tx().await?, &body).await?;
@@ -64,13 +69,33 @@ pub async fn enqueue(conn: &mut sqlx::PgConnection, request: &EnqueueEmail) -> R
     .await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EmailsQuery {
+    /// The order whose emails to show.
     order_id: Uuid,
 }
 
+/// `GET /emails?order_id=`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Emails {
+    order_id: Uuid,
+    emails: Vec<db::Email>,
+}
+
+/// An order's emails and their delivery.
+#[utoipa::path(get, path = "/emails", tag = "emails", params(EmailsQuery),
+    responses((status = 200, description = "The order's emails (an empty list if none)", body = Emails)))]
 async fn list_emails(pool: web::Data<PgPool>, query: web::Query<EmailsQuery>) -> Result<HttpResponse, Problem> {
     let emails = db::fetch_emails(&pool, query.order_id).await?;
-    ok(&serde_json::json!({ "order_id": query.order_id, "emails": emails }))
+    ok(&Emails {
+        order_id: query.order_id,
+        emails,
+    })
 }
+
+/// The email service's own endpoints, for its OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(enqueue_email, list_emails))]
+pub struct Api;

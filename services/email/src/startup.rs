@@ -67,6 +67,12 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
             },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
+            openapi: {
+                use utoipa::OpenApi as _;
+                let mut doc = crate::routes::Api::openapi();
+                doc.merge(shared::tpc::openapi::<crate::tpc::EmailTpc>());
+                doc
+            },
         },
     )?;
     EmailDispatcher::new(

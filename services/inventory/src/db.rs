@@ -4,7 +4,8 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A SKU of the catalogue and its stock: `stocked = available + reserved + sold`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     pub sku: String,
     pub name: String,
@@ -16,7 +17,7 @@ pub struct Product {
     pub stocked: i32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "reservation_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ReservationState {
@@ -25,7 +26,7 @@ pub enum ReservationState {
     Released,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ReservationLine {
     pub sku: String,
     pub quantity: i32,

@@ -28,6 +28,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
             },
             admin: crate::routes::admin_routes,
             fault_operations: FAULT_OPERATIONS,
+            openapi: {
+                use utoipa::OpenApi as _;
+                let mut doc = crate::routes::Api::openapi();
+                doc.merge(shared::tpc::openapi::<crate::tpc::InventoryTpc>());
+                doc
+            },
         },
     )
 }

@@ -29,6 +29,20 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct CheckoutDeadline(pub Duration);
 
+/// Checks out as an orchestrated saga: validates, prices from the inventory, logs the
+/// saga and runs it. Answers with the final state when the saga ends within
+/// `CHECKOUT_DEADLINE_MS`, else 202 with `Location` to follow.
+#[utoipa::path(post, path = "/checkout", tag = "checkout", request_body = CheckoutRequest,
+    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never runs a second saga", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$")),
+    responses(
+        (status = 201, description = "The saga ended: `confirmed`, or `cancelled` with `reason` (its compensations done)", body = crate::view::OrderView),
+        (status = 202, description = "Still running after the deadline: follow `Location`", body = crate::view::OrderView,
+            headers(("Location" = String, description = "`/orders/{order_id}`"))),
+        (status = 400, description = "Invalid: every reason in `errors`; or `Idempotency-Key` missing or malformed"),
+        (status = 409, description = "The first request with this key is still being processed"),
+        (status = 422, description = "A SKU the catalogue does not have (`unknown-sku`), or the key reused with another body"),
+        (status = 503, description = "The inventory (pricing) is unavailable, or the service is overloaded: nothing was done"),
+    ))]
 #[tracing::instrument(name = "checkout", skip_all, fields(order.id, saga.id))]
 pub async fn checkout(
     req: HttpRequest,

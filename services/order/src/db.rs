@@ -22,14 +22,15 @@ pub struct OrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrderLine {
     pub sku: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// An order in a list.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrderSummary {
     #[serde(rename = "order_id")]
     pub id: Uuid,

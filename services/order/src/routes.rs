@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use api::{CancelOrder, CreateOrder, LineItemRequest, NoFields};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::{
     ErrorCode, Problem,
     domain::{EmailAddress, LineItems, PaymentToken, invalid},
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::{
     db::{self, NewOrder},
     domain::{OrderEvent, OrderStatus, Transition},
+    view::OrderView,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -46,8 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)));
 }
 
-/// Creates a pending order with priced lines. A repeat with the same id answers
-/// with the existing order.
+/// Creates a pending order with priced lines (the saga's first step). A repeat with
+/// the same id answers with the existing order.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
+    responses(
+        (status = 201, description = "Created, pending", body = OrderView),
+        (status = 200, description = "An order with this id existed already: it", body = OrderView),
+        (status = 409, description = "The order was cancelled before it was created (`action-after-compensation`)"),
+    ))]
 async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Result<HttpResponse, Problem> {
     let tx = uow.tx().await?;
     let (id, is_new) = create(tx, &body).await?;
@@ -117,6 +124,14 @@ pub async fn create(conn: &mut PgConnection, body: &CreateOrder) -> Result<(Uuid
     Ok((id, inserted.is_some()))
 }
 
+/// Confirms a pending order (the saga's last step). Confirming a confirmed order
+/// changes nothing.
+#[utoipa::path(post, path = "/orders/{order_id}/confirm", tag = "orders", params(("order_id" = Uuid, Path, description = "The order")),
+    request_body = Option<NoFields>,
+    responses(
+        (status = 200, description = "Confirmed", body = OrderView),
+        (status = 409, description = "The order is cancelled"),
+    ))]
 async fn confirm_order(
     _: OptionalJson<NoFields>,
     uow: UnitOfWork,
@@ -125,6 +140,14 @@ async fn confirm_order(
     transition(uow, id.into_inner(), OrderEvent::Confirm, None).await
 }
 
+/// Cancels an order (the compensation of its creation). Cancelling an order never
+/// created records that, so a late creation is refused (null compensation).
+#[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "orders", params(("order_id" = Uuid, Path, description = "The order")),
+    request_body = Option<CancelOrder>,
+    responses(
+        (status = 200, description = "Cancelled; for an order never created, `{ order_id, status, null_compensation }`", body = CancelAnswer),
+        (status = 409, description = "The order is confirmed"),
+    ))]
 async fn cancel_order(
     OptionalJson(body): OptionalJson<CancelOrder>,
     uow: UnitOfWork,
@@ -149,9 +172,11 @@ async fn transition(
         if event == OrderEvent::Cancel {
             db::insert_order_tombstone(tx, id).await?;
             tracing::info!("null compensation: cancelled an order that was never created");
-            return ok(
-                &serde_json::json!({ "order_id": id, "status": OrderStatus::Cancelled, "null_compensation": true }),
-            );
+            return ok(&NeverCreated {
+                order_id: id,
+                status: OrderStatus::Cancelled,
+                null_compensation: true,
+            });
         }
         return Err(Problem::not_found(format!("no order {id}")));
     };
@@ -176,6 +201,9 @@ async fn transition(
     }
 }
 
+/// An order, and its saga's steps when it came from a checkout.
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "orders", params(("order_id" = Uuid, Path, description = "The order")),
+    responses((status = 200, description = "The order", body = OrderView)))]
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     // One snapshot for the order, its lines and its saga.
     let mut snapshot = pool.begin().await?;
@@ -190,14 +218,47 @@ async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<Http
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct OrdersQuery {
+    /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
+    /// 1–500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The last `order_id` of the previous page.
     before: Option<Uuid>,
 }
+
+/// `GET /orders`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OrderList {
+    orders: Vec<db::OrderSummary>,
+}
+
+/// What cancelling answers: the order, or, for an order never created, the record
+/// that it was cancelled first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CancelAnswer {
+    Order(Box<OrderView>),
+    NeverCreated(NeverCreated),
+}
+
+/// The null compensation: an order cancelled before it was ever created.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct NeverCreated {
+    order_id: Uuid,
+    status: OrderStatus,
+    null_compensation: bool,
+}
+
+/// Orders, newest first.
+#[utoipa::path(get, path = "/orders", tag = "orders", params(OrdersQuery),
+    responses((status = 200, description = "A page of orders", body = OrderList)))]
 
 async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) -> Result<HttpResponse, Problem> {
     let status =
@@ -214,5 +275,17 @@ async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) ->
         )));
     }
     let orders = db::fetch_orders(&pool, status, query.before, limit).await?;
-    ok(&serde_json::json!({ "orders": orders }))
+    ok(&OrderList { orders })
 }
+
+/// The order service's own endpoints, for its OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    crate::checkout::checkout,
+    create_order,
+    list_orders,
+    show_order,
+    confirm_order,
+    cancel_order
+))]
+pub struct Api;

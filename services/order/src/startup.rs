@@ -108,6 +108,12 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
             },
             admin: |_: &mut web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
+            openapi: {
+                use utoipa::OpenApi as _;
+                let mut doc = crate::routes::Api::openapi();
+                doc.merge(shared::tpc::openapi::<crate::tpc::OrderTpc>());
+                doc
+            },
         },
     )
 }

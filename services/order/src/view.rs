@@ -17,7 +17,8 @@ use crate::{
     },
 };
 
-#[derive(Debug, Serialize)]
+/// An order, with its saga's steps when it came from a checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: Uuid,
     pub status: OrderStatus,
@@ -32,17 +33,21 @@ pub struct OrderView {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// One step of the saga.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepView {
+    #[schema(value_type = String, example = "reserve_inventory")]
     pub name: &'static str,
     /// `pending`, `succeeded`, `failed`, `compensating` or `compensated`.
+    #[schema(value_type = String, pattern = "^(pending|succeeded|failed|compensating|compensated)$")]
     pub status: &'static str,
     pub attempts: u32,
     pub compensation_attempts: u32,
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The saga that runs the checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SagaView {
     pub saga_id: Uuid,
     /// `running`, `compensating`, `parked`, `confirmed` or `cancelled`.

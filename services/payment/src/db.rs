@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "charge_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeState {
@@ -13,7 +13,8 @@ pub enum ChargeState {
     Declined,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A charge, declined ones included (`decline_code` says why).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Charge {
     pub id: Uuid,
     pub order_id: Uuid,
@@ -24,7 +25,8 @@ pub struct Charge {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A refund; `null_compensation` when the order had no charge to refund.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Refund {
     pub id: Uuid,
     pub order_id: Uuid,

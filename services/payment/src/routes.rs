@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use api::{ChargeRequest, RefundRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::{
     ErrorCode, Problem,
     domain::PaymentToken,
@@ -39,6 +39,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Charges an order once. A repeat for the same order and amount answers with the
 /// existing charge; a charge after the order's refund is refused (hanging action).
+#[utoipa::path(post, path = "/charges", tag = "payments", request_body = ChargeRequest,
+    responses(
+        (status = 201, description = "Charged", body = db::Charge),
+        (status = 200, description = "The order was charged this amount already: that charge", body = db::Charge),
+        (status = 402, description = "Declined (`payment-declined`, with `decline_code` and `charge_id`)"),
+        (status = 409, description = "The order was refunded already (`action-after-compensation`), or charged another amount"),
+        (status = 422, description = "A token the payment service does not know, or an injected decline"),
+    ))]
 #[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
 async fn charge_order(
     mut uow: UnitOfWork,
@@ -129,6 +137,12 @@ pub async fn charge(
 
 /// Compensation: refunds the order's charge (in full by default). A refund for an
 /// order never charged succeeds as a recorded no-op (null compensation).
+#[utoipa::path(post, path = "/refunds", tag = "payments", request_body = RefundRequest,
+    responses(
+        (status = 201, description = "Refunded", body = RefundAnswer),
+        (status = 200, description = "Nothing to refund: the null compensation, or the order refunded in full already", body = RefundAnswer),
+        (status = 409, description = "More than what remains refundable"),
+    ))]
 #[tracing::instrument(skip_all, fields(order.id = %body.order_id))]
 async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Result<HttpResponse, Problem> {
     if body.amount_cents.is_some_and(|a| a <= 0) {
@@ -149,9 +163,11 @@ async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Re
     if remaining == 0 && body.amount_cents.is_none() {
         // Refunded in full already: a repeated full refund has no second effect.
         let refunds = db::fetch_refunds(tx, body.order_id).await?;
-        return ok(
-            &serde_json::json!({ "order_id": body.order_id, "refunded_cents": charge.refunded_cents, "refunds": refunds }),
-        );
+        return ok(&RefundedInFull {
+            order_id: body.order_id,
+            refunded_cents: charge.refunded_cents,
+            refunds,
+        });
     }
     if amount > remaining {
         return Err(Problem::new(
@@ -162,12 +178,48 @@ async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Re
     created(&db::insert_refund(tx, body.order_id, Some(charge.id), amount).await?)
 }
 
-#[derive(Debug, Deserialize)]
+/// What `POST /refunds` answers: the refund made (or the null compensation), or,
+/// for an order refunded in full already, its refunds so far.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RefundAnswer {
+    Refund(db::Refund),
+    RefundedInFull(RefundedInFull),
+}
+
+/// An order refunded in full already: a repeated full refund has no second effect.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RefundedInFull {
+    order_id: Uuid,
+    refunded_cents: i64,
+    refunds: Vec<db::Refund>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PaymentsQuery {
+    /// The order whose charges and refunds to show.
     order_id: Uuid,
 }
 
+/// `GET /payments?order_id=`: an order's money movements and their balance.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Payments {
+    order_id: Uuid,
+    charges: Vec<db::Charge>,
+    refunds: Vec<db::Refund>,
+    /// Succeeded charges.
+    charged_cents: i64,
+    refunded_cents: i64,
+    /// `charged_cents - refunded_cents`.
+    net_cents: i64,
+}
+
+/// An order's charges and refunds, and their balance.
+#[utoipa::path(get, path = "/payments", tag = "payments", params(PaymentsQuery),
+    responses((status = 200, description = "The order's payments (empty lists if none)", body = Payments)))]
 async fn list_payments(pool: web::Data<PgPool>, query: web::Query<PaymentsQuery>) -> Result<HttpResponse, Problem> {
     let charges = db::fetch_charges(&pool, query.order_id).await?;
     let refunds = db::fetch_refunds(&mut *pool.acquire().await?, query.order_id).await?;
@@ -177,12 +229,17 @@ async fn list_payments(pool: web::Data<PgPool>, query: web::Query<PaymentsQuery>
         .map(|c| c.amount_cents)
         .sum();
     let refunded: i64 = refunds.iter().map(|r| r.amount_cents).sum();
-    ok(&serde_json::json!({
-        "order_id": query.order_id,
-        "charges": charges,
-        "refunds": refunds,
-        "charged_cents": charged,
-        "refunded_cents": refunded,
-        "net_cents": charged - refunded,
-    }))
+    ok(&Payments {
+        order_id: query.order_id,
+        charges,
+        refunds,
+        charged_cents: charged,
+        refunded_cents: refunded,
+        net_cents: charged - refunded,
+    })
 }
+
+/// The payment service's own endpoints, for its OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(charge_order, refund_order, list_payments))]
+pub struct Api;

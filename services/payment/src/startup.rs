@@ -43,6 +43,12 @@ pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow:
             },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
             fault_operations: FAULT_OPERATIONS,
+            openapi: {
+                use utoipa::OpenApi as _;
+                let mut doc = crate::routes::Api::openapi();
+                doc.merge(shared::tpc::openapi::<crate::tpc::PaymentTpc>());
+                doc
+            },
         },
     )
 }

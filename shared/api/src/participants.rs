@@ -12,6 +12,7 @@ use crate::checkout::{LineItemRequest, PricedLine};
 /// (in transaction views, global transaction ids and span attributes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Participant {
     Order,
     Inventory,
@@ -58,18 +59,26 @@ impl FromStr for Participant {
 /// `POST /orders` (the saga's first step) and the order's 2PC prepare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateOrder {
     /// Chosen by the caller (the saga, the coordinator); a new one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254, example = "ada@example.com"))]
     pub customer_email: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^tok_[A-Za-z0-9_]{1,60}$", example = "tok_visa")
+    )]
     pub payment_token: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub items: Vec<PricedLine>,
 }
 
 /// `POST /orders/{id}/cancel`; the body is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelOrder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -78,35 +87,48 @@ pub struct CancelOrder {
 /// `POST /reservations` and the inventory's 2PC prepare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReserveStock {
     pub order_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub items: Vec<LineItemRequest>,
 }
 
 /// `POST /charges` and the payment's 2PC prepare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChargeRequest {
     pub order_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000_000))]
     pub amount_cents: i64,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^tok_[A-Za-z0-9_]{1,60}$", example = "tok_visa")
+    )]
     pub payment_token: String,
 }
 
 /// `POST /refunds`: in full unless `amount_cents` says how much.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundRequest {
     pub order_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub amount_cents: Option<i64>,
 }
 
 /// `POST /emails` and the email's 2PC prepare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnqueueEmail {
     pub order_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254, example = "ada@example.com"))]
     pub to: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000_000_000_i64))]
     pub total_cents: i64,
 }
 
@@ -114,6 +136,7 @@ pub struct EnqueueEmail {
 /// the orchestrators send): any member is refused as unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NoFields {}
 
 /// Any of the requests above, for code that sends one of several (a saga step, a

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// that cannot prepare answers with a problem, which the coordinator counts as no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Vote {
     Yes,
     No,
@@ -19,6 +20,7 @@ pub enum Vote {
 /// The body of a successful prepare: the vote, and what the participant prepared
 /// (its own view of the work, e.g. the charge).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrepareAnswer<Detail> {
     pub gid: String,
     pub vote: Vote,
@@ -28,6 +30,7 @@ pub struct PrepareAnswer<Detail> {
 /// The coordinator's decision, logged before anyone is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Decision {
     Commit,
     Abort,
@@ -62,6 +65,7 @@ impl FromStr for Decision {
 /// Where a participant's part of a transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FinishOutcome {
     Committed,
     Aborted,
@@ -69,6 +73,7 @@ pub enum FinishOutcome {
 
 /// The body of a commit or abort that a participant acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinishAnswer {
     pub gid: String,
     pub outcome: FinishOutcome,

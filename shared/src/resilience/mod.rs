@@ -618,7 +618,11 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/resilience").route(web::get().to(show)));
 }
 
-async fn show(
+/// The breakers, retry budgets, bulkheads and load shedding of this service's calls,
+/// as they stand.
+#[utoipa::path(get, path = "/admin/resilience", tag = "resilience",
+    responses((status = 200, description = "Each downstream's breaker, budget and bulkhead; `load_shedding`", body = Object)))]
+pub(crate) async fn show(
     resilience: web::Data<Arc<Resilience>>,
     shedder: Option<web::Data<LoadShedder>>,
 ) -> Result<HttpResponse, Problem> {

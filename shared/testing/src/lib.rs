@@ -6,6 +6,8 @@
 //! - [`TestApp`]: a service started in-process on port 0 with a fresh database.
 //! - [`problem`], [`eventually`]: reading problem+json answers; polling for a state.
 //! - [`start_up_tests!`]: the start-up tests every service binary has.
+//! - [`chromium`], [`render_in_chromium`]: a page as headless Chromium renders it,
+//!   with every host but loopback unresolvable.
 //!
 //! The cluster is `TXLAB_TEST_DATABASE_URL` (a superuser URL) when set; otherwise one
 //! is started from the machine's PostgreSQL binaries in `target/txlab-test-pg` on port
@@ -493,4 +495,58 @@ macro_rules! start_up_tests {
             $crate::assert_start_up_fails_naming(BINARY, &env, "FAULT_INJECTION");
         }
     };
+}
+
+/// Debian's Chromium, if installed (`scripts/test` installs it).
+pub fn chromium() -> Option<std::path::PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|path| path.exists())
+}
+
+/// The DOM of `url` once headless Chromium has run its scripts (up to 20 s of virtual
+/// time). Every host name but loopback's fails to resolve and background networking
+/// is off, so a page that needs the internet renders without it, visibly.
+pub fn render_in_chromium(chromium: &std::path::Path, url: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let profile = std::env::temp_dir().join(format!("txlab-chromium-{}", uuid::Uuid::new_v4()));
+    let mut child = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", chromium.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = std::fs::remove_dir_all(&profile);
+            anyhow::bail!("Chromium did not finish rendering {url} within 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = child.wait_with_output()?;
+    let _ = std::fs::remove_dir_all(&profile);
+    anyhow::ensure!(
+        output.status.success(),
+        "Chromium failed on {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

@@ -9,7 +9,7 @@
 pub use api::Decision;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "tx_state", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum TxState {
@@ -32,7 +32,8 @@ impl TxState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
+#[schema(as = ParticipantVote)]
 #[sqlx(type_name = "tx_vote", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Vote {
@@ -73,7 +74,7 @@ pub struct Participant {
 }
 
 /// Where a participant's part stands, as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParticipantOutcome {
     Committed,

@@ -8,7 +8,7 @@ use super::steps::{
     is_before_or_at_pivot,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "saga_status", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum SagaStatus {
