@@ -239,23 +239,19 @@ pub async fn price_checkout(
     };
     let lookups = items.iter().map(|line| async move {
         let url = format!("{inventory_url}/inventory/{}", line.sku.as_str());
-        let outcome = CallOutcome::of(client.get(&url, std::time::Duration::from_secs(2)).send().await).await;
+        let outcome: CallOutcome<api::Product> =
+            CallOutcome::of(client.get(&url, std::time::Duration::from_secs(2)).send().await).await;
         (line, outcome)
     });
     let mut priced = Vec::new();
     for (line, outcome) in futures_util::future::join_all(lookups).await {
         let sku = line.sku.as_str();
         match outcome {
-            CallOutcome::Succeeded(product) => {
-                let price = product["price_cents"]
-                    .as_i64()
-                    .ok_or_else(|| Problem::internal(anyhow::anyhow!("inventory sent no price for {sku}")))?;
-                priced.push(PricedLine {
-                    sku: sku.to_owned(),
-                    quantity: i64::from(line.quantity.get()),
-                    unit_price_cents: price,
-                });
-            }
+            CallOutcome::Succeeded(product) => priced.push(PricedLine {
+                sku: sku.to_owned(),
+                quantity: i64::from(line.quantity.get()),
+                unit_price_cents: product.price_cents,
+            }),
             CallOutcome::Refused { status: 422 | 404, .. } => {
                 return Err(
                     Problem::new(ErrorCode::UnknownSku, format!("the catalogue has no {sku}"))

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 use sqlx::PgPool;
 
 /// How many migrations a ready database has applied; set at start-up.
@@ -16,31 +15,43 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/ready").route(web::get().to(ready)));
 }
 
+/// `GET /health/live` and `GET /health/ready` when the answer is yes.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    pub status: Health,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Live,
+    Ready,
+}
+
 /// Health checks are polled constantly: their `trace_id` names a trace that is never
 /// exported (see `web::QuietHealthRootSpan`).
-fn answer(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {
-    crate::web::json(status, &body).unwrap_or_else(|_| HttpResponse::build(status).json(body))
+fn answer(status: Health) -> HttpResponse {
+    let body = HealthBody { status };
+    crate::web::json(actix_web::http::StatusCode::OK, &body).unwrap_or_else(|_| HttpResponse::Ok().json(body))
 }
 
 /// The process serves.
 #[utoipa::path(get, path = "/health/live", tag = "health",
-    responses((status = 200, description = "Live", body = crate::openapi::HealthBody)))]
+    responses((status = 200, description = "Live", body = HealthBody)))]
 pub(crate) async fn live() -> HttpResponse {
-    answer(actix_web::http::StatusCode::OK, json!({ "status": "live" }))
+    answer(Health::Live)
 }
 
 /// The database is reachable and every migration is applied.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
-        (status = 200, description = "Ready", body = crate::openapi::HealthBody),
+        (status = 200, description = "Ready", body = HealthBody),
         (status = 503, description = "Not ready: `reason` says why"),
     ))]
 pub(crate) async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedMigrations>) -> HttpResponse {
     let check = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations WHERE success");
     match tokio::time::timeout(Duration::from_secs(2), check.fetch_one(pool.get_ref())).await {
-        Ok(Ok(applied)) if applied >= expected.0 => {
-            answer(actix_web::http::StatusCode::OK, json!({ "status": "ready" }))
-        }
+        Ok(Ok(applied)) if applied >= expected.0 => answer(Health::Ready),
         Ok(Ok(applied)) => unavailable(format!("{applied} of {} migrations applied", expected.0)),
         Ok(Err(e)) => unavailable(format!("database unreachable: {e}")),
         Err(_) => unavailable("database did not answer within 2 s".into()),

@@ -102,10 +102,14 @@ impl ReqwestOtelSpanBackend for ClientSpan {
 /// unknown, and the same call (same idempotency key) is made again; a 409 "still in
 /// flight" says an earlier call with this key is being worked on, and when its
 /// lease ends.
+///
+/// `T` is the body a 2xx answer carries, read as the contract type the caller expects
+/// (`serde::de::IgnoredAny` when only success matters); a 2xx whose body is not a `T`
+/// is no definite answer.
 #[derive(Debug, Clone)]
-pub enum CallOutcome {
+pub enum CallOutcome<T> {
     /// 2xx, with the body.
-    Succeeded(serde_json::Value),
+    Succeeded(T),
     /// A definite business refusal (4xx other than 408, 429 and in-flight 409).
     Refused { status: u16, problem: serde_json::Value },
     /// No definite answer.
@@ -119,8 +123,8 @@ pub enum CallOutcome {
     NotSent(Rejection),
 }
 
-impl CallOutcome {
-    pub async fn of(result: Result<reqwest::Response, reqwest_middleware::Error>) -> CallOutcome {
+impl<T: serde::de::DeserializeOwned> CallOutcome<T> {
+    pub async fn of(result: Result<reqwest::Response, reqwest_middleware::Error>) -> CallOutcome<T> {
         let response = match result {
             Ok(response) => response,
             Err(reqwest_middleware::Error::Middleware(e)) if e.downcast_ref::<Rejection>().is_some() => {
@@ -148,7 +152,10 @@ impl CallOutcome {
             .and_then(|t| t.as_str())
             .and_then(crate::ErrorCode::from_type_uri);
         match status {
-            200..=299 => CallOutcome::Succeeded(body),
+            200..=299 => match serde_json::from_value(body) {
+                Ok(body) => CallOutcome::Succeeded(body),
+                Err(e) => CallOutcome::Unknown(format!("answer {status} unreadable: {e}")),
+            },
             // Timed out, locked rows, too many requests: nothing definite, try again.
             408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
             409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
@@ -158,7 +165,9 @@ impl CallOutcome {
             _ => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
         }
     }
+}
 
+impl<T> CallOutcome<T> {
     /// A one-line account, for logs and the saga's `reason`.
     pub fn describe(&self) -> String {
         match self {

@@ -49,14 +49,6 @@ pub struct ProblemBody {
     errors: Option<Vec<String>>,
 }
 
-/// `GET /health/live` and `GET /health/ready` when the answer is yes.
-#[derive(Serialize, ToSchema)]
-pub struct HealthBody {
-    /// `live` or `ready`.
-    #[schema(example = "ready")]
-    pub status: String,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     paths(

@@ -20,7 +20,7 @@ use std::{future::Future, time::Duration};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use actix_web::{HttpResponse, web};
-use api::{Decision, FinishAnswer, FinishOutcome, NoFields, PrepareAnswer, Vote};
+use api::{Already, Decision, FinishAnswer, FinishOutcome, NoFields, Participant, PrepareAnswer, Prepared, Vote};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -79,20 +79,21 @@ impl Gid {
 /// A service's part in a 2PC checkout: the work done inside the transaction that
 /// is then prepared. Refusing (a declined card, no stock) votes no.
 pub trait TpcWork: 'static {
-    /// `order`, `inventory`, `payment` or `email`.
-    const PARTICIPANT: &'static str;
+    const PARTICIPANT: Participant;
     const PREPARE_OPERATION: &'static str;
     const COMMIT_OPERATION: &'static str;
     const ABORT_OPERATION: &'static str;
     /// What the coordinator sends with prepare.
     type Payload: serde::de::DeserializeOwned + utoipa::ToSchema;
+    /// What the participant says it prepared (the `detail` of its yes vote).
+    type Detail: Serialize + utoipa::ToSchema + Send + 'static;
 
     fn prepare(
         &self,
         conn: &mut PgConnection,
         transaction_id: Uuid,
         payload: Self::Payload,
-    ) -> impl Future<Output = Result<serde_json::Value, Problem>>;
+    ) -> impl Future<Output = Result<Self::Detail, Problem>>;
 }
 
 /// The routes, for a service whose work is `W` (registered as `web::Data<W>`).
@@ -117,7 +118,7 @@ pub fn routes<W: TpcWork>(cfg: &mut web::ServiceConfig) {
 
 fn parse_gid<W: TpcWork>(raw: &str) -> Result<Gid, Problem> {
     let gid = Gid::parse(raw).map_err(Problem::invalid)?;
-    if gid.participant != W::PARTICIPANT {
+    if gid.participant != W::PARTICIPANT.name() {
         return Err(Problem::invalid(format!(
             "{raw} belongs to participant {}, this is {}",
             gid.participant,
@@ -167,7 +168,7 @@ async fn is_committed(conn: &mut PgConnection, gid: &Gid) -> Result<bool, sqlx::
         .await
 }
 
-fn vote_yes(gid: &Gid, detail: serde_json::Value) -> Result<HttpResponse, Problem> {
+fn vote_yes<D: Serialize>(gid: &Gid, detail: Prepared<D>) -> Result<HttpResponse, Problem> {
     ok(&PrepareAnswer {
         gid: gid.as_string(),
         vote: Vote::Yes,
@@ -196,7 +197,7 @@ async fn prepare<W: TpcWork>(
         .map_err(|e| Problem::internal(anyhow::anyhow!("prepare task failed: {e}")))?
 }
 
-#[tracing::instrument(name = "tpc.prepare", skip_all, fields(tx.id, tx.phase = "prepare", tx.participant = W::PARTICIPANT, tx.vote))]
+#[tracing::instrument(name = "tpc.prepare", skip_all, fields(tx.id, tx.phase = "prepare", tx.participant = W::PARTICIPANT.name(), tx.vote))]
 async fn prepare_detached<W: TpcWork>(
     work: web::Data<W>,
     pool: web::Data<PgPool>,
@@ -208,11 +209,21 @@ async fn prepare_detached<W: TpcWork>(
     let mut conn = pool.acquire().await?;
     if is_prepared(&mut conn, &gid).await? {
         span.record("tx.vote", "yes");
-        return vote_yes(&gid, serde_json::json!({ "already": "prepared" }));
+        return vote_yes::<W::Detail>(
+            &gid,
+            Prepared::Again {
+                already: Already::Prepared,
+            },
+        );
     }
     if is_committed(&mut conn, &gid).await? {
         span.record("tx.vote", "yes");
-        return vote_yes(&gid, serde_json::json!({ "already": "committed" }));
+        return vote_yes::<W::Detail>(
+            &gid,
+            Prepared::Again {
+                already: Already::Committed,
+            },
+        );
     }
     if is_aborted(&mut conn, &gid).await? {
         span.record("tx.vote", "no");
@@ -235,7 +246,7 @@ async fn prepare_detached<W: TpcWork>(
             }
             span.record("tx.vote", "yes");
             tracing::info!(gid = %gid.as_string(), "prepared; locks held until the decision");
-            vote_yes(&gid, detail)
+            vote_yes(&gid, Prepared::Work(detail))
         }
         Err(problem) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -250,7 +261,7 @@ async fn prepare_in_transaction<W: TpcWork>(
     conn: &mut PgConnection,
     gid: &Gid,
     payload: serde_json::Value,
-) -> Result<serde_json::Value, Problem> {
+) -> Result<W::Detail, Problem> {
     // Waiting behind another prepared transaction's locks is the point of the demo,
     // but not forever: after 2 s the vote is no.
     sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *conn).await?;
@@ -352,7 +363,7 @@ fn locked() -> Problem {
 }
 
 /// Phase two, commit. Repeating it is harmless.
-#[tracing::instrument(name = "tpc.commit", skip_all, fields(tx.id, tx.phase = "commit", tx.participant = W::PARTICIPANT))]
+#[tracing::instrument(name = "tpc.commit", skip_all, fields(tx.id, tx.phase = "commit", tx.participant = W::PARTICIPANT.name()))]
 async fn commit<W: TpcWork>(
     _: OptionalJson<NoFields>,
     pool: web::Data<PgPool>,
@@ -365,7 +376,7 @@ async fn commit<W: TpcWork>(
 }
 
 /// Phase two, abort. Repeating it, or aborting what was never prepared, is harmless.
-#[tracing::instrument(name = "tpc.abort", skip_all, fields(tx.id, tx.phase = "abort", tx.participant = W::PARTICIPANT))]
+#[tracing::instrument(name = "tpc.abort", skip_all, fields(tx.id, tx.phase = "abort", tx.participant = W::PARTICIPANT.name()))]
 async fn abort<W: TpcWork>(
     _: OptionalJson<NoFields>,
     pool: web::Data<PgPool>,
@@ -607,6 +618,7 @@ pub fn openapi<W: TpcWork>() -> crate::openapi::Document {
 
     let mut schemas = Vec::new();
     W::Payload::schemas(&mut schemas);
+    W::Detail::schemas(&mut schemas);
     FinishAnswer::schemas(&mut schemas);
     PreparedList::schemas(&mut schemas);
     let prepare_answer = ObjectBuilder::new()
@@ -616,14 +628,23 @@ pub fn openapi<W: TpcWork>() -> crate::openapi::Document {
         .required("vote")
         .property(
             "detail",
-            ObjectBuilder::new().schema_type(Type::Object).description(Some(
-                "What the participant prepared, in its own words (the charge, the reservation, …)",
-            )),
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .item(Ref::from_schema_name(W::Detail::name()))
+                .item(
+                    ObjectBuilder::new()
+                        .property("already", Ref::from_schema_name(Already::name()))
+                        .required("already"),
+                )
+                .description(Some(
+                    "What the participant prepared, or, for a repeated prepare, that it was prepared or committed already",
+                )),
         )
         .required("detail")
         .build();
     let components = ComponentsBuilder::new()
         .schema(W::Payload::name(), W::Payload::schema())
+        .schema(W::Detail::name(), W::Detail::schema())
+        .schema(Already::name(), Already::schema())
         .schema(NoFields::name(), NoFields::schema())
         .schema(Vote::name(), Vote::schema())
         .schema(FinishAnswer::name(), FinishAnswer::schema())
@@ -698,8 +719,10 @@ async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String,
     for tx in prepared {
         let Ok(gid) = Gid::parse(&tx.gid) else { continue };
         let url = format!("{coordinator}/transactions/{}", gid.transaction_id);
-        let decision = match CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await {
-            CallOutcome::Succeeded(body) => serde_json::from_value::<Decided>(body).ok().and_then(|t| t.decision),
+        let outcome: CallOutcome<Decided> =
+            CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await;
+        let decision = match outcome {
+            CallOutcome::Succeeded(tx) => tx.decision,
             // Presumed abort: no record of it means no commit was ever decided.
             CallOutcome::Refused { status: 404, .. } => Some(Decision::Abort),
             other => {

@@ -3,7 +3,8 @@
 //! rest; the dispatcher only ever sees committed rows, so nothing is sent before the
 //! decision, and nothing at all on abort.
 
-use api::EnqueueEmail;
+use api::{EnqueueEmail, Participant};
+use serde::Serialize;
 use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -12,19 +13,21 @@ use crate::routes::enqueue;
 
 pub struct EmailTpc;
 
+/// The confirmation, in the outbox in the prepared transaction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EmailPrepared {
+    pub email_id: Uuid,
+}
+
 impl TpcWork for EmailTpc {
-    const PARTICIPANT: &'static str = "email";
+    const PARTICIPANT: Participant = Participant::Email;
     const PREPARE_OPERATION: &'static str = "email.prepare";
     const COMMIT_OPERATION: &'static str = "email.commit";
     const ABORT_OPERATION: &'static str = "email.abort";
     type Payload = EnqueueEmail;
+    type Detail = EmailPrepared;
 
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        _: Uuid,
-        request: EnqueueEmail,
-    ) -> Result<serde_json::Value, Problem> {
+    async fn prepare(&self, conn: &mut PgConnection, _: Uuid, request: EnqueueEmail) -> Result<EmailPrepared, Problem> {
         let (email, is_new) = enqueue(conn, &request).await?;
         if !is_new {
             return Err(Problem::new(
@@ -32,6 +35,6 @@ impl TpcWork for EmailTpc {
                 format!("order {} already has its confirmation", request.order_id),
             ));
         }
-        Ok(serde_json::json!({ "email_id": email.id }))
+        Ok(EmailPrepared { email_id: email.id })
     }
 }

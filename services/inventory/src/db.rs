@@ -4,17 +4,41 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// A SKU of the catalogue and its stock: `stocked = available + reserved + sold`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Product {
-    pub sku: String,
-    pub name: String,
-    pub price_cents: i64,
-    pub available: i32,
-    pub reserved: i32,
-    pub sold: i32,
-    /// Every unit ever put on the shelf: `available + reserved + sold`.
-    pub stocked: i32,
+pub use api::Product;
+
+/// A `products` row, as the contract's [`Product`] shows it.
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    sku: String,
+    name: String,
+    price_cents: i64,
+    available: i32,
+    reserved: i32,
+    sold: i32,
+    stocked: i32,
+}
+
+impl From<ProductRow> for Product {
+    fn from(row: ProductRow) -> Product {
+        let ProductRow {
+            sku,
+            name,
+            price_cents,
+            available,
+            reserved,
+            sold,
+            stocked,
+        } = row;
+        Product {
+            sku,
+            name,
+            price_cents,
+            available,
+            reserved,
+            sold,
+            stocked,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
@@ -41,17 +65,22 @@ pub struct ReservationRow {
 
 #[tracing::instrument(name = "db.fetch_products", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_products(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products ORDER BY sku")
-        .fetch_all(pool)
-        .await
+    let rows: Vec<ProductRow> =
+        sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products ORDER BY sku")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().map(Product::from).collect())
 }
 
 #[tracing::instrument(name = "db.fetch_product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_product(pool: &PgPool, sku: &str) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = $1")
-        .bind(sku)
-        .fetch_optional(pool)
-        .await
+    let row: Option<ProductRow> = sqlx::query_as(
+        "SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = $1",
+    )
+    .bind(sku)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Product::from))
 }
 
 /// Sets the shelf stock; `stocked` moves with it so the invariant holds.
@@ -61,14 +90,15 @@ pub async fn update_available(
     sku: &str,
     available: i32,
 ) -> Result<Option<Product>, sqlx::Error> {
-    sqlx::query_as(
+    let row: Option<ProductRow> = sqlx::query_as(
         "UPDATE products SET stocked = stocked + ($2 - available), available = $2 WHERE sku = $1
          RETURNING sku, name, price_cents, available, reserved, sold, stocked",
     )
     .bind(sku)
     .bind(available)
     .fetch_optional(tx)
-    .await
+    .await?;
+    Ok(row.map(Product::from))
 }
 
 /// Locks the products in SKU order (no deadlocks between concurrent reservations)

@@ -121,6 +121,15 @@ async fn set_stock(
     }
 }
 
+/// A line the shelf cannot fill: an `insufficient-stock` problem lists them in
+/// `shortages`.
+#[derive(Debug, Serialize)]
+struct Shortage<'a> {
+    sku: &'a str,
+    requested: i32,
+    available: i32,
+}
+
 /// An order's reservation and its lines.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Reservation {
@@ -195,18 +204,22 @@ pub async fn reserve(conn: &mut sqlx::PgConnection, order_id: Uuid, items: &Line
     if let Some(missing) = skus.iter().find(|sku| !available.contains_key(*sku)) {
         return Err(unknown_sku(missing));
     }
-    let short: Vec<serde_json::Value> = skus
+    let short: Vec<Shortage> = skus
         .iter()
         .zip(&quantities)
-        .filter(|(sku, wanted)| available[*sku] < **wanted)
-        .map(|(sku, wanted)| serde_json::json!({ "sku": sku, "requested": wanted, "available": available[sku] }))
+        .map(|(sku, requested)| Shortage {
+            sku,
+            requested: *requested,
+            available: available.get(sku).copied().unwrap_or(0),
+        })
+        .filter(|line| line.available < line.requested)
         .collect();
     if !short.is_empty() {
         return Err(Problem::new(
             ErrorCode::InsufficientStock,
             "not enough stock for every line; nothing was reserved",
         )
-        .with_extension("shortages", short));
+        .with_extension("shortages", serde_json::to_value(&short).map_err(Problem::internal)?));
     }
     if !db::insert_reservation(conn, order_id, ReservationState::Held, false).await? {
         // A concurrent request for the same order got there first.

@@ -2,7 +2,8 @@
 //! (`available → sold`), inside the transaction that is prepared. Its row locks are
 //! held until the coordinator's decision arrives.
 
-use api::ReserveStock;
+use api::{LineItemRequest, Participant, ReserveStock};
+use serde::Serialize;
 use shared::{ErrorCode, Problem, domain::LineItems, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -14,19 +15,22 @@ use crate::{
 
 pub struct InventoryTpc;
 
+/// The order's stock, sold in the prepared transaction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StockSold {
+    pub order_id: Uuid,
+    pub sold: Vec<LineItemRequest>,
+}
+
 impl TpcWork for InventoryTpc {
-    const PARTICIPANT: &'static str = "inventory";
+    const PARTICIPANT: Participant = Participant::Inventory;
     const PREPARE_OPERATION: &'static str = "inventory.prepare";
     const COMMIT_OPERATION: &'static str = "inventory.commit";
     const ABORT_OPERATION: &'static str = "inventory.abort";
     type Payload = ReserveStock;
+    type Detail = StockSold;
 
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        _: Uuid,
-        payload: ReserveStock,
-    ) -> Result<serde_json::Value, Problem> {
+    async fn prepare(&self, conn: &mut PgConnection, _: Uuid, payload: ReserveStock) -> Result<StockSold, Problem> {
         let items = LineItems::parse(&payload.items)?;
         match reserve(conn, payload.order_id, &items).await? {
             Reserved::Existing(_) => Err(Problem::new(
@@ -35,7 +39,16 @@ impl TpcWork for InventoryTpc {
             )),
             Reserved::New => {
                 db::update_reservation_state(conn, payload.order_id, ReservationState::Committed).await?;
-                Ok(serde_json::json!({ "order_id": payload.order_id, "sold": items }))
+                Ok(StockSold {
+                    order_id: payload.order_id,
+                    sold: items
+                        .iter()
+                        .map(|line| LineItemRequest {
+                            sku: line.sku.as_str().to_owned(),
+                            quantity: i64::from(line.quantity.get()),
+                        })
+                        .collect(),
+                })
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The order service's part in a two-phase-commit checkout: the order, created and
 //! confirmed inside the transaction that is prepared.
 
-use api::CreateOrder;
+use api::{CreateOrder, Participant};
+use serde::Serialize;
 use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -10,24 +11,30 @@ use crate::{db, domain::OrderStatus, routes::create};
 
 pub struct OrderTpc;
 
+/// The order, created and confirmed in the prepared transaction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderPrepared {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+}
+
 impl TpcWork for OrderTpc {
-    const PARTICIPANT: &'static str = "order";
+    const PARTICIPANT: Participant = Participant::Order;
     const PREPARE_OPERATION: &'static str = "order.prepare";
     const COMMIT_OPERATION: &'static str = "order.commit";
     const ABORT_OPERATION: &'static str = "order.abort";
     type Payload = CreateOrder;
+    type Detail = OrderPrepared;
 
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-        _: Uuid,
-        request: CreateOrder,
-    ) -> Result<serde_json::Value, Problem> {
+    async fn prepare(&self, conn: &mut PgConnection, _: Uuid, request: CreateOrder) -> Result<OrderPrepared, Problem> {
         let (id, is_new) = create(conn, &request).await?;
         if !is_new {
             return Err(Problem::new(ErrorCode::Conflict, format!("order {id} already exists")));
         }
         db::update_order_status(conn, id, OrderStatus::Confirmed, None).await?;
-        Ok(serde_json::json!({ "order_id": id, "status": OrderStatus::Confirmed }))
+        Ok(OrderPrepared {
+            order_id: id,
+            status: OrderStatus::Confirmed,
+        })
     }
 }

@@ -27,6 +27,24 @@ pub struct PrepareAnswer<Detail> {
     pub detail: Detail,
 }
 
+/// What a repeated prepare finds: the transaction prepared, or committed, already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Already {
+    Prepared,
+    Committed,
+}
+
+/// The detail of a yes vote: the participant's own view of the work it prepared
+/// (`D`), or, when the prepare is a repeat, `{ "already": "prepared" | "committed" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prepared<D> {
+    Again { already: Already },
+    Work(D),
+}
+
 /// The coordinator's decision, logged before anyone is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -17,7 +17,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use api::{NoFields, PrepareAnswer, Request};
+use api::{FinishAnswer, NoFields, PrepareAnswer, Request};
 use futures_util::future::join_all;
 use shared::{
     config::PeerSettings,
@@ -206,15 +206,13 @@ impl Coordinator {
                 // Any answer but a yes is a no; only silence is a timeout.
                 let answered = request.send().await;
                 let silent = answered.is_err();
-                let outcome = CallOutcome::of(answered).await;
+                let outcome: CallOutcome<PrepareAnswer<serde::de::IgnoredAny>> = CallOutcome::of(answered).await;
                 let asked = !matches!(outcome, CallOutcome::NotSent(_));
                 let (vote, detail) = match outcome {
-                    CallOutcome::Succeeded(body) => {
-                        match serde_json::from_value::<PrepareAnswer<serde::de::IgnoredAny>>(body.clone()) {
-                            Ok(answer) if answer.vote == api::Vote::Yes => (Vote::Yes, None),
-                            _ => (Vote::No, Some(body.to_string())),
-                        }
-                    }
+                    CallOutcome::Succeeded(answer) => match answer.vote {
+                        api::Vote::Yes => (Vote::Yes, None),
+                        api::Vote::No => (Vote::No, Some("voted no".to_owned())),
+                    },
                     // Refused on this side (open breaker, full bulkhead): never asked.
                     refused @ CallOutcome::NotSent(_) => (Vote::No, Some(refused.describe())),
                     other if silent => (Vote::Timeout, Some(other.describe())),
@@ -283,7 +281,7 @@ impl Coordinator {
                     tx.outcome = Empty,
                 );
                 async move {
-                    let outcome = CallOutcome::of(request.send().await).await;
+                    let outcome: CallOutcome<FinishAnswer> = CallOutcome::of(request.send().await).await;
                     tracing::Span::current().record("tx.outcome", outcome.describe().as_str());
                     if !matches!(outcome, CallOutcome::Succeeded(_)) {
                         tracing::warn!(participant = %name, outcome = %outcome.describe(), "not acknowledged yet; retrying");

@@ -155,7 +155,8 @@ impl Engine {
         }
         let held_back = saga.state.held_back_count(i) + 1;
         async {
-            let outcome = CallOutcome::of(request.send().await).await;
+            // Any 2xx means the step is done: its body is not needed.
+            let outcome: CallOutcome<serde::de::IgnoredAny> = CallOutcome::of(request.send().await).await;
             let described = outcome.describe();
             tracing::Span::current().record("saga.step.outcome", described.as_str());
             match outcome {
