@@ -26,12 +26,14 @@
 //! On the serving side, [`deadline`] honours an incoming `Request-Timeout-Ms`, and
 //! [`shedding`] refuses checkouts with 503 + `Retry-After` when the service is
 //! saturated. Every decision is a tracing event (a span event in the trace and a
-//! log line), and `GET /admin/resilience` shows the state of every breaker.
+//! log line), and `GET /admin/resilience` shows the state of every breaker, budget,
+//! bulkhead and the shedder ([`view`]).
 
 pub mod breaker;
 pub mod budget;
 pub mod deadline;
 pub mod shedding;
+pub mod view;
 
 use std::{
     collections::HashMap,
@@ -46,7 +48,6 @@ use actix_web::{HttpResponse, web};
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
-use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::{
@@ -372,46 +373,55 @@ impl Downstream {
         }
     }
 
-    fn snapshot(&self) -> Value {
+    fn snapshot(&self) -> view::DownstreamView {
         let now = Instant::now();
         let breaker = self.breaker.as_ref().map(|b| {
             let b = lock(b);
-            let (state, detail) = match b.state() {
-                BreakerState::Closed { consecutive_failures } => {
-                    ("closed", json!({ "consecutive_failures": consecutive_failures }))
-                }
-                BreakerState::Open { until } => (
-                    "open",
-                    json!({ "half_open_in_ms": until.saturating_duration_since(now).as_millis() as u64 }),
-                ),
-                BreakerState::HalfOpen { trials_in_flight, .. } => {
-                    ("half_open", json!({ "trials_in_flight": trials_in_flight }))
-                }
+            let mut breaker = view::BreakerView {
+                state: view::BreakerStateName::Closed,
+                opened: b.opened,
+                short_circuited: b.short_circuited,
+                consecutive_failures: None,
+                half_open_in_ms: None,
+                trials_in_flight: None,
             };
-            let mut view = json!({ "state": state, "opened": b.opened, "short_circuited": b.short_circuited });
-            if let (Some(view), Some(detail)) = (view.as_object_mut(), detail.as_object()) {
-                view.extend(detail.clone());
+            match b.state() {
+                BreakerState::Closed { consecutive_failures } => {
+                    breaker.consecutive_failures = Some(consecutive_failures);
+                }
+                BreakerState::Open { until } => {
+                    breaker.state = view::BreakerStateName::Open;
+                    breaker.half_open_in_ms = Some(until.saturating_duration_since(now).as_millis() as u64);
+                }
+                BreakerState::HalfOpen { trials_in_flight, .. } => {
+                    breaker.state = view::BreakerStateName::HalfOpen;
+                    breaker.trials_in_flight = Some(trials_in_flight);
+                }
             }
-            view
+            breaker
         });
-        let budget = self.budget.as_ref().map(|b| {
+        let retry_budget = self.budget.as_ref().map(|b| {
             let mut b = lock(b);
             let window = b.window(now);
-            json!({ "window_calls": window.calls, "window_retries": window.retries,
-                    "window_allowed": window.allowed, "denied": b.denied })
+            view::BudgetView {
+                window_calls: window.calls,
+                window_retries: window.retries,
+                window_allowed: window.allowed,
+                denied: b.denied,
+            }
         });
-        let bulkhead = self.bulkhead.as_ref().map(|(slots, s)| {
-            json!({ "in_flight": s.max_concurrent - slots.available_permits(),
-                    "max_concurrent": s.max_concurrent,
-                    "rejected": self.bulkhead_rejected.load(Ordering::Relaxed) })
+        let bulkhead = self.bulkhead.as_ref().map(|(slots, s)| view::BulkheadView {
+            in_flight: s.max_concurrent - slots.available_permits(),
+            max_concurrent: s.max_concurrent,
+            rejected: self.bulkhead_rejected.load(Ordering::Relaxed),
         });
-        json!({
-            "name": self.name,
-            "calls": self.calls.load(Ordering::Relaxed),
-            "breaker": breaker,
-            "retry_budget": budget,
-            "bulkhead": bulkhead,
-        })
+        view::DownstreamView {
+            name: self.name.clone(),
+            calls: self.calls.load(Ordering::Relaxed),
+            breaker,
+            retry_budget,
+            bulkhead,
+        }
     }
 }
 
@@ -504,27 +514,36 @@ impl Resilience {
     }
 
     /// The state of every downstream called so far, for `GET /admin/resilience`.
-    pub fn snapshot(&self) -> Value {
+    pub fn snapshot(&self, load_shedding: Option<view::SheddingView>) -> view::ResilienceView {
         let all = self.downstreams.read().unwrap_or_else(PoisonError::into_inner);
         let mut downstreams: Vec<&Arc<Downstream>> = all.values().collect();
         downstreams.sort_by(|a, b| a.name.cmp(&b.name));
         let s = &self.settings;
-        json!({
-            "patterns": {
-                "circuit_breaker": s.breaker.map(|b| json!({
-                    "failure_threshold": b.failure_threshold,
-                    "cool_down_ms": b.cool_down.as_millis() as u64,
-                    "half_open_trials": b.half_open_trials })),
-                "bulkhead": s.bulkhead.map(|b| json!({
-                    "max_concurrent": b.max_concurrent, "max_wait_ms": b.max_wait.as_millis() as u64 })),
-                "retry_budget": s.retry_budget.map(|b| json!({
-                    "ratio": b.ratio, "min_per_second": b.min_per_second, "window_secs": b.window.as_secs() })),
-                "load_shedding": s.shedding.map(|l| json!({
-                    "max_in_flight": l.max_in_flight, "max_running": l.max_running,
-                    "retry_after_secs": l.retry_after.as_secs() })),
+        view::ResilienceView {
+            patterns: view::PatternsView {
+                circuit_breaker: s.breaker.map(|b| view::BreakerSettingsView {
+                    failure_threshold: b.failure_threshold,
+                    cool_down_ms: b.cool_down.as_millis() as u64,
+                    half_open_trials: b.half_open_trials,
+                }),
+                bulkhead: s.bulkhead.map(|b| view::BulkheadSettingsView {
+                    max_concurrent: b.max_concurrent,
+                    max_wait_ms: b.max_wait.as_millis() as u64,
+                }),
+                retry_budget: s.retry_budget.map(|b| view::BudgetSettingsView {
+                    ratio: b.ratio,
+                    min_per_second: b.min_per_second,
+                    window_secs: b.window.as_secs(),
+                }),
+                load_shedding: s.shedding.map(|l| view::SheddingSettingsView {
+                    max_in_flight: l.max_in_flight,
+                    max_running: l.max_running,
+                    retry_after_secs: l.retry_after.as_secs(),
+                }),
             },
-            "downstreams": downstreams.iter().map(|d| d.snapshot()).collect::<Vec<_>>(),
-        })
+            downstreams: downstreams.iter().map(|d| d.snapshot()).collect(),
+            load_shedding,
+        }
     }
 }
 
@@ -621,16 +640,12 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 /// The breakers, retry budgets, bulkheads and load shedding of this service's calls,
 /// as they stand.
 #[utoipa::path(get, path = "/admin/resilience", tag = "resilience",
-    responses((status = 200, description = "Each downstream's breaker, budget and bulkhead; `load_shedding`", body = Object)))]
+    responses((status = 200, description = "Each downstream's breaker, budget and bulkhead; `load_shedding`", body = view::ResilienceView)))]
 pub(crate) async fn show(
     resilience: web::Data<Arc<Resilience>>,
     shedder: Option<web::Data<LoadShedder>>,
 ) -> Result<HttpResponse, Problem> {
-    let mut view = resilience.snapshot();
-    if let Some(object) = view.as_object_mut() {
-        object.insert("load_shedding".into(), shedder.map_or(Value::Null, |s| s.snapshot()));
-    }
-    crate::web::ok(&view)
+    crate::web::ok(&resilience.snapshot(shedder.map(|s| s.snapshot())))
 }
 
 #[cfg(test)]

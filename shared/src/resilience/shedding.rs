@@ -21,7 +21,6 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{ErrorCode, Problem, supervisor::RunningGauge};
@@ -101,18 +100,26 @@ impl LoadShedder {
         }
     }
 
-    pub fn snapshot(&self) -> Value {
-        let Some(settings) = self.settings else {
-            return json!({ "enabled": false, "running": self.running.get() });
-        };
-        json!({
-            "enabled": true,
-            "in_flight": settings.max_in_flight - self.in_flight.available_permits(),
-            "max_in_flight": settings.max_in_flight,
-            "running": self.running.get(),
-            "max_running": settings.max_running,
-            "shed": self.shed.load(Ordering::Relaxed),
-        })
+    pub fn snapshot(&self) -> super::view::SheddingView {
+        let running = self.running.get();
+        match self.settings {
+            None => super::view::SheddingView {
+                enabled: false,
+                running,
+                in_flight: None,
+                max_in_flight: None,
+                max_running: None,
+                shed: None,
+            },
+            Some(settings) => super::view::SheddingView {
+                enabled: true,
+                running,
+                in_flight: Some(settings.max_in_flight - self.in_flight.available_permits()),
+                max_in_flight: Some(settings.max_in_flight),
+                max_running: Some(settings.max_running),
+                shed: Some(self.shed.load(Ordering::Relaxed)),
+            },
+        }
     }
 }
 

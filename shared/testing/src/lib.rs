@@ -511,6 +511,10 @@ pub fn chromium() -> Option<std::path::PathBuf> {
 pub fn render_in_chromium(chromium: &std::path::Path, url: &str) -> anyhow::Result<String> {
     use anyhow::Context as _;
     let profile = std::env::temp_dir().join(format!("txlab-chromium-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&profile)?;
+    // Into files, not pipes: a DOM larger than a pipe's buffer would block Chromium
+    // until someone reads it.
+    let (dom_path, log_path) = (profile.join("dom.html"), profile.join("chromium.log"));
     let mut child = std::process::Command::new(chromium)
         .args([
             "--headless",
@@ -526,27 +530,31 @@ pub fn render_in_chromium(chromium: &std::path::Path, url: &str) -> anyhow::Resu
             "--virtual-time-budget=20000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.join("profile").display()))
         .arg(url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&dom_path)?)
+        .stderr(std::fs::File::create(&log_path)?)
         .spawn()
         .with_context(|| format!("starting {}", chromium.display()))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    while child.try_wait()?.is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            let _ = std::fs::remove_dir_all(&profile);
-            anyhow::bail!("Chromium did not finish rendering {url} within 90 s");
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let output = child.wait_with_output()?;
+    };
+    let dom = std::fs::read_to_string(&dom_path).unwrap_or_default();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&profile);
-    anyhow::ensure!(
-        output.status.success(),
-        "Chromium failed on {url}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    match status {
+        None => anyhow::bail!("Chromium did not finish rendering {url} within 90 s: {log}"),
+        Some(status) if !status.success() => anyhow::bail!("Chromium failed on {url} ({status}): {log}"),
+        Some(_) => Ok(dom),
+    }
 }
