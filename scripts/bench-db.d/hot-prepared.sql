@@ -5,7 +5,7 @@
 BEGIN;
 -- shared  tpc::prepare_in_transaction (the 2PC prepare's lock wait bound)
 SET LOCAL lock_timeout = '2s';
--- inventory  routes::reserve · db::lock_products (then the stock move, bench-only: see tests/tests/bench_sql.rs)
+-- inventory  stock::reserve · db::lock_products (then the stock move, bench-only: see tests/tests/bench_sql.rs)
 SELECT sku, available FROM products WHERE sku = ANY(ARRAY['BENCH-HOT']) ORDER BY sku FOR UPDATE;
 UPDATE products SET available = available - 1, sold = sold + 1 WHERE sku = 'BENCH-HOT';
 PREPARE TRANSACTION '@GID@_hot';

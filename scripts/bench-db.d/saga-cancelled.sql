@@ -50,7 +50,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::create · db::fetch_order_tombstone, db::insert_order
+-- orders::create · db::fetch_order_tombstone, db::insert_order
 SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = :order_id);
 INSERT INTO orders (id, customer_email, total_cents, payment_token, trace_id)
 VALUES (:order_id, 'load1@example.com', 2100, 'tok_chargeDeclined', '4bf92f3577b34da6a3ce929d0e0e4736') ON CONFLICT (id) DO NOTHING
@@ -79,7 +79,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
+-- stock::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
 SET LOCAL lock_timeout = '1500ms';
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
 SELECT sku, available FROM products WHERE sku = ANY(ARRAY[:sku::text]) ORDER BY sku FOR UPDATE;
@@ -88,7 +88,7 @@ WITH lines AS (SELECT * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[]) AS l(sku
      moved AS (UPDATE products p SET available = p.available - l.quantity, reserved = p.reserved + l.quantity
                FROM lines l WHERE p.sku = l.sku)
 INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, quantity FROM lines;
--- routes::reservation · db::fetch_reservation_lines
+-- stock::reservation · db::fetch_reservation_lines
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
 -- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
@@ -106,7 +106,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge (declined)
+-- charges::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge (declined)
 SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
 SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
 SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_at FROM charges WHERE order_id = :order_id AND state = 'succeeded';
@@ -133,7 +133,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('payment', :key_refund, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::refund_order · db::lock_order, db::fetch_successful_charge, db::fetch_refunds, db::insert_refund
+-- charges::refund · db::lock_order, db::fetch_successful_charge, db::fetch_refunds, db::insert_refund
 SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
 SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_at FROM charges WHERE order_id = :order_id AND state = 'succeeded';
 SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
@@ -156,7 +156,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('inventory', :key_release, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::release_reservation · db::insert_reservation (conflicts: it exists), db::fetch_reservation (locked),
+-- stock::release · db::insert_reservation (conflicts: it exists), db::fetch_reservation (locked),
 -- db::update_reservation_state (released), db::fetch_reservation_lines
 INSERT INTO reservations (order_id, state, null_compensation) VALUES (:order_id, 'released', true) ON CONFLICT (order_id) DO NOTHING;
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
@@ -180,7 +180,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('order', :key_cancel, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::transition · db::fetch_order (locked), db::update_order_status (cancelled), view::load_existing
+-- orders::transition · db::fetch_order (locked), db::update_order_status (cancelled), view::load_existing
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id FOR UPDATE;
 UPDATE orders SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;

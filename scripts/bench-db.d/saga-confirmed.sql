@@ -45,7 +45,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::create · db::fetch_order_tombstone, db::insert_order
+-- orders::create · db::fetch_order_tombstone, db::insert_order
 SELECT EXISTS (SELECT 1 FROM order_tombstones WHERE order_id = :order_id);
 INSERT INTO orders (id, customer_email, total_cents, payment_token, trace_id)
 VALUES (:order_id, 'load1@example.com', 2100, 'tok_visa', '4bf92f3577b34da6a3ce929d0e0e4736') ON CONFLICT (id) DO NOTHING
@@ -74,7 +74,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
+-- stock::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
 SET LOCAL lock_timeout = '1500ms';
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
 SELECT sku, available FROM products WHERE sku = ANY(ARRAY[:sku::text]) ORDER BY sku FOR UPDATE;
@@ -83,7 +83,7 @@ WITH lines AS (SELECT * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[]) AS l(sku
      moved AS (UPDATE products p SET available = p.available - l.quantity, reserved = p.reserved + l.quantity
                FROM lines l WHERE p.sku = l.sku)
 INSERT INTO reservation_lines (order_id, sku, quantity) SELECT :order_id, sku, quantity FROM lines;
--- routes::reservation · db::fetch_reservation_lines
+-- stock::reservation · db::fetch_reservation_lines
 SELECT sku, quantity FROM reservation_lines WHERE order_id = :order_id ORDER BY sku;
 -- inventory  IdempotencyStore::complete (the answer stored in the unit of work)
 UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_at = now(),
@@ -101,7 +101,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge
+-- charges::charge · db::lock_order, db::fetch_refunds, db::fetch_successful_charge, db::insert_charge
 SELECT pg_advisory_xact_lock(hashtextextended(:order_id::text, 0));
 SELECT id, order_id, charge_id, amount_cents, null_compensation, created_at FROM refunds WHERE order_id = :order_id ORDER BY created_at, id;
 SELECT id, order_id, amount_cents, state, decline_code, refunded_cents, created_at FROM charges WHERE order_id = :order_id AND state = 'succeeded';
@@ -124,7 +124,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('inventory', :key_commit_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::commit_reservation · db::fetch_reservation (locked), db::update_reservation_state, db::fetch_reservation_lines
+-- stock::commit · db::fetch_reservation (locked), db::update_reservation_state, db::fetch_reservation_lines
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
 UPDATE products p SET sold = p.sold + l.quantity, reserved = p.reserved - l.quantity
 FROM reservation_lines l WHERE l.order_id = :order_id AND p.sku = l.sku;
@@ -146,7 +146,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('order', :key_confirm_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::transition · db::fetch_order (locked), db::update_order_status, view::load_existing
+-- orders::transition · db::fetch_order (locked), db::update_order_status, view::load_existing
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id FOR UPDATE;
 UPDATE orders SET status = 'confirmed', reason = NULL, updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
@@ -171,7 +171,7 @@ INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locke
 VALUES ('email', :key_send_email, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
 ON CONFLICT (scope, key) DO NOTHING;
 BEGIN;
--- routes::enqueue · db::insert_email
+-- outbox::enqueue · db::insert_email
 INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
 VALUES (:email_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::text || ' is confirmed',
         E'Hello,\n\nthank you for your order ' || :order_id::text || E'.\nTotal: $21.00\n\nIt is confirmed and on its way.\n\n-- txlab\n',

@@ -1,6 +1,6 @@
--- The email participant's own work inside its 2PC prepare, as services/email/src/tpc.rs (routes::enqueue, the outbox row)
+-- The email participant's own work inside its 2PC prepare, as services/email/src/tpc.rs (outbox::enqueue, the outbox row)
 -- issues it; tpc-prepare.sql puts it in its place.
--- email  routes::enqueue · db::insert_email
+-- email  outbox::enqueue · db::insert_email
 INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
 VALUES (:row_id, :order_id, 'load1@example.com', 'Your order ' || :order_id::text || ' is confirmed',
         E'Hello,\n\nthank you for your order ' || :order_id::text || E'.\nTotal: $21.00\n\nIt is confirmed and on its way.\n\n-- txlab\n',

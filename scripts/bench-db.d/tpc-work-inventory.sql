@@ -1,6 +1,6 @@
--- The inventory participant's own work inside its 2PC prepare, as services/inventory/src/tpc.rs (routes::reserve, then sold)
+-- The inventory participant's own work inside its 2PC prepare, as services/inventory/src/tpc.rs (stock::reserve, then sold)
 -- issues it; tpc-prepare.sql puts it in its place.
--- inventory  routes::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
+-- inventory  stock::reserve · db::fetch_reservation (locked), db::lock_products, db::insert_reservation, db::insert_reservation_lines
 SET LOCAL lock_timeout = '1500ms';
 SELECT order_id, state, null_compensation FROM reservations WHERE order_id = :order_id FOR UPDATE;
 SELECT sku, available FROM products WHERE sku = ANY(ARRAY[:sku::text]) ORDER BY sku FOR UPDATE;

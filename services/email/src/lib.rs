@@ -1,6 +1,8 @@
 //! The email service: confirmation emails through an outbox.
 //!
 //! - [`startup`]: builds the server and reads `SMTP_URL`, `EMAIL_FROM`, the retry policy.
+//! - [`outbox`]: an order's confirmation written into the outbox, once: what the
+//!   routes and the 2PC adapter both call.
 //! - [`routes`]: `POST /emails` enqueues (once per order), `GET /emails?order_id=` reads.
 //! - [`dispatcher`]: the actor that delivers due emails over SMTP (or the log
 //!   transport), retrying transient failures with exponential backoff and jitter.
@@ -12,6 +14,7 @@
 
 pub mod db;
 pub mod dispatcher;
+pub mod outbox;
 pub mod routes;
 pub mod startup;
 pub mod tpc;

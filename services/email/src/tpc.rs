@@ -9,7 +9,7 @@ use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::routes::enqueue;
+use crate::outbox::enqueue;
 
 pub struct EmailTpc;
 

@@ -1,7 +1,10 @@
 //! The inventory service: the catalogue, stock, and reservations held for orders.
 //!
 //! - [`startup`]: builds the server.
-//! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
+//! - [`stock`]: reserve, release, commit and restock: what the routes and the 2PC
+//!   adapter both call.
+//! - [`routes`]: HTTP handlers (parse, call, render); each mutation is a fault point
+//!   and idempotent.
 //! - [`db`]: every query, one function each.
 //! - [`tpc`]: its part in a two-phase-commit checkout.
 //!
@@ -12,4 +15,5 @@
 pub mod db;
 pub mod routes;
 pub mod startup;
+pub mod stock;
 pub mod tpc;

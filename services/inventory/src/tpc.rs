@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, ReservationState},
-    routes::{Reserved, reserve},
+    stock::{Reserved, reserve},
 };
 
 pub struct InventoryTpc;

@@ -5,7 +5,10 @@
 //! - [`saga`]: the checkout saga: steps table, state machine, engine, actors, recovery.
 //! - [`view`]: an order with its saga's steps, as the API shows it.
 //! - [`domain`]: the order state machine (`pending → confirmed | cancelled`).
-//! - [`routes`]: HTTP handlers; each mutation is a fault point and idempotent.
+//! - [`orders`]: create, confirm and cancel an order: what the routes and the 2PC
+//!   adapter both call.
+//! - [`routes`]: HTTP handlers (parse, call, render); each mutation is a fault point
+//!   and idempotent.
 //! - [`db`]: every query.
 //! - [`tpc`]: its part in a two-phase-commit checkout.
 //! - [`startup`]: builds the server.
@@ -13,6 +16,7 @@
 pub mod checkout;
 pub mod db;
 pub mod domain;
+pub mod orders;
 pub mod routes;
 pub mod saga;
 pub mod startup;

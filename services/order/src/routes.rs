@@ -1,21 +1,21 @@
-//! Order HTTP handlers.
+//! Order's HTTP handlers: they parse, call [`crate::orders`] (or the saga, for
+//! `/checkout`) and render.
 
 use actix_web::{HttpResponse, web};
-use api::{CancelOrder, CreateOrder, LineItemRequest, NoFields};
+use api::{CancelOrder, CreateOrder, NoFields};
 use serde::{Deserialize, Serialize};
 use shared::{
-    ErrorCode, Problem,
-    domain::{EmailAddress, LineItems, PaymentToken, invalid},
+    Problem,
     idempotency::{Idempotency, UnitOfWork},
-    telemetry::current_trace_id,
     web::{OptionalJson, checkout, created, mutation, mutation_and_read, ok},
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    db::{self, NewOrder},
-    domain::{OrderEvent, OrderStatus, Transition},
+    db,
+    domain::{OrderEvent, OrderStatus},
+    orders::{self, NeverCreated, Transitioned},
     view::OrderView,
 };
 
@@ -57,71 +57,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))]
 async fn create_order(mut uow: UnitOfWork, body: web::Json<CreateOrder>) -> Result<HttpResponse, Problem> {
     let tx = uow.tx().await?;
-    let (id, is_new) = create(tx, &body).await?;
+    let (id, is_new) = orders::create(tx, &body).await?;
     let view = crate::view::load_existing(tx, id).await?;
     if is_new { created(&view) } else { ok(&view) }
-}
-
-/// Validates and inserts a pending order; `(id, is_new)`. Refused after the order's
-/// cancellation (a creation arriving after its compensation).
-pub async fn create(conn: &mut PgConnection, body: &CreateOrder) -> Result<(Uuid, bool), Problem> {
-    let mut errors = Vec::new();
-    let email = EmailAddress::parse(&body.customer_email).map_err(|e| errors.push(format!("customer_email: {e}")));
-    let token = PaymentToken::parse(&body.payment_token).map_err(|e| errors.push(format!("payment_token: {e}")));
-    let requests: Vec<LineItemRequest> = body
-        .items
-        .iter()
-        .map(|l| LineItemRequest {
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-        })
-        .collect();
-    let items = LineItems::parse(&requests).map_err(|p| errors.push(p.detail));
-    if let Some(bad) = body
-        .items
-        .iter()
-        .find(|l| !(1..=100_000_000).contains(&l.unit_price_cents))
-    {
-        errors.push(format!("{}: unit_price_cents out of range", bad.sku));
-    }
-    let (Ok(email), Ok(token), Ok(items)) = (email, token, items) else {
-        return Err(invalid(errors));
-    };
-    if !errors.is_empty() {
-        return Err(invalid(errors));
-    }
-    let prices: Vec<i64> = items
-        .iter()
-        .map(|line| {
-            body.items
-                .iter()
-                .find(|l| l.sku == line.sku.as_str())
-                .map(|l| l.unit_price_cents)
-                .unwrap_or_default()
-        })
-        .collect();
-    let id = body.order_id.unwrap_or_else(Uuid::now_v7);
-    if db::fetch_order_tombstone(conn, id).await? {
-        return Err(Problem::new(
-            ErrorCode::ActionAfterCompensation,
-            format!("order {id} was cancelled before it was created; the late creation is refused"),
-        ));
-    }
-    let trace_id = current_trace_id();
-    let inserted = db::insert_order(
-        conn,
-        NewOrder {
-            id,
-            customer_email: email.as_str(),
-            payment_token: token.as_str(),
-            trace_id: trace_id.as_deref(),
-            skus: &items.skus(),
-            quantities: &items.quantities(),
-            unit_prices: &prices,
-        },
-    )
-    .await?;
-    Ok((id, inserted.is_some()))
 }
 
 /// Confirms a pending order (the saga's last step). Confirming a confirmed order
@@ -160,44 +98,17 @@ async fn cancel_order(
     transition(uow, id.into_inner(), OrderEvent::Cancel, Some(reason)).await
 }
 
-#[tracing::instrument(skip(uow, reason), fields(order.id = %id))]
+/// The order as a transition left it, or, for a cancel of an order never created,
+/// the record of that.
 async fn transition(
     mut uow: UnitOfWork,
     id: Uuid,
     event: OrderEvent,
     reason: Option<String>,
 ) -> Result<HttpResponse, Problem> {
-    let tx = uow.tx().await?;
-    let Some(order) = db::fetch_order(tx, id, true).await? else {
-        if event == OrderEvent::Cancel {
-            db::insert_order_tombstone(tx, id).await?;
-            tracing::info!("null compensation: cancelled an order that was never created");
-            return ok(&NeverCreated {
-                order_id: id,
-                status: OrderStatus::Cancelled,
-                null_compensation: true,
-            });
-        }
-        return Err(Problem::not_found(format!("no order {id}")));
-    };
-    match order.status.apply(event) {
-        Transition::AlreadyThere => ok(&crate::view::load_existing(tx, id).await?),
-        Transition::Refused => Err(Problem::new(
-            ErrorCode::Conflict,
-            format!(
-                "order {id} is {}; it cannot be {}",
-                order.status,
-                if event == OrderEvent::Confirm {
-                    "confirmed"
-                } else {
-                    "cancelled"
-                }
-            ),
-        )),
-        Transition::To(status) => {
-            db::update_order_status(tx, id, status, reason.as_deref()).await?;
-            ok(&crate::view::load_existing(tx, id).await?)
-        }
+    match orders::transition(uow.tx().await?, id, event, reason).await? {
+        Transitioned::Order(view) => ok(&view),
+        Transitioned::NeverCreated(record) => ok(&record),
     }
 }
 
@@ -246,14 +157,6 @@ struct OrderList {
 enum CancelAnswer {
     Order(Box<OrderView>),
     NeverCreated(NeverCreated),
-}
-
-/// The null compensation: an order cancelled before it was ever created.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct NeverCreated {
-    order_id: Uuid,
-    status: OrderStatus,
-    null_compensation: bool,
 }
 
 /// Orders, newest first.

@@ -7,7 +7,7 @@ use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{db, domain::OrderStatus, routes::create};
+use crate::{db, domain::OrderStatus, orders::create};
 
 pub struct OrderTpc;
 

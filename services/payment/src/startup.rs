@@ -13,12 +13,7 @@ pub const FAULT_OPERATIONS: &[&str] = &[
     "payment.abort",
 ];
 
-/// Payment's own settings.
-#[derive(Debug, Clone, Copy)]
-pub struct PaymentSettings {
-    /// `tok_insufficientFunds` is declined above this (`PAYMENT_FUNDS_LIMIT_CENTS`).
-    pub funds_limit_cents: i64,
-}
+pub use crate::charges::PaymentSettings;
 
 pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
     let payment = PaymentSettings {

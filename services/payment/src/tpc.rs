@@ -7,7 +7,7 @@ use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::routes::{Charged, charge};
+use crate::charges::{Charged, charge};
 
 /// The charge made in the prepared transaction.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
