@@ -3,7 +3,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use actix::Actor as _;
 use actix_web::web;
 use shared::{
-    config::{Env, Settings},
+    config::{Env, PeerSettings, Settings},
     resilience::shedding::LoadShedder,
     startup::{Routes, Server},
     supervisor::{JobLimits, Supervisor, Sweeper},
@@ -11,7 +11,7 @@ use shared::{
 
 use crate::{
     checkout::CheckoutDeadline,
-    saga::engine::{self, Engine, Participants},
+    saga::engine::{self, Engine},
 };
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
@@ -64,11 +64,9 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     let engine = Arc::new(Engine {
         pool: prepared.pool.clone(),
         client,
-        participants: Participants {
+        participants: PeerSettings {
             order: own_url,
-            inventory: settings.peers.inventory.clone(),
-            payment: settings.peers.payment.clone(),
-            email: settings.peers.email.clone(),
+            ..settings.peers.clone()
         },
         park_retry: saga.park_retry,
     });

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use api::{CancelOrder, NoFields, RefundRequest, Request};
 use shared::{
+    config::PeerSettings,
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, MustHappen, Rejection},
     supervisor::{Job, LocalBoxFuture},
@@ -20,20 +21,13 @@ use super::{
     steps::{COMPENSATION, Call, STEPS, is_before_or_at_pivot},
 };
 
-/// Where the participants are. The orchestrator reaches its own order endpoints
-/// over loopback like any other participant's, so they are fault points too.
-#[derive(Debug, Clone)]
-pub struct Participants {
-    pub order: String,
-    pub inventory: String,
-    pub payment: String,
-    pub email: String,
-}
-
 pub struct Engine {
     pub pool: PgPool,
     pub client: HttpClient,
-    pub participants: Participants,
+    /// Where the participants are (the peers' settings). The orchestrator reaches its
+    /// own order endpoints over loopback like any other participant's, so they are
+    /// fault points too.
+    pub participants: PeerSettings,
     /// How long a parked saga waits before the recovery actor retries it.
     pub park_retry: Duration,
 }
