@@ -70,6 +70,20 @@ pub async fn connect(settings: &Settings) -> Result<PgPool, DbError> {
         })
 }
 
+/// `pool.begin()`, safe to cancel. sqlx sends `BEGIN` and counts the transaction only
+/// once the server has answered; a caller dropped in between (a request cut off at
+/// its deadline) returns the connection to the pool inside a transaction that sqlx
+/// does not know of, and every later user of that connection fails ("cannot run
+/// inside a transaction block", then "current transaction is aborted"). Here the
+/// `BEGIN` runs in a task of its own: a caller that is gone when it completes drops
+/// the transaction there, and it is rolled back as any other.
+pub async fn begin(pool: &PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("the task beginning a transaction failed: {e}")))?
+}
+
 /// Whether a statement gave up waiting for a row lock (`lock_timeout`, 55P03):
 /// another transaction, perhaps an in-doubt prepared one, holds the rows.
 pub fn is_lock_timeout(e: &sqlx::Error) -> bool {

@@ -371,8 +371,7 @@ async fn commit<W: TpcWork>(
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
-    let mut conn = pool.acquire().await?;
-    finish(&mut conn, &gid, Decision::Commit).await
+    finish_detached(pool, gid, Decision::Commit).await
 }
 
 /// Phase two, abort. Repeating it, or aborting what was never prepared, is harmless.
@@ -384,8 +383,24 @@ async fn abort<W: TpcWork>(
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
-    let mut conn = pool.acquire().await?;
-    finish(&mut conn, &gid, Decision::Abort).await
+    finish_detached(pool, gid, Decision::Abort).await
+}
+
+/// Phase two runs in a task of its own, as prepare does: a caller cut off at its
+/// deadline must not leave a pooled connection half-way through a step (inside the
+/// abort's probe transaction, say).
+async fn finish_detached(pool: web::Data<PgPool>, gid: Gid, decision: Decision) -> Result<HttpResponse, Problem> {
+    let task = async move {
+        let mut conn = pool.acquire().await?;
+        finish(&mut conn, &gid, decision).await
+    }
+    .instrument(tracing::Span::current());
+    let task = match deadline::current() {
+        Some(deadline) => actix_rt::spawn(deadline::within(deadline, task)),
+        None => actix_rt::spawn(task),
+    };
+    task.await
+        .map_err(|e| Problem::internal(anyhow::anyhow!("{decision} task failed: {e}")))?
 }
 
 async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<HttpResponse, Problem> {

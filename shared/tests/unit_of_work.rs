@@ -169,3 +169,36 @@ async fn a_success_commits_the_write_and_completes_the_key_together() {
     .unwrap();
     assert_eq!((widgets, completed), (1, 1));
 }
+
+/// A transaction's `begin` cut off half-way (a request dropped at its deadline while
+/// its BEGIN is on the wire) must not hand its connection back to the pool inside a
+/// transaction: with one connection in the pool, each cut is followed by a statement
+/// that must run outside any transaction.
+#[actix_web::test]
+async fn a_begin_cut_off_half_way_leaves_its_connection_outside_any_transaction() {
+    let db = TestDatabase::create().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    let mut cut = 0;
+    for micros in (0..3000).step_by(30) {
+        let begun = tokio::time::timeout(Duration::from_micros(micros), shared::db::begin(&pool)).await;
+        cut += usize::from(begun.is_err());
+        drop(begun);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Outside a transaction block this fails for want of such a transaction; inside
+        // one (or an aborted one) it fails for being there.
+        let answer = sqlx::raw_sql("COMMIT PREPARED 'txlab_no_such_transaction'")
+            .execute(&pool)
+            .await
+            .map(|_| String::from("committed?"))
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            answer.contains("does not exist"),
+            "after a begin cut off at {micros} µs: {answer}"
+        );
+    }
+    assert!(cut > 0, "no begin was cut off: the test proved nothing");
+}

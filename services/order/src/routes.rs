@@ -117,7 +117,7 @@ async fn transition(
     responses((status = 200, description = "The order", body = OrderView)))]
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     // One snapshot for the order, its lines and its saga.
-    let mut snapshot = pool.begin().await?;
+    let mut snapshot = shared::db::begin(&pool).await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
         .await?;

@@ -318,7 +318,7 @@ async fn commit(
 ) -> Result<(), Problem> {
     let mut tx = match (tx, claim) {
         (Some(tx), _) => tx,
-        (None, Some(_)) => store.pool.begin().await?,
+        (None, Some(_)) => crate::db::begin(&store.pool).await?,
         (None, None) => return Ok(()),
     };
     if let Some(claim) = claim
@@ -429,7 +429,7 @@ impl UnitOfWork {
     pub async fn tx(&mut self) -> Result<&mut Transaction<'static, Postgres>, Problem> {
         if self.tx.is_none() {
             let pool = self.slot.0.borrow().pool.clone();
-            self.tx = Some(pool.begin().await?);
+            self.tx = Some(crate::db::begin(&pool).await?);
         }
         self.tx
             .as_mut()
