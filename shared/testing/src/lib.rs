@@ -88,7 +88,7 @@ pub fn cluster_admin_url() -> anyhow::Result<String> {
     }
     let dir = std::env::var_os("TXLAB_TEST_PG_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/txlab-test-pg"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/txlab-test-pg"));
     std::fs::create_dir_all(&dir)?;
     let dir = dir.canonicalize()?;
     let port = std::env::var("TXLAB_TEST_PG_PORT")
