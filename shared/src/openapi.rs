@@ -27,7 +27,7 @@ use crate::{ErrorCode, config::Service};
 pub use utoipa::openapi::OpenApi as Document;
 
 /// The media type of every error answer.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error answer (RFC 9457), as [`crate::Problem`] renders it. Some carry more
 /// members (`errors` on `invalid-request`, `sku` on `unknown-sku`, …).
@@ -194,7 +194,7 @@ fn string() -> RefOr<Schema> {
 }
 
 /// 1–255 printable ASCII characters.
-pub fn idempotency_key() -> RefOr<Schema> {
+fn idempotency_key() -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
@@ -212,20 +212,6 @@ fn header_param(name: &str, schema: RefOr<Schema>, description: &str) -> Paramet
         .required(Required::False)
         .schema(Some(schema))
         .description(Some(description))
-        .build()
-}
-
-/// A required `Idempotency-Key` header, for the endpoints that refuse a request
-/// without one (`POST /checkout`).
-pub fn required_idempotency_key() -> Parameter {
-    ParameterBuilder::new()
-        .name("Idempotency-Key")
-        .parameter_in(ParameterIn::Header)
-        .required(Required::True)
-        .schema(Some(idempotency_key()))
-        .description(Some(
-            "Required: the checkout's identity; a retry with the same key and body is answered the same",
-        ))
         .build()
 }
 

@@ -186,15 +186,24 @@ async fn prepare<W: TpcWork>(
     payload: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
-    let task = prepare_detached(work, pool, gid, payload.into_inner()).instrument(tracing::Span::current());
-    // The task outlives a caller that gives up, but not the caller's deadline: it
-    // takes the deadline along, and the database enforces it (`bound_by_deadline`).
+    detached("prepare", prepare_detached(work, pool, gid, payload.into_inner())).await
+}
+
+/// Runs a 2PC step in a task of its own, in the current span: the task outlives a
+/// caller that gives up (so no pooled connection is left half-way through a step),
+/// but not the caller's deadline: it takes the deadline along, and the database
+/// enforces it (`bound_by_deadline`).
+async fn detached(
+    step: &'static str,
+    work: impl Future<Output = Result<HttpResponse, Problem>> + 'static,
+) -> Result<HttpResponse, Problem> {
+    let work = work.instrument(tracing::Span::current());
     let task = match deadline::current() {
-        Some(deadline) => actix_rt::spawn(deadline::within(deadline, task)),
-        None => actix_rt::spawn(task),
+        Some(deadline) => actix_rt::spawn(deadline::within(deadline, work)),
+        None => actix_rt::spawn(work),
     };
     task.await
-        .map_err(|e| Problem::internal(anyhow::anyhow!("prepare task failed: {e}")))?
+        .map_err(|e| Problem::internal(anyhow::anyhow!("{step} task failed: {e}")))?
 }
 
 #[tracing::instrument(name = "tpc.prepare", skip_all, fields(tx.id, tx.phase = "prepare", tx.participant = W::PARTICIPANT.name(), tx.vote))]
@@ -386,21 +395,15 @@ async fn abort<W: TpcWork>(
     finish_detached(pool, gid, Decision::Abort).await
 }
 
-/// Phase two runs in a task of its own, as prepare does: a caller cut off at its
-/// deadline must not leave a pooled connection half-way through a step (inside the
-/// abort's probe transaction, say).
+/// Phase two runs [`detached`], as prepare does: a caller cut off at its deadline
+/// must not leave a pooled connection half-way through a step (inside the abort's
+/// probe transaction, say).
 async fn finish_detached(pool: web::Data<PgPool>, gid: Gid, decision: Decision) -> Result<HttpResponse, Problem> {
-    let task = async move {
+    detached(decision.name(), async move {
         let mut conn = pool.acquire().await?;
         finish(&mut conn, &gid, decision).await
-    }
-    .instrument(tracing::Span::current());
-    let task = match deadline::current() {
-        Some(deadline) => actix_rt::spawn(deadline::within(deadline, task)),
-        None => actix_rt::spawn(task),
-    };
-    task.await
-        .map_err(|e| Problem::internal(anyhow::anyhow!("{decision} task failed: {e}")))?
+    })
+    .await
 }
 
 async fn finish(conn: &mut PgConnection, gid: &Gid, decision: Decision) -> Result<HttpResponse, Problem> {

@@ -172,6 +172,17 @@ impl Platform {
         }
     }
 
+    /// Every service, by name.
+    pub fn apps(&self) -> [(&'static str, &TestApp); 5] {
+        [
+            ("order", &self.order),
+            ("inventory", &self.inventory),
+            ("payment", &self.payment),
+            ("email", &self.email),
+            ("coordinator", &self.coordinator),
+        ]
+    }
+
     /// `POST /checkout` on the saga; returns the status, headers and JSON body.
     pub async fn checkout(
         &self,

@@ -8,20 +8,10 @@ use serde_json::Value;
 use testing::{TestApp, problem};
 use txlab_tests::Platform;
 
-fn apps(platform: &Platform) -> [(&'static str, &TestApp); 5] {
-    [
-        ("order", &platform.order),
-        ("inventory", &platform.inventory),
-        ("payment", &platform.payment),
-        ("email", &platform.email),
-        ("coordinator", &platform.coordinator),
-    ]
-}
-
 #[actix_web::test]
 async fn health_answers_carry_a_trace_id_and_a_traceresponse() {
     let platform = Platform::start().await;
-    for (name, app) in apps(&platform) {
+    for (name, app) in platform.apps() {
         for path in ["/health/live", "/health/ready"] {
             let response = app.get(path).await;
             assert_eq!(response.status(), 200, "{name} {path}");

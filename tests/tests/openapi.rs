@@ -60,16 +60,6 @@ fn served(service: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn apps(platform: &Platform) -> [(&'static str, &TestApp); 5] {
-    [
-        ("order", &platform.order),
-        ("inventory", &platform.inventory),
-        ("payment", &platform.payment),
-        ("email", &platform.email),
-        ("coordinator", &platform.coordinator),
-    ]
-}
-
 async fn document(app: &TestApp) -> Value {
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), 200);
@@ -108,7 +98,7 @@ fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
 #[actix_web::test]
 async fn every_service_documents_exactly_the_routes_it_serves() {
     let platform = Platform::start().await;
-    for (name, app) in apps(&platform) {
+    for (name, app) in platform.apps() {
         let doc = document(app).await;
         assert_eq!(doc["openapi"], "3.1.0", "{name}");
         assert!(doc["info"]["title"].as_str().unwrap().starts_with("txlab "), "{name}");
@@ -150,7 +140,7 @@ async fn every_service_documents_exactly_the_routes_it_serves() {
 #[actix_web::test]
 async fn every_operation_names_the_shared_headers_and_its_problem_answers() {
     let platform = Platform::start().await;
-    for (name, app) in apps(&platform) {
+    for (name, app) in platform.apps() {
         let doc = document(app).await;
         for (method, path, operation) in operations(&doc) {
             let at = format!("{name}: {method} {path}");
@@ -229,7 +219,7 @@ async fn every_operation_names_the_shared_headers_and_its_problem_answers() {
 #[actix_web::test]
 async fn the_docs_page_and_its_assets_come_from_the_service_itself() {
     let platform = Platform::start().await;
-    for (name, app) in apps(&platform) {
+    for (name, app) in platform.apps() {
         let page = app.get("/docs").await;
         assert_eq!(page.status(), 200, "{name}");
         assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
