@@ -3,7 +3,7 @@
 -- commit (with no coordinator round trip in between: the database's best case).
 -- @GID@ is replaced per pgbench process (one client each).
 BEGIN;
--- shared  tpc::prepare_in_transaction (the 2PC prepare's lock wait bound)
+-- shared  participant::prepare_in_transaction (the 2PC prepare's lock wait bound)
 SET LOCAL lock_timeout = '2s';
 -- inventory  stock::reserve · db::lock_products (then the stock move, bench-only: see tests/tests/bench_sql.rs)
 SELECT sku, available FROM products WHERE sku = ANY(ARRAY['BENCH-HOT']) ORDER BY sku FOR UPDATE;

@@ -7,7 +7,7 @@ use api::{ChargeRequest, CheckoutRequest, CreateOrder, EnqueueEmail, LineItemReq
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Problem;
+use base::Problem;
 
 pub const MAX_QUANTITY: i64 = 1000;
 pub const MAX_LINES: usize = 50;
@@ -226,10 +226,11 @@ impl PricedCheckout {
 /// inventory service (an unknown SKU is 422; an unreachable inventory 503).
 pub async fn price_checkout(
     request: &CheckoutRequest,
-    client: &crate::http_client::HttpClient,
+    client: &client::http_client::HttpClient,
     inventory_url: &str,
 ) -> Result<PricedCheckout, Problem> {
-    use crate::{ErrorCode, http_client::CallOutcome};
+    use base::ErrorCode;
+    use client::http_client::CallOutcome;
     let mut errors = Vec::new();
     let email = EmailAddress::parse(&request.customer_email).map_err(|e| errors.push(format!("customer_email: {e}")));
     let token = PaymentToken::parse(&request.payment_token).map_err(|e| errors.push(format!("payment_token: {e}")));

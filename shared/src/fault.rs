@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{ErrorCode, Problem, config::FaultSettings};
+use base::{ErrorCode, Problem, config::FaultSettings};
 
 /// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

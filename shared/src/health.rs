@@ -61,7 +61,7 @@ pub(crate) async fn ready(pool: web::Data<PgPool>, expected: web::Data<ExpectedM
 /// Not ready: a 503 problem+json (as every error is) whose `reason` says why.
 fn unavailable(reason: String) -> HttpResponse {
     use actix_web::ResponseError as _;
-    crate::Problem::new(crate::ErrorCode::ServiceUnavailable, format!("not ready: {reason}"))
+    base::Problem::new(base::ErrorCode::ServiceUnavailable, format!("not ready: {reason}"))
         .with_extension("reason", reason)
         .with_retry_after(1)
         .error_response()

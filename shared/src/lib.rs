@@ -1,49 +1,38 @@
-//! What every txlab service shares, so each service keeps only its own domain.
+//! The service platform: what every txlab service is built on, so each service keeps
+//! only its own domain. Above `txlab-base` (settings, telemetry, problem+json, db) and
+//! `txlab-client` (the HTTP client and its resilience); below the 2PC participant
+//! side (`txlab-participant`) and the services.
 //!
-//! - [`config`]: typed settings read once from the environment at start-up.
-//! - [`telemetry`]: `tracing` + OpenTelemetry (OTLP over gRPC or HTTP), JSON logs with
-//!   `trace_id`/`span_id`, and the guard that flushes spans on shutdown.
-//! - [`problem`]: RFC 9457 problem+json errors, one `ResponseError` impl for all.
-//! - [`web`]: what every actix app wires in: root spans, `traceresponse`, body limits,
-//!   extractor error handlers, JSON bodies carrying `trace_id`, the admin guard.
+//! - [`web`]: what every actix app wires in: root spans, `traceresponse`, the admin
+//!   guard, extractor errors as problem+json, JSON bodies carrying `trace_id`.
 //! - [`health`]: `/health/live` and `/health/ready`.
-//! - [`http_client`]: the traced HTTP client (W3C `traceparent` + `baggage`), built once.
-//! - [`db`]: connecting to Postgres and applying a service's migrations.
+//! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`idempotency`]: `Idempotency-Key` handling held in Postgres, one middleware for
 //!   every mutating endpoint, with the stored response committed in the business
 //!   transaction.
-//! - [`retry`]: exponential backoff with jitter.
-//! - [`resilience`]: circuit breakers, retry budgets and bulkheads per downstream in
-//!   the HTTP client, deadlines propagated across hops, load shedding on checkout,
-//!   and `GET /admin/resilience`.
-//! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
-//! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token).
-//! - [`tpc`]: two-phase commit, participant side: prepare / commit / abort on
-//!   PostgreSQL prepared transactions, and the actor that resolves in-doubt ones.
-//! - [`startup`]: the common `main` of every service and the server they all build.
 //! - [`supervisor`]: durable jobs as actors (one runner per job) and the sweeper that
 //!   resumes unfinished ones.
-//! - [`pgcluster`]: starting a throwaway PostgreSQL cluster (native launcher, tests).
+//! - [`shedding`]: load shedding on checkout, and `GET /admin/resilience`.
+//! - [`routing`]: how routes are wired: the middleware stack of every write, and what
+//!   every app configures.
+//! - [`openapi`]: the OpenAPI document (the service's operations plus the platform's)
+//!   and the offline docs page.
+//! - [`startup`]: the common `main` of every service and the server they all build.
+//! - [`domain`]: checkout vocabulary (SKU, quantity, line items, email, token) and
+//!   pricing a checkout against the catalogue.
 //!
+//! Dependencies run one way, bottom to top: `web` ← `health`, `fault`, `idempotency`;
+//! `supervisor` ← `shedding`; all of them ← `routing` ← `openapi` ← `startup`.
 //! Test support lives in `txlab-testing` (`shared/testing`), which only
 //! `[dev-dependencies]` name.
 
-pub mod config;
-pub mod db;
 pub mod domain;
 pub mod fault;
 pub mod health;
-pub mod http_client;
 pub mod idempotency;
 pub mod openapi;
-pub mod pgcluster;
-pub mod problem;
-pub mod resilience;
-pub mod retry;
+pub mod routing;
+pub mod shedding;
 pub mod startup;
 pub mod supervisor;
-pub mod telemetry;
-pub mod tpc;
 pub mod web;
-
-pub use problem::{ErrorCode, Problem};

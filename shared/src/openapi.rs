@@ -22,14 +22,14 @@ use utoipa::{
     },
 };
 
-use crate::{ErrorCode, config::Service};
+use base::{ErrorCode, config::Service};
 
 pub use utoipa::openapi::OpenApi as Document;
 
 /// The media type of every error answer.
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An error answer (RFC 9457), as [`crate::Problem`] renders it. Some carry more
+/// An error answer (RFC 9457), as [`base::Problem`] renders it. Some carry more
 /// members (`errors` on `invalid-request`, `sku` on `unknown-sku`, …).
 #[derive(Serialize, ToSchema)]
 #[schema(as = Problem)]
@@ -57,7 +57,7 @@ pub struct ProblemBody {
         crate::fault::list_rules,
         crate::fault::put_rules,
         crate::fault::delete_rules,
-        crate::resilience::show,
+        crate::shedding::show,
     ),
     components(schemas(ProblemBody))
 )]

@@ -3,7 +3,7 @@
 
 use std::{future::Future, process::ExitCode};
 
-use crate::{
+use base::{
     config::{Env, Service, Settings},
     problem::one_line,
     telemetry,
@@ -86,7 +86,7 @@ pub struct Prepared {
     listener: std::net::TcpListener,
     migrations: i64,
     injector: Option<actix_web::web::Data<crate::fault::FaultInjector>>,
-    resilience: std::sync::Arc<crate::resilience::Resilience>,
+    resilience: std::sync::Arc<client::resilience::Resilience>,
 }
 
 impl Server {
@@ -104,12 +104,12 @@ impl Server {
 
     pub async fn prepare(settings: &Settings, migrations: &sqlx::migrate::Migrator) -> anyhow::Result<Prepared> {
         use anyhow::Context as _;
-        let pool = crate::db::connect(settings).await?;
-        let migrations = crate::db::migrate(&pool, &settings.database_url, migrations).await?;
+        let pool = base::db::connect(settings).await?;
+        let migrations = base::db::migrate(&pool, &settings.database_url, migrations).await?;
         let listener = std::net::TcpListener::bind(settings.bind_addr)
             .with_context(|| format!("BIND_ADDR: cannot listen on {}", settings.bind_addr))?;
         let port = listener.local_addr()?.port();
-        let resilience = std::sync::Arc::new(crate::resilience::Resilience::new(
+        let resilience = std::sync::Arc::new(client::resilience::Resilience::new(
             settings.resilience.clone(),
             &settings.peers,
         ));
@@ -141,8 +141,8 @@ impl Prepared {
 
     /// An HTTP client for the service's peers, sharing the process's breakers,
     /// budgets and bulkheads (shown at `GET /admin/resilience`).
-    pub fn http_client(&self) -> anyhow::Result<crate::http_client::HttpClient> {
-        Ok(crate::http_client::HttpClient::new(std::sync::Arc::clone(
+    pub fn http_client(&self) -> anyhow::Result<client::http_client::HttpClient> {
+        Ok(client::http_client::HttpClient::new(std::sync::Arc::clone(
             &self.resilience,
         ))?)
     }
@@ -159,7 +159,8 @@ impl Prepared {
             fault::{self, FaultInjector},
             health::ExpectedMigrations,
             idempotency::{IdempotencyPurger, IdempotencyStore},
-            web::{QuietHealthRootSpan, common, require_admin, trace_response},
+            routing::common,
+            web::{QuietHealthRootSpan, require_admin, trace_response},
         };
 
         let Prepared {
@@ -191,7 +192,7 @@ impl Prepared {
         let Routes { public, admin, .. } = routes;
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(crate::resilience::deadline::honour_deadline))
+                .wrap(from_fn(client::resilience::deadline::honour_deadline))
                 .wrap(from_fn(trace_response))
                 .wrap(tracing_actix_web::TracingLogger::<QuietHealthRootSpan>::new())
                 .app_data(pool_data.clone())
@@ -203,7 +204,7 @@ impl Prepared {
                     web::scope("/admin")
                         .wrap(from_fn(require_admin))
                         .configure(fault::admin_routes)
-                        .configure(crate::resilience::admin_routes)
+                        .configure(crate::shedding::admin_routes)
                         .configure(admin.clone()),
                 )
                 .configure(public.clone())
@@ -226,7 +227,7 @@ impl Application for Server {
 
 #[cfg(test)]
 mod tests {
-    use crate::problem::one_line;
+    use base::problem::one_line;
 
     #[test]
     fn repeated_causes_are_left_out() {

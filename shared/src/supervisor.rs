@@ -61,7 +61,7 @@ impl JobLimits {
     /// For the supervisor of checkouts (sagas, 2PC transactions): with load shedding
     /// on, no more run at once than checkouts are admitted for; the mailbox is
     /// bounded either way.
-    pub fn for_checkouts(settings: &crate::resilience::ResilienceSettings) -> Self {
+    pub fn for_checkouts(settings: &base::config::resilience::ResilienceSettings) -> Self {
         JobLimits {
             max_running: settings.shedding.map_or(usize::MAX, |s| s.max_running),
             mailbox_capacity: settings.mailbox_capacity,
@@ -124,7 +124,7 @@ impl<J: Job> Handler<RunJob> for Supervisor<J> {
             return;
         }
         if self.running.len() >= self.limits.max_running {
-            crate::resilience::span_event("job_deferred", Vec::new());
+            client::resilience::span_event("job_deferred", Vec::new());
             tracing::warn!(
                 resilience.decision = "job_deferred",
                 job.kind = J::KIND,
@@ -175,12 +175,12 @@ pub async fn run_and_wait<J: Job>(
     id: Uuid,
     deadline: Duration,
 ) -> Result<(), actix::MailboxError> {
-    let deadline = match crate::resilience::deadline::remaining() {
+    let deadline = match client::resilience::deadline::remaining() {
         Some(left) => deadline.min(left.saturating_sub(Duration::from_millis(100))),
         None => deadline,
     };
     if let Err(actix::prelude::SendError::Full(_)) = supervisor.try_send(RunJob(id)) {
-        crate::resilience::span_event("job_deferred", Vec::new());
+        client::resilience::span_event("job_deferred", Vec::new());
         tracing::warn!(
             resilience.decision = "job_deferred",
             job.kind = J::KIND,

@@ -1,5 +1,7 @@
-//! What every actix app wires in, so services only add their routes. The app is
-//! assembled once, in `startup::Prepared::serve`:
+//! What every actix app wires in, so services only add their routes: the root span,
+//! `traceresponse`, the admin guard, extractor errors as problem+json, and the JSON
+//! bodies handlers answer with. The app is assembled once, in
+//! `startup::Prepared::serve`, with the route wiring of [`crate::routing`]:
 //!
 //! ```text
 //! App::new()
@@ -26,7 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
-use crate::{
+use base::{
     ErrorCode, Problem,
     telemetry::{current_trace_id, current_traceparent},
 };
@@ -50,7 +52,7 @@ impl RootSpanBuilder for QuietHealthRootSpan {
                 otel.name = %format!("{} {}", request.method(), request.path()),
                 otel.kind = "server",
             );
-            let _ = span.set_parent(crate::telemetry::unsampled_root());
+            let _ = span.set_parent(base::telemetry::unsampled_root());
             return span;
         }
         let span = DefaultRootSpanBuilder::on_request_start(request);
@@ -159,24 +161,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Body limits, extractor errors as problem+json, health routes and a problem+json 404.
-pub fn common(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg| {
-        cfg.app_data(web::Data::new(AdminToken(admin_token)))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(BODY_LIMIT)
-                    .error_handler(|e, _| json_error(e).into()),
-            )
-            .app_data(web::PayloadConfig::new(BODY_LIMIT))
-            .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
-            .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
-            .configure(crate::health::routes)
-            .default_service(web::to(not_found));
-    }
-}
-
-fn json_error(e: JsonPayloadError) -> Problem {
+pub(crate) fn json_error(e: JsonPayloadError) -> Problem {
     match e {
         JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => Problem::new(
             ErrorCode::PayloadTooLarge,
@@ -194,15 +179,15 @@ fn json_error(e: JsonPayloadError) -> Problem {
     }
 }
 
-fn path_error(e: PathError) -> Problem {
+pub(crate) fn path_error(e: PathError) -> Problem {
     Problem::invalid(format!("invalid path: {e}"))
 }
 
-fn query_error(e: QueryPayloadError) -> Problem {
+pub(crate) fn query_error(e: QueryPayloadError) -> Problem {
     Problem::invalid(format!("invalid query string: {e}"))
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
+pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
     Err(Problem::not_found(format!(
         "no route for {} {}",
         req.method(),
@@ -293,49 +278,6 @@ pub fn with_trace_id<T: Serialize>(body: &T) -> Result<Value, Problem> {
             .or_insert_with(|| current_trace_id().map(Value::from).unwrap_or(Value::Null));
     }
     Ok(value)
-}
-
-/// A mutating endpoint: the fault point of `operation` around the idempotency
-/// middleware around the handler. Every POST/PUT/DELETE that writes is declared so.
-pub fn mutation(
-    path: &str,
-    route: actix_web::Route,
-    operation: &'static str,
-    key: crate::idempotency::Idempotency,
-) -> impl actix_web::dev::HttpServiceFactory {
-    mutation_and_read(path, route, operation, key, None)
-}
-
-/// `POST /checkout`: a mutation whose key is required, behind the load shedder
-/// (outermost, so a shed request claims no key and writes nothing).
-pub fn checkout(
-    path: &str,
-    route: actix_web::Route,
-    operation: &'static str,
-) -> impl actix_web::dev::HttpServiceFactory {
-    web::resource(path).route(
-        route
-            .wrap(crate::idempotency::Idempotency::required())
-            .wrap(crate::fault::FaultPoint::new(operation))
-            .wrap(actix_web::middleware::from_fn(crate::resilience::shedding::shed_load)),
-    )
-}
-
-/// A mutating endpoint that shares its path with a read (`POST` and `GET /emails`).
-/// The middlewares wrap the mutating route only, so a method the resource does not
-/// have is answered 405 with `Allow` before any of them runs.
-pub fn mutation_and_read(
-    path: &str,
-    route: actix_web::Route,
-    operation: &'static str,
-    key: crate::idempotency::Idempotency,
-    read: Option<actix_web::Route>,
-) -> impl actix_web::dev::HttpServiceFactory {
-    let mut resource = web::resource(path).route(route.wrap(key).wrap(crate::fault::FaultPoint::new(operation)));
-    if let Some(read) = read {
-        resource = resource.route(read);
-    }
-    resource
 }
 
 /// Whether a request may change state (idempotency and fault points apply).

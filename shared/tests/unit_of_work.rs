@@ -5,10 +5,8 @@
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, test, web};
-use shared::{
-    ErrorCode, Problem,
-    idempotency::{Idempotency, IdempotencyStore, UnitOfWork},
-};
+use base::{ErrorCode, Problem};
+use shared::idempotency::{Idempotency, IdempotencyStore, UnitOfWork};
 use sqlx::PgPool;
 use testing::TestDatabase;
 
@@ -16,7 +14,7 @@ async fn database() -> PgPool {
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
     let none = sqlx::migrate::Migrator::with_migrations(Vec::new());
-    shared::db::migrate(&pool, &db.url, &none).await.unwrap();
+    base::db::migrate(&pool, &db.url, &none).await.unwrap();
     sqlx::query("CREATE TABLE widgets (name text PRIMARY KEY)")
         .execute(&pool)
         .await
@@ -185,7 +183,7 @@ async fn a_begin_cut_off_half_way_leaves_its_connection_outside_any_transaction(
         .await
         .unwrap();
     for round in 0..20 {
-        let mut begin = Box::pin(shared::db::begin(&pool));
+        let mut begin = Box::pin(base::db::begin(&pool));
         let done = std::future::poll_fn(|cx| std::task::Poll::Ready(begin.as_mut().poll(cx).is_ready())).await;
         assert!(
             !done,

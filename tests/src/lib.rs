@@ -1,12 +1,17 @@
 //! The platform for end-to-end tests: every service in this process on port 0, each
 //! with its own fresh database, wired to each other and to an SMTP sink; plus the
 //! consistency checks from the brief.
+//!
+//! - this file: [`Platform`] (in-process services) and the checks and request helpers
+//!   the tests share;
+//! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP) that keeps every span;
+//! - [`processes`]: the platform as real processes, to SIGKILL and SIGSTOP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use base::config::{Service, Settings};
 use serde_json::{Value, json};
-use shared::config::{Service, Settings};
 use testing::{SmtpSink, TestApp, eventually};
 use uuid::Uuid;
 
@@ -112,7 +117,7 @@ impl Platform {
                     smtp_url: Some(smtp_url),
                     from: "txlab orders <orders@txlab.local>".parse().unwrap(),
                     poll_interval: Duration::from_millis(50),
-                    retry: shared::retry::RetryPolicy {
+                    retry: base::retry::RetryPolicy {
                         max_attempts: u32::MAX,
                         first_backoff: Duration::from_millis(50),
                         max_backoff: Duration::from_millis(500),
@@ -219,7 +224,7 @@ impl Platform {
     pub async fn prepared_left(&self) -> i64 {
         let mut total = 0;
         for app in [&self.order, &self.inventory, &self.payment, &self.email] {
-            total += shared::tpc::count_prepared(&app.db.url).await.unwrap();
+            total += participant::count_prepared(&app.db.url).await.unwrap();
         }
         total
     }

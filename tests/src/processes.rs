@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shared::config::Service;
+use base::config::Service;
 use testing::{SmtpSink, TestApp, TestDatabase};
 use tokio::process::{Child, Command};
 

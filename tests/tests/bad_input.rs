@@ -125,7 +125,7 @@ async fn a_present_but_invalid_optional_body_is_refused_and_changes_nothing() {
             refused(payment, &format!("/tpc/{gid}/{verb}"), content_type, body, status).await;
         }
     }
-    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 1);
+    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 1);
 
     // Fault rules: a bad DELETE leaves them in place.
     fault_rule(payment, "payment.charge", "error").await;
@@ -155,5 +155,5 @@ async fn a_present_but_invalid_optional_body_is_refused_and_changes_nothing() {
     assert_eq!(released.status(), 200);
     let aborted = payment.post(&format!("/tpc/{gid}/abort"), &json!({}), None).await;
     assert_eq!(aborted.status(), 200);
-    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
 }

@@ -12,8 +12,9 @@
 //! `<service>` is `order`, `inventory`, `payment`, `email`, `coordinator` or `shared`
 //! (the shared crate); without it the annotation takes the previous one's. Functions
 //! are paths: `db::insert_order`, `log::fetch_saga` (`services/order/src/saga/log.rs`),
-//! `tpc::is_prepared` (with `shared`), `IdempotencyStore::claim` (a type's method;
-//! looked for in the service, then in the shared crate). Notes in parentheses are
+//! `participant::is_prepared` (a path that starts with a crate under `shared/` is
+//! looked for in that crate), `IdempotencyStore::claim` (a type's method; looked for
+//! in the service, then in the crates under `shared/`). Notes in parentheses are
 //! ignored. The statements after an annotation, up to the next annotation or blank
 //! line (other comments aside), must each match an SQL string of a named function;
 //! a function's SQL includes what the functions it calls issue. Every function named
@@ -57,6 +58,15 @@ const ROOTS: &[(&str, &str)] = &[
     ("email", "services/email/src"),
     ("coordinator", "services/coordinator/src"),
     ("shared", "shared/src"),
+];
+
+/// The crates under `shared/`, by the name code uses for them: a path that starts with
+/// one (`participant::is_prepared`) is looked for in that crate alone.
+const SHARED_CRATES: &[(&str, &str)] = &[
+    ("shared", "shared/src"),
+    ("participant", "shared/participant/src"),
+    ("client", "shared/client/src"),
+    ("base", "shared/base/src"),
 ];
 
 /// A deliberate difference between a copy and the statement it mirrors: in `file`, a
@@ -1572,13 +1582,13 @@ impl Code {
             .map(|(_, r)| *r)
             .ok_or("unknown service")?;
         let mut roots = vec![service_root];
-        if path[0] == "shared" {
+        if let Some((_, root)) = SHARED_CRATES.iter().find(|(c, _)| *c == path[0]) {
             path.remove(0);
-            roots = vec!["shared/src"];
+            roots = vec![root];
         } else if path[0] == "crate" {
             path.remove(0);
-        } else if service_root != "shared/src" {
-            roots.push("shared/src");
+        } else {
+            roots.extend(SHARED_CRATES.iter().map(|(_, r)| *r).filter(|r| *r != service_root));
         }
         let mut errors = Vec::new();
         for root in roots {

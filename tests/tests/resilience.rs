@@ -6,13 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use shared::{
-    config::{Service, Settings},
-    resilience::{
-        breaker::BreakerSettings, budget::BudgetSettings, deadline::REQUEST_TIMEOUT_MS, shedding::SheddingSettings,
-    },
+use base::config::{
+    Service, Settings,
+    resilience::{BreakerSettings, BudgetSettings, SheddingSettings},
 };
+use client::resilience::deadline::REQUEST_TIMEOUT_MS;
+use serde_json::Value;
 use testing::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, participant, saga_settings, step};
@@ -483,13 +482,13 @@ async fn outgoing_calls_carry_what_is_left_of_the_deadline() {
         heads
     });
     let settings = testing::settings(Service::Order, "postgres://unused/unused");
-    let resilience = std::sync::Arc::new(shared::resilience::Resilience::new(
+    let resilience = std::sync::Arc::new(client::resilience::Resilience::new(
         settings.resilience.clone(),
         &settings.peers,
     ));
-    let client = shared::http_client::HttpClient::new(resilience).unwrap();
+    let client = client::http_client::HttpClient::new(resilience).unwrap();
     let deadline = Instant::now() + Duration::from_millis(400);
-    let first = shared::resilience::deadline::within(
+    let first = client::resilience::deadline::within(
         deadline,
         client
             .post_json(&url, &serde_json::json!({}), "k1", Duration::from_secs(3))
@@ -498,7 +497,7 @@ async fn outgoing_calls_carry_what_is_left_of_the_deadline() {
     .await;
     assert_eq!(first.unwrap().status(), 200);
     let started = Instant::now();
-    let second = shared::resilience::deadline::within(
+    let second = client::resilience::deadline::within(
         deadline,
         client
             .post_json(&url, &serde_json::json!({}), "k2", Duration::from_secs(3))

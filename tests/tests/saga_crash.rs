@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use base::config::Service;
 use serde_json::Value;
-use shared::config::Service;
 use testing::eventually;
 use txlab_tests::{Platform, checkout_body, hold_lock, new_key, step};
 

@@ -300,7 +300,7 @@ async fn bad_2pc_checkouts_are_refused_and_write_nothing() {
 
 #[actix_web::test]
 async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
-    use shared::pgcluster::{ClusterOptions, PgCluster};
+    use base::pgcluster::{ClusterOptions, PgCluster};
     use sqlx::{Connection, PgConnection};
 
     // A cluster of its own with 20 prepared-transaction slots (as many as
@@ -341,7 +341,7 @@ async fn a_prepare_that_finds_every_slot_held_votes_no_and_says_why() {
     }
     let url = cluster.url("payments");
     let payment = testing::TestApp::spawn(
-        shared::config::Service::Payment,
+        base::config::Service::Payment,
         |s| {
             s.database_url = url;
             s.database_max_connections = 4;
@@ -414,8 +414,8 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
     // ten minutes, so a prepared transaction that outlived its abort would show.
     let platform = Platform::start_tuned(
         txlab_tests::saga_settings(),
-        |service, s: &mut shared::config::Settings| {
-            if service == shared::config::Service::Payment {
+        |service, s: &mut base::config::Settings| {
+            if service == base::config::Service::Payment {
                 s.tpc.in_doubt_after = Duration::from_secs(600);
             }
         },
@@ -476,7 +476,7 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
         .await;
         assert!(aborted.is_some(), "the abort goes through");
     }
-    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
 
@@ -515,7 +515,7 @@ async fn a_prepare_stops_at_its_callers_deadline() {
     .await;
     assert!(stopped.is_some(), "the prepare still waits past its caller's deadline");
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
-    assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
 
@@ -554,7 +554,7 @@ async fn concurrent_commits_and_aborts_of_one_transaction_all_acknowledge() {
                 other => panic!("{verb}: {other} {body}"),
             }
         }
-        assert_eq!(shared::tpc::count_prepared(&payment.db.url).await.unwrap(), 0);
+        assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
         let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM charges WHERE order_id = $1")
             .bind(order_id)
             .fetch_one(&payment.pool)

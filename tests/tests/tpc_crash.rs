@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use base::config::Service;
 use serde_json::{Value, json};
-use shared::config::Service;
 use testing::eventually;
 use txlab_tests::{Platform, checkout_body, hold_lock, new_key};
 
@@ -193,7 +193,7 @@ async fn a_participant_killed_after_preparing_commits_its_prepared_work_on_resta
     assert_eq!(tx["decision"], "commit", "{tx}");
     assert_eq!(tx["participants"][2]["outcome"], "in_doubt", "{tx}");
     assert_eq!(
-        shared::tpc::count_prepared(&platform.payment.db.url).await.unwrap(),
+        participant::count_prepared(&platform.payment.db.url).await.unwrap(),
         1,
         "it survived the crash"
     );

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use base::config::Service;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::Value;
-use shared::config::Service;
 use testing::eventually;
 use txlab_tests::{
     Platform, checkout_body, new_key,

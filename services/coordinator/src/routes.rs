@@ -5,14 +5,16 @@ use std::{sync::Arc, time::Duration};
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use api::{CheckoutRequest, PricedLine};
+use base::{
+    Problem,
+    telemetry::{current_traceparent, trace_id_of},
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::{
-    Problem,
     domain::price_checkout,
     idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
-    telemetry::{current_traceparent, trace_id_of},
     web::{accepted, created, ok},
 };
 use sqlx::{PgConnection, PgPool};
@@ -29,7 +31,7 @@ use crate::tpc::{
 pub struct CheckoutDeadline(pub Duration);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(shared::web::checkout(
+    cfg.service(shared::routing::checkout(
         "/checkout",
         web::post().to(checkout),
         "coordinator.checkout",

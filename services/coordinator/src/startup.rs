@@ -2,9 +2,9 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Actor as _;
 use actix_web::web;
+use base::config::{Env, Settings};
 use shared::{
-    config::{Env, Settings},
-    resilience::shedding::LoadShedder,
+    shedding::LoadShedder,
     startup::{Routes, Server},
     supervisor::{JobLimits, Supervisor, Sweeper},
 };

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::db::{self, Email};
 
-pub use shared::retry::RetryPolicy;
+pub use base::retry::RetryPolicy;
 
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -128,7 +128,7 @@ async fn dispatch_due(pool: PgPool, transport: Rc<Transport>, from: Mailbox, ret
             attempt = email.attempts + 1,
         );
         if let Some(parent) = email.traceparent.as_deref() {
-            shared::telemetry::continue_trace(&span, parent);
+            base::telemetry::continue_trace(&span, parent);
         }
         deliver_and_record(&pool, &transport, &from, retry, email)
             .instrument(span)

@@ -3,7 +3,8 @@
 //! transaction commits.
 
 use api::EnqueueEmail;
-use shared::{Problem, domain::EmailAddress, telemetry::current_traceparent};
+use base::{Problem, telemetry::current_traceparent};
+use shared::domain::EmailAddress;
 
 use crate::db::{self, NewEmail};
 

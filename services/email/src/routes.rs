@@ -2,11 +2,12 @@
 
 use actix_web::{HttpResponse, web};
 use api::EnqueueEmail;
+use base::Problem;
 use serde::{Deserialize, Serialize};
 use shared::{
-    Problem,
     idempotency::{Idempotency, UnitOfWork},
-    web::{created, mutation_and_read, ok},
+    routing::mutation_and_read,
+    web::{created, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -2,11 +2,9 @@ use std::time::Duration;
 
 use actix::Actor as _;
 use anyhow::Context as _;
+use base::config::{Env, Settings};
 use lettre::message::Mailbox;
-use shared::{
-    config::{Env, Settings},
-    startup::{Routes, Server},
-};
+use shared::startup::{Routes, Server};
 
 use crate::dispatcher::{EmailDispatcher, RetryPolicy, Transport};
 
@@ -56,13 +54,13 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
         None => Transport::Log,
     };
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
+    participant::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     let server = prepared.serve(
         &settings,
         Routes {
             public: |cfg: &mut actix_web::web::ServiceConfig| {
                 cfg.app_data(actix_web::web::Data::new(crate::tpc::EmailTpc));
-                shared::tpc::routes::<crate::tpc::EmailTpc>(cfg);
+                participant::routes::<crate::tpc::EmailTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
@@ -70,7 +68,7 @@ pub async fn build_with(settings: Settings, email: EmailSettings) -> anyhow::Res
             openapi: {
                 use utoipa::OpenApi as _;
                 let mut doc = crate::routes::Api::openapi();
-                doc.merge(shared::tpc::openapi::<crate::tpc::EmailTpc>());
+                doc.merge(participant::openapi::<crate::tpc::EmailTpc>());
                 doc
             },
         },

@@ -4,8 +4,9 @@
 //! decision, and nothing at all on abort.
 
 use api::{EnqueueEmail, Participant};
+use base::{ErrorCode, Problem};
+use participant::TpcWork;
 use serde::Serialize;
-use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

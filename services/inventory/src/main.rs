@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use shared::config::Service;
+use base::config::Service;
 
 #[actix_web::main]
 async fn main() -> ExitCode {

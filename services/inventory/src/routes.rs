@@ -2,12 +2,13 @@
 
 use actix_web::{HttpResponse, web};
 use api::{NoFields, ReserveStock};
+use base::Problem;
 use serde::{Deserialize, Serialize};
 use shared::{
-    Problem,
     domain::{LineItems, Sku},
     idempotency::{Idempotency, UnitOfWork},
-    web::{OptionalJson, created, mutation, ok},
+    routing::mutation,
+    web::{OptionalJson, created, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,7 +1,5 @@
-use shared::{
-    config::Settings,
-    startup::{Routes, Server},
-};
+use base::config::Settings;
+use shared::startup::{Routes, Server};
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inventory");
 
@@ -17,13 +15,13 @@ pub const FAULT_OPERATIONS: &[&str] = &[
 
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
+    participant::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     prepared.serve(
         &settings,
         Routes {
             public: |cfg: &mut actix_web::web::ServiceConfig| {
                 cfg.app_data(actix_web::web::Data::new(crate::tpc::InventoryTpc));
-                shared::tpc::routes::<crate::tpc::InventoryTpc>(cfg);
+                participant::routes::<crate::tpc::InventoryTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: crate::routes::admin_routes,
@@ -31,7 +29,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
             openapi: {
                 use utoipa::OpenApi as _;
                 let mut doc = crate::routes::Api::openapi();
-                doc.merge(shared::tpc::openapi::<crate::tpc::InventoryTpc>());
+                doc.merge(participant::openapi::<crate::tpc::InventoryTpc>());
                 doc
             },
         },

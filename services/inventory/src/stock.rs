@@ -4,11 +4,9 @@
 
 use std::collections::HashMap;
 
+use base::{ErrorCode, Problem};
 use serde::Serialize;
-use shared::{
-    ErrorCode, Problem,
-    domain::{LineItems, Sku},
-};
+use shared::domain::{LineItems, Sku};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -127,7 +125,7 @@ pub async fn reserve(conn: &mut PgConnection, order_id: Uuid, items: &LineItems)
 
 /// A lock wait that timed out: the rows are held by another transaction.
 fn locked(e: sqlx::Error) -> Problem {
-    if shared::db::is_lock_timeout(&e) {
+    if base::db::is_lock_timeout(&e) {
         Problem::new(
             ErrorCode::RowsLocked,
             "the stock rows are locked by another transaction (an in-doubt two-phase commit holds them); retry later",

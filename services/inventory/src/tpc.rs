@@ -3,8 +3,10 @@
 //! held until the coordinator's decision arrives.
 
 use api::{LineItemRequest, Participant, ReserveStock};
+use base::{ErrorCode, Problem};
+use participant::TpcWork;
 use serde::Serialize;
-use shared::{ErrorCode, Problem, domain::LineItems, tpc::TpcWork};
+use shared::domain::LineItems;
 use sqlx::PgConnection;
 use uuid::Uuid;
 

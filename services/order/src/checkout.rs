@@ -7,12 +7,11 @@ use std::{sync::Arc, time::Duration};
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use api::CheckoutRequest;
+use base::{Problem, telemetry::current_traceparent};
 use shared::{
-    Problem,
     domain::price_checkout,
     idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
-    telemetry::current_traceparent,
     web::{accepted, created},
 };
 use sqlx::PgPool;

@@ -14,7 +14,7 @@ pub enum OrderStatus {
 
 impl std::fmt::Display for OrderStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
+        base::telemetry::write_api_name(self, f)
     }
 }
 

@@ -2,12 +2,9 @@
 //! 2PC adapter both call these.
 
 use api::{CreateOrder, LineItemRequest};
+use base::{ErrorCode, Problem, telemetry::current_trace_id};
 use serde::Serialize;
-use shared::{
-    ErrorCode, Problem,
-    domain::{EmailAddress, LineItems, PaymentToken, invalid},
-    telemetry::current_trace_id,
-};
+use shared::domain::{EmailAddress, LineItems, PaymentToken, invalid};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

@@ -3,11 +3,12 @@
 
 use actix_web::{HttpResponse, web};
 use api::{CancelOrder, CreateOrder, NoFields};
+use base::Problem;
 use serde::{Deserialize, Serialize};
 use shared::{
-    Problem,
     idempotency::{Idempotency, UnitOfWork},
-    web::{OptionalJson, checkout, created, mutation, mutation_and_read, ok},
+    routing::{checkout, mutation, mutation_and_read},
+    web::{OptionalJson, created, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -117,7 +118,7 @@ async fn transition(
     responses((status = 200, description = "The order", body = OrderView)))]
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
     // One snapshot for the order, its lines and its saga.
-    let mut snapshot = shared::db::begin(&pool).await?;
+    let mut snapshot = base::db::begin(&pool).await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
         .await?;

@@ -2,9 +2,9 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use actix::Actor as _;
 use actix_web::web;
+use base::config::{Env, PeerSettings, Settings};
 use shared::{
-    config::{Env, PeerSettings, Settings},
-    resilience::shedding::LoadShedder,
+    shedding::LoadShedder,
     startup::{Routes, Server},
     supervisor::{JobLimits, Supervisor, Sweeper},
 };
@@ -70,7 +70,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         },
         park_retry: saga.park_retry,
     });
-    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
+    participant::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     let supervisor = Supervisor::bounded(Arc::clone(&engine), JobLimits::for_checkouts(&settings.resilience));
     // A checkout needs these up to its pivot; past it, it waits for them instead.
     let shedder = LoadShedder::new(settings.resilience.shedding, supervisor.gauge()).needing(
@@ -101,7 +101,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
                     .app_data(manager.clone())
                     .app_data(deadline.clone())
                     .app_data(web::Data::new(crate::tpc::OrderTpc));
-                shared::tpc::routes::<crate::tpc::OrderTpc>(cfg);
+                participant::routes::<crate::tpc::OrderTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: |_: &mut web::ServiceConfig| {},
@@ -109,7 +109,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
             openapi: {
                 use utoipa::OpenApi as _;
                 let mut doc = crate::routes::Api::openapi();
-                doc.merge(shared::tpc::openapi::<crate::tpc::OrderTpc>());
+                doc.merge(participant::openapi::<crate::tpc::OrderTpc>());
                 doc
             },
         },

@@ -2,8 +2,9 @@
 //! confirmed inside the transaction that is prepared.
 
 use api::{CreateOrder, Participant};
+use base::{ErrorCode, Problem};
+use participant::TpcWork;
 use serde::Serialize;
-use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

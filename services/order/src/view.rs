@@ -1,9 +1,9 @@
 //! An order as `GET /orders/{id}` and `POST /checkout` show it: the contract's
 //! checkout shape, with the saga's steps when the order came from a checkout.
 
+use base::{Problem, telemetry::trace_id_of};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::{Problem, telemetry::trace_id_of};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

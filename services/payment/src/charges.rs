@@ -2,8 +2,9 @@
 //! both call these. Per order, charge and refund are serialised by an advisory lock.
 
 use api::{ChargeRequest, RefundRequest};
+use base::{ErrorCode, Problem};
 use serde::Serialize;
-use shared::{ErrorCode, Problem, domain::PaymentToken};
+use shared::domain::PaymentToken;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 

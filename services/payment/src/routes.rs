@@ -2,11 +2,12 @@
 
 use actix_web::{HttpResponse, web};
 use api::{ChargeRequest, RefundRequest};
+use base::Problem;
 use serde::{Deserialize, Serialize};
 use shared::{
-    Problem,
     idempotency::{Idempotency, UnitOfWork},
-    web::{created, mutation, ok},
+    routing::mutation,
+    web::{created, ok},
 };
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,7 +1,5 @@
-use shared::{
-    config::{Env, Settings},
-    startup::{Routes, Server},
-};
+use base::config::{Env, Settings};
+use shared::startup::{Routes, Server};
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/payment");
 
@@ -24,7 +22,7 @@ pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
 
 pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow::Result<Server> {
     let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
-    shared::tpc::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
+    participant::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     prepared.serve(
         &settings,
         Routes {
@@ -33,7 +31,7 @@ pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow:
                     .app_data(actix_web::web::Data::new(crate::tpc::PaymentTpc {
                         funds_limit_cents: payment.funds_limit_cents,
                     }));
-                shared::tpc::routes::<crate::tpc::PaymentTpc>(cfg);
+                participant::routes::<crate::tpc::PaymentTpc>(cfg);
                 crate::routes::routes(cfg)
             },
             admin: |_: &mut actix_web::web::ServiceConfig| {},
@@ -41,7 +39,7 @@ pub async fn build_with(settings: Settings, payment: PaymentSettings) -> anyhow:
             openapi: {
                 use utoipa::OpenApi as _;
                 let mut doc = crate::routes::Api::openapi();
-                doc.merge(shared::tpc::openapi::<crate::tpc::PaymentTpc>());
+                doc.merge(participant::openapi::<crate::tpc::PaymentTpc>());
                 doc
             },
         },

@@ -2,8 +2,9 @@
 //! that is prepared. A declined card votes no (and, rolled back, leaves no record).
 
 use api::{ChargeRequest, Participant};
+use base::{ErrorCode, Problem};
+use participant::TpcWork;
 use serde::Serialize;
-use shared::{ErrorCode, Problem, tpc::TpcWork};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::{ErrorCode, Problem};
+use base::{ErrorCode, Problem};
 
 pub const MAX_KEY_LENGTH: usize = 255;
 

@@ -50,7 +50,10 @@ pub use key::{IdempotencyKey, MAX_KEY_LENGTH, fingerprint};
 pub use purge::{IdempotencyPurger, PurgeNow};
 pub use store::{Claim, ClaimOutcome, IdempotencyStore, KeyState, StoredResponse, purge_expired};
 
-use crate::{ErrorCode, Problem, http_client::IDEMPOTENCY_KEY, web::BODY_LIMIT};
+use base::{ErrorCode, Problem};
+use client::http_client::IDEMPOTENCY_KEY;
+
+use crate::web::BODY_LIMIT;
 
 /// The header on a replayed response.
 pub const REPLAYED: &str = "Idempotent-Replayed";
@@ -216,7 +219,7 @@ where
     // The work runs in a task of its own (a caller hanging up must not cut a commit
     // in half), under the caller's deadline if it sent one: past it, the handler is
     // dropped before committing, and `finish` rolls back and releases the key.
-    let deadline = crate::resilience::deadline::current();
+    let deadline = client::resilience::deadline::current();
     let work = {
         let request = request.clone();
         async move {
@@ -224,10 +227,10 @@ where
                 None => service.call(req).await,
                 Some(deadline) => {
                     let budget = deadline.saturating_duration_since(std::time::Instant::now());
-                    let call = crate::resilience::deadline::within(deadline, service.call(req));
+                    let call = client::resilience::deadline::within(deadline, service.call(req));
                     match tokio::time::timeout(budget, call).await {
                         Ok(outcome) => outcome,
-                        Err(_) => Err(crate::resilience::deadline::exceeded(budget).into()),
+                        Err(_) => Err(client::resilience::deadline::exceeded(budget).into()),
                     }
                 }
             };
@@ -318,7 +321,7 @@ async fn commit(
 ) -> Result<(), Problem> {
     let mut tx = match (tx, claim) {
         (Some(tx), _) => tx,
-        (None, Some(_)) => crate::db::begin(&store.pool).await?,
+        (None, Some(_)) => base::db::begin(&store.pool).await?,
         (None, None) => return Ok(()),
     };
     if let Some(claim) = claim
@@ -429,7 +432,7 @@ impl UnitOfWork {
     pub async fn tx(&mut self) -> Result<&mut Transaction<'static, Postgres>, Problem> {
         if self.tx.is_none() {
             let pool = self.slot.0.borrow().pool.clone();
-            self.tx = Some(crate::db::begin(&pool).await?);
+            self.tx = Some(base::db::begin(&pool).await?);
         }
         self.tx
             .as_mut()

@@ -28,7 +28,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use shared::{
+use base::{
     config::{Env, Service, Settings},
     pgcluster::{ClusterOptions, PgCluster},
 };
@@ -60,7 +60,7 @@ pub fn init_telemetry() {
 
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
-        shared::telemetry::install_propagator();
+        base::telemetry::install_propagator();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let tracer = provider.tracer("txlab-test");
         opentelemetry::global::set_tracer_provider(provider);
@@ -73,7 +73,7 @@ pub fn init_telemetry() {
             )
             .with(
                 tracing_subscriber::fmt::layer()
-                    .event_format(shared::telemetry::JsonLogFormat)
+                    .event_format(base::telemetry::JsonLogFormat)
                     .with_test_writer()
                     .with_filter(filter),
             )

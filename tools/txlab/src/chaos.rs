@@ -23,6 +23,7 @@ use std::{
 };
 
 use anyhow::Context;
+use base::config::Service;
 use clap::Parser;
 use loadgen::{
     audit::{AuditSettings, Endpoints, audit},
@@ -30,7 +31,6 @@ use loadgen::{
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
-use shared::config::Service;
 use sqlx::{Connection, PgConnection};
 
 use crate::platform::{Platform, PlatformSettings};

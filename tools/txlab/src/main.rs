@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use shared::config::Service;
+use base::config::Service;
 
 mod chaos;
 mod platform;

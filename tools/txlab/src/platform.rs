@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use shared::{
+use base::{
     config::Service,
     pgcluster::{ClusterOptions, PgCluster},
 };

@@ -58,7 +58,7 @@ pub struct NewTransaction<'a> {
 /// Logs a transaction (before anything is prepared) unless the checkout key has one.
 #[tracing::instrument(name = "db.insert_transaction", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn insert_transaction(pool: &PgPool, new: NewTransaction<'_>) -> Result<Uuid, sqlx::Error> {
-    let mut db = shared::db::begin(pool).await?;
+    let mut db = base::db::begin(pool).await?;
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO transactions (id, order_id, checkout_key, request, traceparent, baggage, started_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (checkout_key) DO NOTHING RETURNING id",

@@ -18,15 +18,16 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use api::{FinishAnswer, NoFields, PrepareAnswer, Request};
-use futures_util::future::join_all;
-use shared::{
-    config::PeerSettings,
-    fault::{FaultInjector, FaultKind, record_injected},
+use base::{config::PeerSettings, retry::RetryPolicy};
+use client::{
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, ReleasesLocks},
-    retry::RetryPolicy,
+};
+use futures_util::future::join_all;
+use participant::Gid;
+use shared::{
+    fault::{FaultInjector, FaultKind, record_injected},
     supervisor::{Job, LocalBoxFuture},
-    tpc::Gid,
 };
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
@@ -124,7 +125,7 @@ impl Coordinator {
             tx.state = Empty,
         );
         if let Some(traceparent) = &record.traceparent {
-            shared::telemetry::continue_trace(&span, traceparent);
+            base::telemetry::continue_trace(&span, traceparent);
         }
         let state = self.drive(record).instrument(span.clone()).await?;
         span.record("tx.state", tracing::field::display(state));

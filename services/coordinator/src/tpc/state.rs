@@ -22,7 +22,7 @@ pub enum TxState {
 
 impl std::fmt::Display for TxState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
+        base::telemetry::write_api_name(self, f)
     }
 }
 
@@ -46,7 +46,7 @@ pub enum Vote {
 
 impl std::fmt::Display for Vote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
+        base::telemetry::write_api_name(self, f)
     }
 }
 
@@ -61,7 +61,7 @@ pub enum Ack {
 
 impl std::fmt::Display for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
+        base::telemetry::write_api_name(self, f)
     }
 }
 

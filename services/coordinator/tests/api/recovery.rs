@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use base::config::Service;
 use coordinator::startup::{CoordinatorSettings, build_with};
-use shared::config::Service;
 use testing::{TestApp, eventually};
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
+use base::config::Service;
 use serde_json::{Value, json};
-use shared::config::Service;
 use testing::{SmtpSink, TestApp, eventually, problem};
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
+use base::config::Service;
 use serde_json::{Value, json};
-use shared::config::Service;
 use testing::TestApp;
 use uuid::Uuid;
 

@@ -54,7 +54,7 @@ async fn admin_sets_stock_and_refuses_nonsense() {
 #[actix_web::test]
 async fn admin_routes_require_the_token_when_one_is_set() {
     let app = testing::TestApp::spawn(
-        shared::config::Service::Inventory,
+        base::config::Service::Inventory,
         |s| s.admin_token = Some("s3cret".into()),
         inventory_service::startup::build,
     )

@@ -5,12 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use api::{CancelOrder, NoFields, RefundRequest, Request};
-use shared::{
-    config::PeerSettings,
+use base::config::PeerSettings;
+use client::{
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, MustHappen, Rejection},
-    supervisor::{Job, LocalBoxFuture},
 };
+use shared::supervisor::{Job, LocalBoxFuture};
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
@@ -51,7 +51,7 @@ impl Engine {
             span.record("saga.resumed_from", tracing::field::display(saga.state.status));
         }
         if let Some(traceparent) = &saga.traceparent {
-            shared::telemetry::continue_trace(&span, traceparent);
+            base::telemetry::continue_trace(&span, traceparent);
         }
         let outcome = self.drive(saga).instrument(span.clone()).await;
         if let Ok(status) = &outcome {

@@ -61,7 +61,7 @@ struct StepRow {
 /// the saga's ids either way.
 #[tracing::instrument(name = "db.insert_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<SagaIds, sqlx::Error> {
-    let mut tx = shared::db::begin(pool).await?;
+    let mut tx = base::db::begin(pool).await?;
     let id = Uuid::now_v7();
     let inserted: Option<SagaIds> = sqlx::query_as(
         "INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)

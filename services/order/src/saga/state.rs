@@ -24,7 +24,7 @@ pub enum SagaStatus {
 
 impl std::fmt::Display for SagaStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        shared::telemetry::write_api_name(self, f)
+        base::telemetry::write_api_name(self, f)
     }
 }
 
@@ -73,7 +73,7 @@ impl Default for StepState {
     }
 }
 
-/// What a call established (see `shared::http_client::CallOutcome`).
+/// What a call established (see `client::http_client::CallOutcome`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Succeeded,

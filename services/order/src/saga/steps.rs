@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-pub use shared::retry::RetryPolicy;
+pub use base::retry::RetryPolicy;
 
 /// A participant call, built into an HTTP request by the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
+use base::config::Service;
 use serde_json::{Value, json};
-use shared::config::Service;
 use testing::{TestApp, problem};
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ async fn spawn_app() -> TestApp {
         |s| {
             order_service::startup::build_with(
                 s,
-                order_service::startup::SagaSettings::from_env(&shared::config::Env::from_map(Default::default()))
+                order_service::startup::SagaSettings::from_env(&base::config::Env::from_map(Default::default()))
                     .unwrap(),
             )
         },

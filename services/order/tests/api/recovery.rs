@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use base::config::Service;
 use order_service::startup::{SagaSettings, build_with};
-use shared::config::Service;
 use testing::{TestApp, eventually};
 use uuid::Uuid;
 

@@ -1,5 +1,5 @@
+use base::config::Service;
 use serde_json::{Value, json};
-use shared::config::Service;
 use testing::TestApp;
 use uuid::Uuid;
 
@@ -7,7 +7,7 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut shared::config::Settings)) -> TestApp {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut base::config::Settings)) -> TestApp {
     TestApp::spawn(Service::Payment, configure, |settings| {
         payment_service::startup::build_with(
             settings,

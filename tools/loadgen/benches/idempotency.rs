@@ -4,11 +4,11 @@
 //! without, and the latency of a replay vs the first call), reported as ratios since
 //! absolute numbers depend on the machine.
 //!
-//! `cargo bench -p payment-service --bench idempotency [-- <requests> <concurrency>]`
+//! `cargo bench -p loadgen --bench idempotency [-- <requests> <concurrency>]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+use base::config::Service;
 use loadgen::idempotency::{IdempotencySettings, measure};
-use shared::config::Service;
 use testing::TestApp;
 
 fn main() {

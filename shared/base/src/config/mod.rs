@@ -1,6 +1,8 @@
 //! Typed settings, read once at start-up from the environment described in
 //! `contract.md`. Nothing reads `std::env` after start-up.
 
+pub mod resilience;
+
 use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 /// The processes that make up txlab, with their contract defaults.
@@ -265,7 +267,7 @@ pub struct Settings {
     pub peers: PeerSettings,
     pub idempotency: IdempotencySettings,
     pub tpc: TpcSettings,
-    pub resilience: crate::resilience::ResilienceSettings,
+    pub resilience: resilience::ResilienceSettings,
 }
 
 impl Settings {
@@ -325,7 +327,7 @@ impl Settings {
                 in_doubt_after: env.seconds_or("TPC_IN_DOUBT_AFTER_SECS", Duration::from_secs(10))?,
                 resolve_interval: env.seconds_or("TPC_RESOLVE_INTERVAL_SECS", Duration::from_secs(5))?,
             },
-            resilience: crate::resilience::ResilienceSettings::from_env(env)?,
+            resilience: resilience::ResilienceSettings::from_env(env)?,
         })
     }
 }

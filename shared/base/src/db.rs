@@ -13,7 +13,7 @@ use sqlx::{
 use crate::config::Settings;
 
 /// The shared tables every service has (idempotency keys).
-pub static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/shared");
+pub static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/shared");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -5,6 +5,9 @@
 //! idempotency key is claimed, so nothing is written and the same request can
 //! simply be sent again later. Refused here, it is not started only to be stopped
 //! half-way by the same protections.
+//!
+//! `GET /admin/resilience` ([`admin_routes`]) shows the shedder beside the HTTP
+//! client's breakers, budgets and bulkheads.
 
 use std::{
     sync::{
@@ -15,7 +18,7 @@ use std::{
 };
 
 use actix_web::{
-    Error,
+    Error, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     middleware::Next,
@@ -23,17 +26,10 @@ use actix_web::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{ErrorCode, Problem, supervisor::RunningGauge};
+use base::{ErrorCode, Problem, config::resilience::SheddingSettings};
+use client::resilience::{Resilience, span_event, view};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SheddingSettings {
-    /// Checkout requests being answered at once (`CHECKOUT_MAX_IN_FLIGHT`).
-    pub max_in_flight: usize,
-    /// Sagas or 2PC transactions running in this process (`CHECKOUT_MAX_RUNNING`).
-    pub max_running: usize,
-    /// What `Retry-After` says (`SHED_RETRY_AFTER_SECS`).
-    pub retry_after: Duration,
-}
+use crate::supervisor::RunningGauge;
 
 pub struct LoadShedder {
     settings: Option<SheddingSettings>,
@@ -41,7 +37,7 @@ pub struct LoadShedder {
     running: RunningGauge,
     /// The downstreams a checkout needs before it can no longer simply be refused
     /// (a saga's steps up to its pivot), with the breakers that guard them.
-    needs: Option<(Arc<super::Resilience>, &'static [&'static str])>,
+    needs: Option<(Arc<Resilience>, &'static [&'static str])>,
     shed: AtomicU64,
 }
 
@@ -60,7 +56,7 @@ impl LoadShedder {
 
     /// Also refuses checkouts while the breaker of any of `downstreams` is open
     /// (`Retry-After`: until it lets a trial call through).
-    pub fn needing(mut self, resilience: Arc<super::Resilience>, downstreams: &'static [&'static str]) -> Self {
+    pub fn needing(mut self, resilience: Arc<Resilience>, downstreams: &'static [&'static str]) -> Self {
         self.needs = Some((resilience, downstreams));
         self
     }
@@ -100,10 +96,10 @@ impl LoadShedder {
         }
     }
 
-    pub fn snapshot(&self) -> super::view::SheddingView {
+    pub fn snapshot(&self) -> view::SheddingView {
         let running = self.running.get();
         match self.settings {
-            None => super::view::SheddingView {
+            None => view::SheddingView {
                 enabled: false,
                 running,
                 in_flight: None,
@@ -111,7 +107,7 @@ impl LoadShedder {
                 max_running: None,
                 shed: None,
             },
-            Some(settings) => super::view::SheddingView {
+            Some(settings) => view::SheddingView {
                 enabled: true,
                 running,
                 in_flight: Some(settings.max_in_flight - self.in_flight.available_permits()),
@@ -137,7 +133,7 @@ pub async fn shed_load(
         Ok(_permit) => next.call(req).await.map(ServiceResponse::map_into_boxed_body),
         Err((why, retry_after)) => {
             shedder.shed.fetch_add(1, Ordering::Relaxed);
-            super::span_event(
+            span_event(
                 "shed",
                 vec![opentelemetry::KeyValue::new("resilience.reason", why.clone())],
             );
@@ -155,4 +151,21 @@ pub async fn shed_load(
             Ok(req.error_response(problem))
         }
     }
+}
+
+/// `GET /admin/resilience`: breakers, budgets and bulkheads per downstream, and the
+/// load shedder's counts where the service sheds load.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/resilience").route(web::get().to(show)));
+}
+
+/// The breakers, retry budgets, bulkheads and load shedding of this service's calls,
+/// as they stand.
+#[utoipa::path(get, path = "/admin/resilience", tag = "resilience",
+    responses((status = 200, description = "Each downstream's breaker, budget and bulkhead; `load_shedding`", body = view::ResilienceView)))]
+pub(crate) async fn show(
+    resilience: web::Data<Arc<Resilience>>,
+    shedder: Option<web::Data<LoadShedder>>,
+) -> Result<HttpResponse, Problem> {
+    crate::web::ok(&resilience.snapshot(shedder.map(|s| s.snapshot())))
 }

@@ -21,7 +21,7 @@ use actix_web::{
     middleware::Next,
 };
 
-use crate::{ErrorCode, Problem};
+use base::{ErrorCode, Problem};
 
 /// The header carrying the caller's remaining time, in milliseconds.
 pub const REQUEST_TIMEOUT_MS: &str = "request-timeout-ms";

@@ -23,16 +23,14 @@
 //! [`crate::http_client::CallOutcome::NotSent`]) and treats it like any failure
 //! whose outcome is known to be "not done".
 //!
-//! On the serving side, [`deadline`] honours an incoming `Request-Timeout-Ms`, and
-//! [`shedding`] refuses checkouts with 503 + `Retry-After` when the service is
-//! saturated. Every decision is a tracing event (a span event in the trace and a
-//! log line), and `GET /admin/resilience` shows the state of every breaker, budget,
-//! bulkhead and the shedder ([`view`]).
+//! On the serving side, [`deadline`] honours an incoming `Request-Timeout-Ms` (load
+//! shedding is the service platform's). Every decision is a tracing event (a span
+//! event in the trace and a log line), and [`Resilience::snapshot`] is what
+//! `GET /admin/resilience` shows ([`view`]).
 
 pub mod breaker;
 pub mod budget;
 pub mod deadline;
-pub mod shedding;
 pub mod view;
 
 use std::{
@@ -44,82 +42,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{HttpResponse, web};
 use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use base::config::{
+    PeerSettings, Service,
+    resilience::{BulkheadSettings, ResilienceSettings},
+};
+
 use self::{
-    breaker::{Admission, BreakerSettings, BreakerState, CallResult, CircuitBreaker, Transition},
-    budget::{BudgetSettings, RetryBudget},
-    shedding::{LoadShedder, SheddingSettings},
+    breaker::{Admission, BreakerState, CallResult, CircuitBreaker, Transition},
+    budget::RetryBudget,
 };
-use crate::{
-    Problem,
-    config::{ConfigError, Env, PeerSettings, Service},
-};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BulkheadSettings {
-    /// Calls in flight to one downstream (`BULKHEAD_MAX_CONCURRENT`).
-    pub max_concurrent: usize,
-    /// How long a call may wait for a slot before it is refused (`BULKHEAD_MAX_WAIT_MS`).
-    pub max_wait: Duration,
-}
-
-/// Which patterns are on, and their thresholds. `None` = that pattern is off.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResilienceSettings {
-    pub breaker: Option<BreakerSettings>,
-    pub bulkhead: Option<BulkheadSettings>,
-    pub retry_budget: Option<BudgetSettings>,
-    pub shedding: Option<SheddingSettings>,
-    /// Messages an orchestrating actor's mailbox holds (`ACTOR_MAILBOX_CAPACITY`).
-    pub mailbox_capacity: usize,
-}
-
-impl ResilienceSettings {
-    /// `RESILIENCE=off` switches every pattern off; `CIRCUIT_BREAKER`, `BULKHEAD`,
-    /// `RETRY_BUDGET` and `LOAD_SHEDDING` switch one each.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let all = env.switch("RESILIENCE", true)?;
-        let on = |variable| -> Result<bool, ConfigError> { Ok(all && env.switch(variable, true)?) };
-        let breaker = BreakerSettings {
-            failure_threshold: env.parse_or("BREAKER_FAILURE_THRESHOLD", 5u32)?.max(1),
-            cool_down: env.millis_or("BREAKER_COOL_DOWN_MS", Duration::from_secs(5))?,
-            half_open_trials: env.parse_or("BREAKER_HALF_OPEN_TRIALS", 1u32)?.max(1),
-        };
-        let bulkhead = BulkheadSettings {
-            max_concurrent: env.parse_or("BULKHEAD_MAX_CONCURRENT", 32usize)?.max(1),
-            max_wait: env.millis_or("BULKHEAD_MAX_WAIT_MS", Duration::from_millis(100))?,
-        };
-        let ratio: f64 = env.parse_or("RETRY_BUDGET_RATIO", 0.2)?;
-        if !(0.0..=10.0).contains(&ratio) {
-            return Err(ConfigError {
-                variable: "RETRY_BUDGET_RATIO",
-                reason: format!("must be between 0 and 10, got {ratio}"),
-            });
-        }
-        let retry_budget = BudgetSettings {
-            ratio,
-            min_per_second: env.parse_or("RETRY_BUDGET_MIN_PER_SEC", 1.0f64)?.max(0.0),
-            window: Duration::from_secs(10),
-        };
-        let shedding = SheddingSettings {
-            max_in_flight: env.parse_or("CHECKOUT_MAX_IN_FLIGHT", 64usize)?.max(1),
-            max_running: env.parse_or("CHECKOUT_MAX_RUNNING", 256usize)?.max(1),
-            retry_after: env.seconds_or("SHED_RETRY_AFTER_SECS", Duration::from_secs(1))?,
-        };
-        Ok(ResilienceSettings {
-            breaker: on("CIRCUIT_BREAKER")?.then_some(breaker),
-            bulkhead: on("BULKHEAD")?.then_some(bulkhead),
-            retry_budget: on("RETRY_BUDGET")?.then_some(retry_budget),
-            shedding: on("LOAD_SHEDDING")?.then_some(shedding),
-            mailbox_capacity: env.parse_or("ACTOR_MAILBOX_CAPACITY", 1024usize)?.max(1),
-        })
-    }
-}
 
 /// Why a call was not made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -148,7 +84,7 @@ impl Rejection {
 
 /// A decision as a span event on the current span, named `resilience.<decision>`
 /// (the log line is the caller's `tracing` event).
-pub(crate) fn span_event(decision: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
+pub fn span_event(decision: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     tracing::Span::current().add_event(format!("resilience.{decision}"), attributes);
 }
@@ -631,23 +567,6 @@ fn verdict(status: u16) -> CallResult {
     }
 }
 
-/// `GET /admin/resilience`: breakers, budgets and bulkheads per downstream, and the
-/// load shedder's counts where the service sheds load.
-pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/resilience").route(web::get().to(show)));
-}
-
-/// The breakers, retry budgets, bulkheads and load shedding of this service's calls,
-/// as they stand.
-#[utoipa::path(get, path = "/admin/resilience", tag = "resilience",
-    responses((status = 200, description = "Each downstream's breaker, budget and bulkhead; `load_shedding`", body = view::ResilienceView)))]
-pub(crate) async fn show(
-    resilience: web::Data<Arc<Resilience>>,
-    shedder: Option<web::Data<LoadShedder>>,
-) -> Result<HttpResponse, Problem> {
-    crate::web::ok(&resilience.snapshot(shedder.map(|s| s.snapshot())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,21 +595,5 @@ mod tests {
             Some("http://payment:80")
         );
         assert_eq!(origin_of("not a url"), None);
-    }
-
-    #[test]
-    fn every_pattern_is_on_by_default_and_each_can_be_switched_off() {
-        let env =
-            |pairs: &[(&str, &str)]| Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let on = ResilienceSettings::from_env(&env(&[])).unwrap();
-        assert!(on.breaker.is_some() && on.bulkhead.is_some() && on.retry_budget.is_some() && on.shedding.is_some());
-        let no_breaker = ResilienceSettings::from_env(&env(&[("CIRCUIT_BREAKER", "off")])).unwrap();
-        assert!(no_breaker.breaker.is_none() && no_breaker.bulkhead.is_some());
-        let off = ResilienceSettings::from_env(&env(&[("RESILIENCE", "off")])).unwrap();
-        assert!(
-            off.breaker.is_none() && off.bulkhead.is_none() && off.retry_budget.is_none() && off.shedding.is_none()
-        );
-        let err = ResilienceSettings::from_env(&env(&[("RETRY_BUDGET_RATIO", "-1")])).unwrap_err();
-        assert_eq!(err.variable, "RETRY_BUDGET_RATIO");
     }
 }

@@ -15,15 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the breaker (`BREAKER_FAILURE_THRESHOLD`).
-    pub failure_threshold: u32,
-    /// How long it stays open before letting trial calls through (`BREAKER_COOL_DOWN_MS`).
-    pub cool_down: Duration,
-    /// How many trial calls may be in flight while half-open (`BREAKER_HALF_OPEN_TRIALS`).
-    pub half_open_trials: u32,
-}
+use base::config::resilience::BreakerSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {

@@ -3,20 +3,9 @@
 //! When a downstream is down, every caller retrying at once would multiply its load
 //! by the attempts; with a budget, the extra load is bounded by the ratio.
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, time::Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BudgetSettings {
-    /// Retries allowed per first call (`RETRY_BUDGET_RATIO`, e.g. 0.2).
-    pub ratio: f64,
-    /// Retries per second always allowed (`RETRY_BUDGET_MIN_PER_SEC`).
-    pub min_per_second: f64,
-    /// The window the counts cover.
-    pub window: Duration,
-}
+use base::config::resilience::BudgetSettings;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
@@ -112,6 +101,8 @@ impl RetryBudget {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SETTINGS: BudgetSettings = BudgetSettings {

@@ -88,7 +88,7 @@ impl ReqwestOtelSpanBackend for ClientSpan {
         };
         span.record(reqwest_tracing::OTEL_STATUS_CODE, "ERROR");
         span.record(reqwest_tracing::ERROR_MESSAGE, error.to_string());
-        span.record(reqwest_tracing::ERROR_CAUSE_CHAIN, crate::problem::one_line(error));
+        span.record(reqwest_tracing::ERROR_CAUSE_CHAIN, base::problem::one_line(error));
         if let reqwest_middleware::Error::Reqwest(e) = error
             && let Some(status) = e.status()
         {
@@ -150,7 +150,7 @@ impl<T: serde::de::DeserializeOwned> CallOutcome<T> {
         let problem_type = body
             .get("type")
             .and_then(|t| t.as_str())
-            .and_then(crate::ErrorCode::from_type_uri);
+            .and_then(base::ErrorCode::from_type_uri);
         match status {
             200..=299 => match serde_json::from_value(body) {
                 Ok(body) => CallOutcome::Succeeded(body),
@@ -158,7 +158,7 @@ impl<T: serde::de::DeserializeOwned> CallOutcome<T> {
             },
             // Timed out, locked rows, too many requests: nothing definite, try again.
             408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
-            409 if problem_type == Some(crate::ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
+            409 if problem_type == Some(base::ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
                 retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
             },
             400..=499 => CallOutcome::Refused { status, problem: body },
@@ -206,7 +206,7 @@ fn is_timeout(e: &reqwest_middleware::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::problem::one_line;
+    use base::problem::one_line;
 
     #[test]
     fn a_middleware_error_is_its_causes_on_one_line_without_a_backtrace() {

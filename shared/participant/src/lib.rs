@@ -15,10 +15,23 @@
 //! the work stay held from PREPARE until the decision arrives: that is two-phase
 //! commit's blocking, and `/tpc/prepared` shows it. A [`TpcResolver`] actor asks the
 //! coordinator about transactions prepared too long ago and finishes them.
+//!
+//! The crate sits above the service platform (`shared`) and below the services:
+//!
+//! - this file: the global transaction id ([`Gid`]), the service's part
+//!   ([`TpcWork`]), the endpoints ([`routes`]) and prepare / commit / abort on
+//!   PostgreSQL prepared transactions;
+//! - [`document`]: the endpoints' OpenAPI operations, from the service's types;
+//! - [`resolver`]: the actor that resolves in-doubt transactions ([`TpcResolver`]).
+
+mod document;
+mod resolver;
+
+pub use document::openapi;
+pub use resolver::{TpcResolver, start_resolver};
 
 use std::{future::Future, time::Duration};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use actix_web::{HttpResponse, web};
 use api::{Already, Decision, FinishAnswer, FinishOutcome, NoFields, Participant, PrepareAnswer, Prepared, Vote};
 use chrono::{DateTime, Utc};
@@ -27,11 +40,10 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::{
-    ErrorCode, Problem,
+use base::{ErrorCode, Problem};
+use client::resilience::deadline;
+use shared::{
     fault::FaultPoint,
-    http_client::{CallOutcome, HttpClient},
-    resilience::deadline,
     web::{OptionalJson, ok},
 };
 
@@ -301,7 +313,7 @@ async fn prepare_in_transaction<W: TpcWork>(
         .execute(&mut *conn)
         .await
         .map_err(|e| {
-            if crate::db::is_out_of_prepared_slots(&e) {
+            if base::db::is_out_of_prepared_slots(&e) {
                 no_prepared_slot()
             } else {
                 Problem::from(e)
@@ -339,8 +351,8 @@ fn past_deadline() -> Problem {
 /// caller's deadline (57014) becomes 504.
 fn timed_out(problem: Problem) -> Problem {
     match problem.source.as_ref().and_then(|e| e.downcast_ref::<sqlx::Error>()) {
-        Some(e) if crate::db::is_lock_timeout(e) => locked(),
-        Some(e) if crate::db::is_statement_timeout(e) => past_deadline(),
+        Some(e) if base::db::is_lock_timeout(e) => locked(),
+        Some(e) if base::db::is_statement_timeout(e) => past_deadline(),
         _ => problem,
     }
 }
@@ -459,12 +471,12 @@ async fn finish_prepared(conn: &mut PgConnection, gid: &Gid, decision: Decision)
                 tracing::info!(gid = %gid.as_string(), ?decision, "prepared transaction finished");
                 return Ok(());
             }
-            Err(e) if crate::db::is_no_such_prepared(&e) => return Ok(()),
-            Err(e) if crate::db::is_prepared_busy(&e) && wait_ms > 0 => {
+            Err(e) if base::db::is_no_such_prepared(&e) => return Ok(()),
+            Err(e) if base::db::is_prepared_busy(&e) && wait_ms > 0 => {
                 tracing::info!(gid = %gid.as_string(), "another session is finishing it; looking again");
                 tokio::time::sleep(Duration::from_millis(wait_ms)).await;
             }
-            Err(e) if crate::db::is_prepared_busy(&e) => break,
+            Err(e) if base::db::is_prepared_busy(&e) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -490,7 +502,7 @@ async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Prob
     probe.rollback().await?;
     match met {
         Ok(_) => Ok(()),
-        Err(e) if crate::db::is_lock_timeout(&e) && !is_prepared(conn, gid).await? => Err(Problem::new(
+        Err(e) if base::db::is_lock_timeout(&e) && !is_prepared(conn, gid).await? => Err(Problem::new(
             ErrorCode::RowsLocked,
             format!(
                 "a prepare of {} is still under way; try the abort again",
@@ -498,7 +510,7 @@ async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Prob
             ),
         )
         .with_retry_after(1)),
-        Err(e) if crate::db::is_lock_timeout(&e) => Ok(()),
+        Err(e) if base::db::is_lock_timeout(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -532,249 +544,6 @@ pub struct PreparedList {
 async fn list_prepared(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
     let prepared = fetch_prepared(&pool, Duration::ZERO).await?;
     ok(&PreparedList { prepared })
-}
-
-/// The participant endpoints of a service whose work is `W`, for its OpenAPI document.
-pub fn openapi<W: TpcWork>() -> crate::openapi::Document {
-    use utoipa::{
-        PartialSchema, ToSchema,
-        openapi::{
-            ComponentsBuilder, ContentBuilder, OpenApiBuilder, Ref, RefOr, Required, ResponseBuilder,
-            path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, Paths},
-            request_body::RequestBodyBuilder,
-            schema::{ObjectBuilder, Type},
-        },
-    };
-
-    let gid = ParameterBuilder::new()
-        .name("gid")
-        .parameter_in(ParameterIn::Path)
-        .required(Required::True)
-        .description(Some(format!(
-            "The global transaction id: `txlab_<transaction id, 32 lowercase hex>_{}`",
-            W::PARTICIPANT
-        )))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(format!("^txlab_[0-9a-f]{{32}}_{}$", W::PARTICIPANT))),
-        ))
-        .build();
-    let json = |name: &str| ContentBuilder::new().schema(Some(Ref::from_schema_name(name))).build();
-    let answer = |description: &str, name: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content("application/json", json(name))
-            .build()
-    };
-    let empty_body = || {
-        RequestBodyBuilder::new()
-            .description(Some("Optional: `{}`"))
-            .required(Some(Required::False))
-            .content("application/json", json(&NoFields::name()))
-            .build()
-    };
-    let operation = |summary: &str, tag: &str| {
-        OperationBuilder::new()
-            .summary(Some(summary))
-            .tag(tag)
-            .parameter(gid.clone())
-    };
-    let prepare = operation("Phase one: do the work and prepare it, holding its locks", "2pc")
-        .request_body(Some(
-            RequestBodyBuilder::new()
-                .required(Some(Required::True))
-                .content("application/json", json(&W::Payload::name()))
-                .build(),
-        ))
-        .response("200", answer("Voted yes: prepared", "PrepareAnswer"))
-        .response(
-            "422",
-            ResponseBuilder::new().description("Votes no: the work is refused (no stock, a declined card, …)"),
-        )
-        .response(
-            "423",
-            ResponseBuilder::new().description("Votes no: rows it needs are locked by another transaction"),
-        )
-        .response(
-            "409",
-            ResponseBuilder::new().description("Votes no: the transaction was aborted already"),
-        );
-    let commit = operation("Phase two: commit (repeating it is harmless)", "2pc")
-        .request_body(Some(empty_body()))
-        .response("200", answer("Committed", "FinishAnswer"))
-        .response(
-            "409",
-            ResponseBuilder::new().description("Never prepared here, or rolled back"),
-        )
-        .response(
-            "423",
-            ResponseBuilder::new().description("Being finished by another session right now"),
-        );
-    let abort = operation(
-        "Phase two: abort (repeating it, or aborting what was never prepared, is harmless)",
-        "2pc",
-    )
-    .request_body(Some(empty_body()))
-    .response("200", answer("Aborted", "FinishAnswer"))
-    .response("409", ResponseBuilder::new().description("Committed already"))
-    .response(
-        "423",
-        ResponseBuilder::new().description("Being finished by another session right now"),
-    );
-    let prepared = OperationBuilder::new()
-        .summary(Some(
-            "This database's prepared transactions: what 2PC holds locked, and for how long",
-        ))
-        .tag("2pc")
-        .response("200", answer("Prepared transactions, oldest first", "PreparedList"));
-    let paths = Paths::builder()
-        .path("/tpc/{gid}/prepare", PathItem::new(HttpMethod::Post, prepare))
-        .path("/tpc/{gid}/commit", PathItem::new(HttpMethod::Post, commit))
-        .path("/tpc/{gid}/abort", PathItem::new(HttpMethod::Post, abort))
-        .path("/tpc/prepared", PathItem::new(HttpMethod::Get, prepared));
-
-    let mut schemas = Vec::new();
-    W::Payload::schemas(&mut schemas);
-    W::Detail::schemas(&mut schemas);
-    FinishAnswer::schemas(&mut schemas);
-    PreparedList::schemas(&mut schemas);
-    let prepare_answer = ObjectBuilder::new()
-        .property("gid", ObjectBuilder::new().schema_type(Type::String))
-        .required("gid")
-        .property("vote", Ref::from_schema_name(Vote::name()))
-        .required("vote")
-        .property(
-            "detail",
-            utoipa::openapi::schema::OneOfBuilder::new()
-                .item(Ref::from_schema_name(W::Detail::name()))
-                .item(
-                    ObjectBuilder::new()
-                        .property("already", Ref::from_schema_name(Already::name()))
-                        .required("already"),
-                )
-                .description(Some(
-                    "What the participant prepared, or, for a repeated prepare, that it was prepared or committed already",
-                )),
-        )
-        .required("detail")
-        .build();
-    let components = ComponentsBuilder::new()
-        .schema(W::Payload::name(), W::Payload::schema())
-        .schema(W::Detail::name(), W::Detail::schema())
-        .schema(Already::name(), Already::schema())
-        .schema(NoFields::name(), NoFields::schema())
-        .schema(Vote::name(), Vote::schema())
-        .schema(FinishAnswer::name(), FinishAnswer::schema())
-        .schema(FinishOutcome::name(), FinishOutcome::schema())
-        .schema(PreparedList::name(), PreparedList::schema())
-        .schema(PreparedTransaction::name(), PreparedTransaction::schema())
-        .schema("PrepareAnswer", RefOr::T(prepare_answer.into()))
-        .schemas_from_iter(schemas)
-        .build();
-    OpenApiBuilder::new().paths(paths).components(Some(components)).build()
-}
-
-/// Asks the coordinator what became of transactions prepared here longer than
-/// `after` ago, and finishes them: committed → COMMIT PREPARED; aborted, or unknown
-/// to the coordinator (presumed abort) → ROLLBACK PREPARED; undecided, or the
-/// coordinator unreachable → left in doubt, locks held, until the next look.
-pub struct TpcResolver {
-    pool: PgPool,
-    client: HttpClient,
-    coordinator: String,
-    after: Duration,
-    interval: Duration,
-    busy: bool,
-}
-
-impl TpcResolver {
-    pub fn new(pool: PgPool, client: HttpClient, coordinator: String, after: Duration, interval: Duration) -> Self {
-        TpcResolver {
-            pool,
-            client,
-            coordinator,
-            after,
-            interval,
-            busy: false,
-        }
-    }
-}
-
-impl Actor for TpcResolver {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |resolver, ctx| {
-            if resolver.busy {
-                return;
-            }
-            resolver.busy = true;
-            let (pool, client, coordinator, after) = (
-                resolver.pool.clone(),
-                resolver.client.clone(),
-                resolver.coordinator.clone(),
-                resolver.after,
-            );
-            let work = resolve_in_doubt(pool, client, coordinator, after)
-                .instrument(tracing::info_span!("actor.tpc_resolver.tick"));
-            ctx.spawn(work.into_actor(resolver).map(|(), resolver, _| resolver.busy = false));
-        });
-    }
-}
-
-/// What the resolver reads of the coordinator's view of a transaction.
-#[derive(serde::Deserialize)]
-struct Decided {
-    decision: Option<Decision>,
-}
-
-async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String, after: Duration) {
-    let prepared = match fetch_prepared(&pool, after).await {
-        Ok(prepared) => prepared,
-        Err(e) => return tracing::warn!(error = %e, "listing prepared transactions failed"),
-    };
-    for tx in prepared {
-        let Ok(gid) = Gid::parse(&tx.gid) else { continue };
-        let url = format!("{coordinator}/transactions/{}", gid.transaction_id);
-        let outcome: CallOutcome<Decided> =
-            CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await;
-        let decision = match outcome {
-            CallOutcome::Succeeded(tx) => tx.decision,
-            // Presumed abort: no record of it means no commit was ever decided.
-            CallOutcome::Refused { status: 404, .. } => Some(Decision::Abort),
-            other => {
-                tracing::warn!(gid = %tx.gid, age_seconds = tx.age_seconds, outcome = %other.describe(),
-                    "in doubt: the coordinator cannot say yet; locks stay held");
-                None
-            }
-        };
-        let Some(decision) = decision else { continue };
-        let finished = match pool.acquire().await {
-            Ok(mut conn) => finish(&mut conn, &gid, decision).await.map(|_| ()),
-            Err(e) => Err(Problem::from(e)),
-        };
-        match finished {
-            Ok(()) => {
-                tracing::info!(gid = %tx.gid, ?decision, "resolved an in-doubt transaction by asking the coordinator")
-            }
-            Err(e) => tracing::warn!(gid = %tx.gid, error = %e, "resolving an in-doubt transaction failed"),
-        }
-    }
-}
-
-/// Starts the resolver with the service's settings (`TPC_IN_DOUBT_AFTER_SECS`,
-/// `TPC_RESOLVE_INTERVAL_SECS`, `COORDINATOR_URL`).
-pub fn start_resolver(settings: &crate::config::Settings, pool: PgPool, client: HttpClient) -> anyhow::Result<()> {
-    TpcResolver::new(
-        pool,
-        client,
-        settings.peers.coordinator.clone(),
-        settings.tpc.in_doubt_after,
-        settings.tpc.resolve_interval,
-    )
-    .start();
-    Ok(())
 }
 
 /// A transaction prepared and never finished would hold its locks forever; tests
