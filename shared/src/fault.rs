@@ -7,11 +7,9 @@
 //! its stored response have committed.
 
 use std::{
-    fmt,
     future::Future,
     pin::Pin,
     rc::Rc,
-    str::FromStr,
     sync::{
         RwLock,
         atomic::{AtomicU64, Ordering},
@@ -26,114 +24,12 @@ use actix_web::{
     web,
 };
 use futures_util::future::{Ready, ready};
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use base::{ErrorCode, Problem, config::FaultSettings};
 
-/// What an injected fault does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// Answer 500 without doing the work.
-    Error,
-    /// A business failure (422), no retry; the work is not done.
-    Decline,
-    /// Wait this many milliseconds, then do the work.
-    DelayMs(u64),
-    /// Wait past the caller's timeout, then do the work.
-    Timeout,
-    /// Do and commit the work, then answer 503 as if the response were lost.
-    LostResponse,
-    /// Commit the work, then abort the process before answering.
-    Crash,
-}
-
-impl FromStr for FaultKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "error" => Ok(FaultKind::Error),
-            "decline" => Ok(FaultKind::Decline),
-            "timeout" => Ok(FaultKind::Timeout),
-            "lost_response" => Ok(FaultKind::LostResponse),
-            "crash" => Ok(FaultKind::Crash),
-            other => match other.strip_prefix("delay_ms:") {
-                Some(ms) => ms
-                    .parse()
-                    .map(FaultKind::DelayMs)
-                    .map_err(|_| format!("delay_ms needs a number of milliseconds, got {ms:?}")),
-                None => Err(format!(
-                    "unknown fault kind {other:?}; expected error, decline, delay_ms:<n>, timeout, lost_response or crash"
-                )),
-            },
-        }
-    }
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FaultKind::Error => f.write_str("error"),
-            FaultKind::Decline => f.write_str("decline"),
-            FaultKind::DelayMs(ms) => write!(f, "delay_ms:{ms}"),
-            FaultKind::Timeout => f.write_str("timeout"),
-            FaultKind::LostResponse => f.write_str("lost_response"),
-            FaultKind::Crash => f.write_str("crash"),
-        }
-    }
-}
-
-impl Serialize for FaultKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for FaultKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        raw.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A probabilistic rule, as `PUT /admin/faults` takes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FaultRule {
-    /// One of the service's fault points, e.g. `payment.charge`.
-    #[schema(example = "payment.charge")]
-    pub operation: String,
-    /// `error`, `decline`, `delay_ms:<n>`, `timeout`, `lost_response` or `crash`.
-    #[schema(value_type = String, pattern = "^(error|decline|timeout|lost_response|crash|delay_ms:[0-9]+)$", example = "error")]
-    pub kind: FaultKind,
-    /// 0–1; 1 when absent.
-    #[serde(default = "always")]
-    #[schema(minimum = 0.0, maximum = 1.0, default = 1.0)]
-    pub probability: f64,
-}
-
-fn always() -> f64 {
-    1.0
-}
-
-/// `PUT /admin/faults`: the rules that replace the current ones.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FaultRules {
-    pub rules: Vec<FaultRule>,
-}
-
-/// The fault switch and the current rules; `GET` adds how many faults each point has
-/// had injected since start.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FaultsView {
-    /// `FAULT_INJECTION=on`.
-    pub enabled: bool,
-    pub rules: Vec<FaultRule>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub injected: Option<std::collections::BTreeMap<String, u64>>,
-}
+pub use api::faults::{FaultKind, FaultRule, FaultRules, FaultsView};
 
 /// The service's fault switch, its operations and its current rules (app data).
 #[derive(Debug)]
@@ -373,7 +269,7 @@ where
                 return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
             }
             let injector = req.app_data::<web::Data<FaultInjector>>().cloned();
-            let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
+            let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
             let Some(kind) = injector.and_then(|i| i.decide(operation, baggage).map(|k| (k, i))) else {
                 return service.call(req).await.map(ServiceResponse::map_into_boxed_body);
             };

@@ -15,18 +15,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/health/ready").route(web::get().to(ready)));
 }
 
-/// `GET /health/live` and `GET /health/ready` when the answer is yes.
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
-pub struct HealthBody {
-    pub status: Health,
-}
-
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    Live,
-    Ready,
-}
+pub use api::health::{Health, HealthBody};
 
 /// Health checks are polled constantly: their `trace_id` names a trace that is never
 /// exported (see `web::QuietHealthRootSpan`).

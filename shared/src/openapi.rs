@@ -11,9 +11,8 @@
 //! injected fault), each status described by the error codes it can carry.
 
 use actix_web::{HttpResponse, http::header, web};
-use serde::Serialize;
 use utoipa::{
-    OpenApi, ToSchema,
+    OpenApi,
     openapi::{
         Components, ContentBuilder, Header, HeaderBuilder, Ref, RefOr, Required, Response, ResponseBuilder,
         path::{Operation, Parameter, ParameterBuilder, ParameterIn},
@@ -22,32 +21,13 @@ use utoipa::{
     },
 };
 
+use api::ProblemBody;
 use base::{ErrorCode, config::Service};
 
 pub use utoipa::openapi::OpenApi as Document;
 
 /// The media type of every error answer.
 const PROBLEM_JSON: &str = "application/problem+json";
-
-/// An error answer (RFC 9457), as [`base::Problem`] renders it. Some carry more
-/// members (`errors` on `invalid-request`, `sku` on `unknown-sku`, …).
-#[derive(Serialize, ToSchema)]
-#[schema(as = Problem)]
-#[allow(dead_code)]
-pub struct ProblemBody {
-    /// `urn:txlab:problem:<code>`: the error code, one of the README's table.
-    #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    #[schema(minimum = 400, maximum = 599)]
-    status: u16,
-    detail: String,
-    /// The trace to look up in Jaeger.
-    trace_id: Option<String>,
-    /// Every reason a request was refused (`invalid-request`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<Vec<String>>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -112,18 +92,18 @@ const NOT_KEYED: [&str; 2] = ["/tpc/", "/admin/faults"];
 fn finish(path: &str, writes: bool, operation: &mut Operation) {
     let mut headers = vec![
         header_param(
-            "traceparent",
+            api::headers::TRACEPARENT,
             string(),
             "W3C trace context: the request joins this trace",
         ),
-        header_param("tracestate", string(), "W3C trace context, vendor part"),
+        header_param(api::headers::TRACESTATE, string(), "W3C trace context, vendor part"),
         header_param(
-            "baggage",
+            api::headers::BAGGAGE,
             string(),
             "W3C baggage, passed on to every hop; `fault.<service>.<point>=<kind>` injects a fault (FAULT_INJECTION=on)",
         ),
         header_param(
-            "Request-Timeout-Ms",
+            api::headers::REQUEST_TIMEOUT_MS,
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
                 .minimum(Some(0))
@@ -133,9 +113,9 @@ fn finish(path: &str, writes: bool, operation: &mut Operation) {
         ),
     ];
     let keyed = writes && !NOT_KEYED.iter().any(|prefix| path.starts_with(prefix));
-    if keyed && !has_param(operation, "Idempotency-Key") {
+    if keyed && !has_param(operation, api::headers::IDEMPOTENCY_KEY) {
         headers.push(header_param(
-            "Idempotency-Key",
+            api::headers::IDEMPOTENCY_KEY,
             idempotency_key(),
             "Makes the request safe to retry: the first answer is stored and replayed",
         ));
@@ -183,7 +163,7 @@ fn finish(path: &str, writes: bool, operation: &mut Operation) {
         if let RefOr::T(response) = response {
             response
                 .headers
-                .entry("traceresponse".to_owned())
+                .entry(api::headers::TRACERESPONSE.to_owned())
                 .or_insert_with(traceresponse);
         }
     }
@@ -237,7 +217,7 @@ fn traceresponse() -> RefOr<Header> {
 fn problem_response(status: u16, when: Option<&str>) -> Response {
     let codes: Vec<String> = ErrorCode::ALL
         .into_iter()
-        .filter(|code| code.status().as_u16() == status)
+        .filter(|code| code.status() == status)
         .map(|code| format!("`{}` ({})", code.slug(), code.title()))
         .collect();
     let codes = if codes.is_empty() {

@@ -26,7 +26,10 @@ use actix_web::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use base::{ErrorCode, Problem, config::resilience::SheddingSettings};
+use base::{
+    ErrorCode, Problem,
+    config::{Service, resilience::SheddingSettings},
+};
 use client::resilience::{Resilience, span_event, view};
 
 use crate::supervisor::RunningGauge;
@@ -37,7 +40,7 @@ pub struct LoadShedder {
     running: RunningGauge,
     /// The downstreams a checkout needs before it can no longer simply be refused
     /// (a saga's steps up to its pivot), with the breakers that guard them.
-    needs: Option<(Arc<Resilience>, &'static [&'static str])>,
+    needs: Option<(Arc<Resilience>, &'static [Service])>,
     shed: AtomicU64,
 }
 
@@ -56,7 +59,7 @@ impl LoadShedder {
 
     /// Also refuses checkouts while the breaker of any of `downstreams` is open
     /// (`Retry-After`: until it lets a trial call through).
-    pub fn needing(mut self, resilience: Arc<Resilience>, downstreams: &'static [&'static str]) -> Self {
+    pub fn needing(mut self, resilience: Arc<Resilience>, downstreams: &'static [Service]) -> Self {
         self.needs = Some((resilience, downstreams));
         self
     }

@@ -45,7 +45,7 @@ pub struct QuietHealthRootSpan;
 
 impl RootSpanBuilder for QuietHealthRootSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        if request.path().starts_with("/health/") && !request.headers().contains_key("traceparent") {
+        if request.path().starts_with("/health/") && !request.headers().contains_key(api::headers::TRACEPARENT) {
             use tracing_opentelemetry::OpenTelemetrySpanExt as _;
             let span = tracing::info_span!(
                 "health",
@@ -58,7 +58,11 @@ impl RootSpanBuilder for QuietHealthRootSpan {
         let span = DefaultRootSpanBuilder::on_request_start(request);
         // The baggage that came with the request (fault injection rides on it), so a
         // trace shows what reached each hop.
-        if let Some(baggage) = request.headers().get("baggage").and_then(|v| v.to_str().ok()) {
+        if let Some(baggage) = request
+            .headers()
+            .get(api::headers::BAGGAGE)
+            .and_then(|v| v.to_str().ok())
+        {
             use tracing_opentelemetry::OpenTelemetrySpanExt as _;
             span.set_attribute("http.request.header.baggage", baggage.to_owned());
         }
@@ -92,7 +96,7 @@ pub async fn trace_response(
     if let Some(value) = traceparent.and_then(|tp| HeaderValue::from_str(&tp).ok()) {
         response
             .headers_mut()
-            .insert(HeaderName::from_static("traceresponse"), value);
+            .insert(HeaderName::from_static(api::headers::TRACERESPONSE), value);
     }
     Ok(response)
 }

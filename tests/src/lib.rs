@@ -10,8 +10,15 @@
 
 use std::time::Duration;
 
+use api::{
+    CheckoutRequest, Email, EmailState, Emails, LineItemRequest, OrderStatus, OrderView, Participant, ParticipantView,
+    Payments, Reservation, ReservationState, SagaStatus, SetStock, StepView, TransactionView,
+    faults::{FaultRule, FaultRules, FaultsView},
+    resilience::ResilienceView,
+};
 use base::config::{Service, Settings};
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use testing::{SmtpSink, TestApp, eventually};
 use uuid::Uuid;
 
@@ -254,7 +261,7 @@ impl Platform {
     pub async fn finished(&self, id: &str) -> Value {
         eventually(Duration::from_secs(60), || async {
             let tx = self.transaction(id).await;
-            matches!(tx["state"].as_str(), Some("committed" | "aborted")).then_some(tx)
+            view::<TransactionView>(&tx).state.is_final().then_some(tx)
         })
         .await
         .unwrap_or_else(|| panic!("transaction {id} did not finish"))
@@ -296,8 +303,9 @@ impl Platform {
     pub async fn settled(&self, order_id: &str) -> Value {
         eventually(Duration::from_secs(60), || async {
             let order = self.order(order_id).await;
-            let saga = order["saga"]["status"].as_str().unwrap_or_default().to_owned();
-            matches!(saga.as_str(), "confirmed" | "cancelled" | "parked").then_some(order)
+            let saga = view::<OrderView>(&order).saga.map(|s| s.status);
+            saga.is_some_and(|s| s.is_final() || s == SagaStatus::Parked)
+                .then_some(order)
         })
         .await
         .unwrap_or_else(|| panic!("order {order_id} did not settle"))
@@ -321,7 +329,7 @@ impl Platform {
             .inventory
             .client
             .put(self.inventory.url(&format!("/admin/inventory/{sku}")))
-            .json(&json!({ "available": available }));
+            .json(&SetStock { available });
         assert_eq!(self.inventory.send(request).await.status(), 200);
     }
 
@@ -334,7 +342,7 @@ impl Platform {
             .unwrap()
     }
 
-    pub async fn emails(&self, order_id: &str) -> Vec<Value> {
+    pub async fn emails(&self, order_id: &str) -> Vec<Email> {
         let body: Value = self
             .email
             .get(&format!("/emails?order_id={order_id}"))
@@ -342,7 +350,7 @@ impl Platform {
             .json()
             .await
             .unwrap();
-        body["emails"].as_array().cloned().unwrap_or_default()
+        view::<Emails>(&body).emails
     }
 
     pub async fn reservation(&self, order_id: &str) -> Option<Value> {
@@ -355,90 +363,103 @@ impl Platform {
     /// delivered confirmation email; a cancelled one has net charge 0, no held stock
     /// and no email.
     pub async fn assert_consistent(&self, order: &Value) {
-        let id = order["order_id"].as_str().unwrap();
-        let payments = self.payments(id).await;
-        let succeeded: Vec<&Value> = payments["charges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["state"] == "succeeded")
-            .collect();
-        let reservation = self.reservation(id).await;
-        assert!(
-            payments["refunded_cents"].as_i64() <= payments["charged_cents"].as_i64(),
-            "{payments}"
-        );
-        match order["status"].as_str().unwrap() {
-            "confirmed" => {
-                assert_eq!(succeeded.len(), 1, "one successful charge: {payments}");
-                assert_eq!(payments["net_cents"], order["total_cents"], "{payments}");
-                assert_eq!(reservation.unwrap()["state"], "committed");
+        let order: OrderView = view(order);
+        let id = order.order_id.to_string();
+        let payments: Payments = view(&self.payments(&id).await);
+        let succeeded = payments.succeeded().count();
+        let reservation = self.reservation(&id).await.map(|r| view::<Reservation>(&r));
+        assert!(payments.refunded_cents <= payments.charged_cents, "{payments:?}");
+        match order.status {
+            OrderStatus::Confirmed => {
+                assert_eq!(succeeded, 1, "one successful charge: {payments:?}");
+                assert_eq!(payments.net_cents, order.total_cents, "{payments:?}");
+                assert_eq!(reservation.map(|r| r.state), Some(ReservationState::Committed));
                 let delivered = eventually(Duration::from_secs(20), || async {
-                    let emails = self.emails(id).await;
-                    (emails.len() == 1 && emails[0]["state"] == "delivered").then_some(emails)
+                    let emails = self.emails(&id).await;
+                    (emails.len() == 1 && emails[0].state == EmailState::Delivered).then_some(emails)
                 })
                 .await;
                 assert!(
                     delivered.is_some(),
                     "one delivered email for {id}: {:?}",
-                    self.emails(id).await
+                    self.emails(&id).await
                 );
                 let sent = self
                     .smtp
                     .messages()
                     .iter()
-                    .filter(|m| m.header("Subject").is_some_and(|s| s.contains(id)))
+                    .filter(|m| m.header("Subject").is_some_and(|s| s.contains(&id)))
                     .count();
                 assert_eq!(sent, 1, "one message through SMTP for {id}");
             }
-            "cancelled" => {
-                assert_eq!(payments["net_cents"], 0, "{payments}");
+            OrderStatus::Cancelled => {
+                assert_eq!(payments.net_cents, 0, "{payments:?}");
                 if let Some(reservation) = reservation {
-                    assert_eq!(reservation["state"], "released", "{reservation}");
+                    assert_eq!(reservation.state, ReservationState::Released, "{reservation:?}");
                 }
-                assert!(self.emails(id).await.is_empty(), "no email for a cancelled order");
+                assert!(self.emails(&id).await.is_empty(), "no email for a cancelled order");
             }
-            other => panic!("order {id} is {other}, not final: {order}"),
+            OrderStatus::Pending => panic!("order {id} is pending, not final: {order:?}"),
         }
     }
 }
 
-pub fn checkout_body(sku: &str, quantity: i64, token: &str) -> Value {
-    json!({
-        "customer_email": "ada@example.com",
-        "items": [ { "sku": sku, "quantity": quantity } ],
-        "payment_token": token,
-    })
+/// A body read as the contract type it must be.
+pub fn view<T: DeserializeOwned>(body: &Value) -> T {
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
 }
 
-/// A saga step of an order as the API shows it (`steps[]` by name).
-pub fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
-    order["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or(&Value::Null)
+/// A checkout body, as JSON: tests also send bodies the contract refuses.
+pub fn checkout_body(sku: &str, quantity: i64, token: &str) -> Value {
+    serde_json::to_value(CheckoutRequest {
+        customer_email: "ada@example.com".to_owned(),
+        items: vec![LineItemRequest {
+            sku: sku.to_owned(),
+            quantity,
+        }],
+        payment_token: token.to_owned(),
+    })
+    .unwrap()
+}
+
+/// A saga step of an order as the API shows it.
+pub fn step(order: &Value, name: &str) -> StepView {
+    let order: OrderView = view(order);
+    order
+        .step(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no step {name} in {order:?}"))
 }
 
 /// A 2PC transaction's participant by name (`order`, `inventory`, `payment`, `email`).
-pub fn participant<'a>(tx: &'a Value, name: &str) -> &'a Value {
-    tx["participants"]
-        .as_array()
-        .and_then(|all| all.iter().find(|p| p["name"] == name))
-        .unwrap_or(&Value::Null)
+pub fn participant(tx: &Value, name: &str) -> ParticipantView {
+    let tx: TransactionView = view(tx);
+    let name: Participant = name.parse().unwrap();
+    tx.participant(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no participant {name} in {tx:?}"))
 }
 
 /// `PUT /admin/faults` with one rule that always applies.
 pub async fn fault_rule(app: &TestApp, operation: &str, kind: &str) {
-    let request = app
-        .client
-        .put(app.url("/admin/faults"))
-        .json(&json!({ "rules": [ { "operation": operation, "kind": kind, "probability": 1.0 } ] }));
+    let request = app.client.put(app.url("/admin/faults")).json(&FaultRules {
+        rules: vec![FaultRule {
+            operation: operation.to_owned(),
+            kind: kind.parse().unwrap(),
+            probability: 1.0,
+        }],
+    });
     assert_eq!(app.send(request).await.status(), 200);
 }
 
-/// A service's admin JSON (`/admin/resilience`, `/admin/faults`).
-pub async fn admin(app: &TestApp, path: &str) -> Value {
-    app.get(&format!("/admin/{path}")).await.json().await.unwrap()
+/// A service's `GET /admin/resilience`.
+pub async fn resilience(app: &TestApp) -> ResilienceView {
+    app.get("/admin/resilience").await.json().await.unwrap()
+}
+
+/// A service's `GET /admin/faults`.
+pub async fn faults(app: &TestApp) -> FaultsView {
+    app.get("/admin/faults").await.json().await.unwrap()
 }
 
 /// A transaction of the test's own on database `url` that has run `sql` (taking some

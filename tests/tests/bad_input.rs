@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use testing::{TestApp, problem};
-use txlab_tests::{Platform, admin, fault_rule, new_key};
+use txlab_tests::{Platform, fault_rule, faults, new_key};
 use uuid::Uuid;
 
 /// Bodies that must be refused, with the status each gets.
@@ -135,7 +135,7 @@ async fn a_present_but_invalid_optional_body_is_refused_and_changes_nothing() {
         .header("Content-Type", "application/json")
         .body(r#"{"all": true}"#);
     assert_eq!(payment.send(request).await.status(), 400);
-    assert_eq!(admin(payment, "faults").await["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(faults(payment).await.rules.len(), 1);
 
     // Left out, or an empty object, the bodies are fine; the default reason stands.
     let confirmed = order.post(&format!("/orders/{id}/confirm"), &json!({}), None).await;

@@ -6,15 +6,19 @@
 
 use std::time::{Duration, Instant};
 
+use api::{
+    ParticipantOutcome, ParticipantVote,
+    headers::REQUEST_TIMEOUT_MS,
+    resilience::{BreakerStateName, BreakerView, BudgetView, ResilienceView},
+};
 use base::config::{
     Service, Settings,
     resilience::{BreakerSettings, BudgetSettings, SheddingSettings},
 };
-use client::resilience::deadline::REQUEST_TIMEOUT_MS;
 use serde_json::Value;
 use testing::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use txlab_tests::{Platform, admin, checkout_body, fault_rule, new_key, participant, saga_settings, step};
+use txlab_tests::{Platform, checkout_body, fault_rule, faults, new_key, participant, resilience, saga_settings, step};
 
 /// A breaker that opens after `failures` in a row and stays open for `cool_down`.
 fn breaker(failures: u32, cool_down: Duration) -> Option<BreakerSettings> {
@@ -25,15 +29,27 @@ fn breaker(failures: u32, cool_down: Duration) -> Option<BreakerSettings> {
     })
 }
 
-fn downstream<'a>(resilience: &'a Value, name: &str) -> &'a Value {
-    resilience["downstreams"]
-        .as_array()
-        .and_then(|all| all.iter().find(|d| d["name"] == name))
-        .unwrap_or(&Value::Null)
+fn breaker_of(view: &ResilienceView, downstream: &str) -> BreakerView {
+    in_state(view, downstream).unwrap_or_else(|| panic!("no breaker for {downstream}: {view:?}"))
+}
+
+/// The downstream's breaker, once the downstream has been called.
+fn in_state(view: &ResilienceView, downstream: &str) -> Option<BreakerView> {
+    view.downstream(downstream).and_then(|d| d.breaker.clone())
+}
+
+fn budget_of(view: &ResilienceView, downstream: &str) -> BudgetView {
+    view.downstream(downstream)
+        .and_then(|d| d.retry_budget.clone())
+        .unwrap_or_else(|| panic!("no retry budget for {downstream}: {view:?}"))
 }
 
 async fn injected(app: &testing::TestApp, operation: &str) -> u64 {
-    admin(app, "faults").await["injected"][operation].as_u64().unwrap()
+    faults(app)
+        .await
+        .injected
+        .and_then(|i| i.get(operation).copied())
+        .unwrap_or_default()
 }
 
 #[actix_web::test]
@@ -55,7 +71,7 @@ async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down
     // found it open, was held back (not an attempt, nothing sent) until the
     // cool-down ended, and went as the breaker's trial — which failed too.
     assert_eq!(order["status"], "cancelled", "{order}");
-    assert_eq!(step(&order, "charge_payment")["attempts"], 4, "{order}");
+    assert_eq!(step(&order, "charge_payment").attempts, 4, "{order}");
     assert_eq!(injected(&platform.payment, "payment.charge").await, 4);
     assert!(
         order["reason"]
@@ -67,17 +83,16 @@ async fn the_breaker_opens_after_n_failures_and_a_good_trial_after_the_cool_down
     // The refund met the open breaker too, waited for the cool-down, went through
     // as the trial call and closed it.
     let breaker = eventually(Duration::from_secs(10), || async {
-        let view = admin(&platform.order, "resilience").await;
-        let breaker = downstream(&view, "payment")["breaker"].clone();
-        (breaker["state"] == "closed").then_some(breaker)
+        let view = resilience(&platform.order).await;
+        in_state(&view, "payment").filter(|b| b.state == BreakerStateName::Closed)
     })
     .await
     .expect("the payment breaker closes again");
     assert_eq!(
-        breaker["opened"], 2,
-        "opened, and opened again by the failed trial: {breaker}"
+        breaker.opened, 2,
+        "opened, and opened again by the failed trial: {breaker:?}"
     );
-    assert!(breaker["short_circuited"].as_u64().unwrap() >= 1, "{breaker}");
+    assert!(breaker.short_circuited >= 1, "{breaker:?}");
     platform.assert_consistent(&order).await;
 
     // Closed again: with the fault gone, checkouts go through.
@@ -117,8 +132,8 @@ async fn shed_checkouts_get_503_with_retry_after_and_write_nothing() {
             })
             .collect();
         let busy = eventually(Duration::from_secs(5), || async {
-            let view = admin(app, "resilience").await;
-            (view["load_shedding"]["in_flight"] == 2).then_some(())
+            let view = resilience(app).await;
+            (view.load_shedding.and_then(|s| s.in_flight) == Some(2)).then_some(())
         })
         .await;
         assert!(busy.is_some(), "two checkouts in flight");
@@ -164,10 +179,7 @@ async fn shed_checkouts_get_503_with_retry_after_and_write_nothing() {
             .await;
         assert_eq!(again.status(), 201);
         assert!(again.headers().get("idempotent-replayed").is_none());
-        assert_eq!(
-            admin(app, "resilience").await["load_shedding"]["shed"].as_u64(),
-            Some(1)
-        );
+        assert_eq!(resilience(app).await.load_shedding.and_then(|s| s.shed), Some(1));
     }
 }
 
@@ -201,22 +213,19 @@ async fn retries_stay_within_the_budget() {
     // Four sagas, four attempts each: sixteen charges without a budget. With it,
     // four first calls and at most three retries reached the payment service.
     let charges = injected(&platform.payment, "payment.charge").await;
-    let view = admin(&platform.order, "resilience").await;
-    let budget = &downstream(&view, "payment")["retry_budget"];
+    let view = resilience(&platform.order).await;
+    let budget = budget_of(&view, "payment");
     if within_one_window {
         assert!(
             (4..=7).contains(&charges),
-            "{charges} charges reached payment; {budget}"
+            "{charges} charges reached payment; {budget:?}"
         );
     }
     // A retry the budget denies is held back and tried again after a backoff; a saga
     // whose charge is held back too often is cancelled saying so. The refunds are
     // never held back by the budget: they must happen.
-    assert!(budget["denied"].as_u64().unwrap() >= 3, "{budget}");
-    assert!(
-        budget["window_retries"].as_u64() <= budget["window_allowed"].as_u64(),
-        "{budget}"
-    );
+    assert!(budget.denied >= 3, "{budget:?}");
+    assert!(budget.window_retries <= budget.window_allowed, "{budget:?}");
     let mut by_protection = 0;
     for order in &orders {
         assert_eq!(order["status"], "cancelled", "{order}");
@@ -250,8 +259,10 @@ async fn a_checkout_is_refused_at_admission_while_a_step_before_the_pivot_is_beh
         .json(&checkout_body("SKU-002", 1, "tok_visa"));
     let _first = actix_rt::spawn(first.send());
     let open = eventually(Duration::from_secs(5), || async {
-        let view = admin(&platform.order, "resilience").await;
-        (downstream(&view, "payment")["breaker"]["state"] == "open").then_some(())
+        let view = resilience(&platform.order).await;
+        in_state(&view, "payment")
+            .is_some_and(|b| b.state == BreakerStateName::Open)
+            .then_some(())
     })
     .await;
     assert!(open.is_some(), "two failed charges opened the payment breaker");
@@ -290,15 +301,15 @@ async fn a_checkout_is_refused_at_admission_while_a_step_before_the_pivot_is_beh
         .unwrap();
     let first = eventually(Duration::from_secs(5), || async {
         let order = platform.order(&first.to_string()).await;
-        let held = step(&order, "charge_payment")["last_error"]
-            .as_str()
+        let held = step(&order, "charge_payment")
+            .last_error
             .is_some_and(|e| e.contains("circuit open"));
         held.then_some(order)
     })
     .await
     .expect("its next charge is held back by the open breaker");
     assert_eq!(first["saga"]["status"], "running", "{first}");
-    assert_eq!(step(&first, "charge_payment")["attempts"], 2, "{first}");
+    assert_eq!(step(&first, "charge_payment").attempts, 2, "{first}");
 }
 
 /// Compensations and steps past the pivot must happen: the retry budget, which
@@ -324,12 +335,12 @@ async fn a_compensation_is_never_held_back_by_the_retry_budget() {
         .await;
     let order = platform.settled(order["order_id"].as_str().unwrap()).await;
     assert_eq!(order["status"], "cancelled", "{order}");
-    assert_eq!(step(&order, "charge_payment")["compensation_attempts"], 2, "{order}");
-    assert_eq!(step(&order, "create_order")["compensation_attempts"], 2, "{order}");
-    let view = admin(&platform.order, "resilience").await;
+    assert_eq!(step(&order, "charge_payment").compensation_attempts, 2, "{order}");
+    assert_eq!(step(&order, "create_order").compensation_attempts, 2, "{order}");
+    let view = resilience(&platform.order).await;
     for name in ["payment", "order"] {
-        let budget = &downstream(&view, name)["retry_budget"];
-        assert_eq!(budget["denied"], 0, "{name}: {budget}");
+        let budget = budget_of(&view, name);
+        assert_eq!(budget.denied, 0, "{name}: {budget:?}");
     }
     platform.assert_consistent(&order).await;
 }
@@ -513,7 +524,7 @@ async fn outgoing_calls_carry_what_is_left_of_the_deadline() {
     let heads = heads.await.unwrap();
     let sent: u64 = heads[0]
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{REQUEST_TIMEOUT_MS}: ")))
+        .find_map(|l| l.strip_prefix(&format!("{}: ", REQUEST_TIMEOUT_MS.to_lowercase())))
         .and_then(|v| v.trim().parse().ok())
         .expect("the header is sent");
     assert!(sent > 0 && sent <= 400, "{sent}");
@@ -614,9 +625,9 @@ async fn saturated_against_a_slow_payment_the_auditor_still_finds_nothing() {
         shed_or_fast += report.outcomes.shed + report.outcomes.cancelled;
     }
     assert!(shed_or_fast > 0);
-    let view = admin(&platform.order, "resilience").await;
-    let breaker = &downstream(&view, "payment")["breaker"];
-    assert!(breaker["opened"].as_u64().unwrap() >= 1, "{breaker}");
+    let view = resilience(&platform.order).await;
+    let breaker = breaker_of(&view, "payment");
+    assert!(breaker.opened >= 1, "{breaker:?}");
     platform
         .payment
         .send(platform.payment.client.delete(platform.payment.url("/admin/faults")))
@@ -666,8 +677,10 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
         .json(&checkout_body("SKU-001", 1, "tok_visa"));
     let first = actix_rt::spawn(first.send());
     let open = eventually(Duration::from_secs(5), || async {
-        let view = admin(&platform.coordinator, "resilience").await;
-        (downstream(&view, "payment")["breaker"]["state"] == "open").then_some(())
+        let view = resilience(&platform.coordinator).await;
+        in_state(&view, "payment")
+            .is_some_and(|b| b.state == BreakerStateName::Open)
+            .then_some(())
     })
     .await;
     assert!(open.is_some(), "the payment breaker opens");
@@ -678,12 +691,16 @@ async fn a_2pc_participant_behind_an_open_breaker_is_never_asked_and_the_checkou
     assert_eq!((status, tx["status"].as_str()), (201, Some("aborted")), "{tx}");
     let payment = participant(&tx, "payment");
     assert_eq!(
-        (payment["vote"].as_str(), payment["outcome"].as_str()),
-        (Some("no"), Some("aborted")),
+        (payment.vote, payment.outcome),
+        (ParticipantVote::No, ParticipantOutcome::Aborted),
         "{tx}"
     );
     assert!(
-        payment["detail"].as_str().unwrap().contains("circuit open for payment"),
+        payment
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("circuit open for payment"),
         "{tx}"
     );
     // The payment service never saw this transaction: no tombstone, no key.
@@ -734,15 +751,15 @@ async fn rows_locked_by_an_in_doubt_transaction_do_not_open_the_breaker() {
     let order = platform.settled(blocked["order_id"].as_str().unwrap()).await;
     assert_eq!(order["status"], "confirmed", "{order}");
     assert!(
-        step(&order, "reserve_inventory")["attempts"].as_u64().unwrap() >= 2,
+        step(&order, "reserve_inventory").attempts >= 2,
         "the reservation was locked out and retried: {order}"
     );
     // Contention on one row said nothing about inventory's health: the breaker never
     // opened, and every other checkout kept reaching inventory.
-    let view = admin(&platform.order, "resilience").await;
-    let breaker = &downstream(&view, "inventory")["breaker"];
-    assert_eq!(breaker["state"], "closed", "{breaker}");
-    assert_eq!(breaker["opened"], 0, "{breaker}");
+    let view = resilience(&platform.order).await;
+    let breaker = breaker_of(&view, "inventory");
+    assert_eq!(breaker.state, BreakerStateName::Closed, "{breaker:?}");
+    assert_eq!(breaker.opened, 0, "{breaker:?}");
     let (status, _, other) = platform
         .checkout(&checkout_body("SKU-009", 1, "tok_visa"), &new_key(), None)
         .await;
@@ -782,8 +799,8 @@ async fn phase_two_reaches_a_participant_behind_an_open_breaker_and_frees_its_lo
         )
         .await;
     assert_eq!(failed["status"], "aborted", "{failed}");
-    let view = admin(&platform.coordinator, "resilience").await;
-    assert_eq!(downstream(&view, "inventory")["breaker"]["state"], "open", "{view}");
+    let view = resilience(&platform.coordinator).await;
+    assert_eq!(breaker_of(&view, "inventory").state, BreakerStateName::Open, "{view:?}");
 
     // The first commits everywhere, inventory included, while the breaker is open
     // for another minute: no prepared transaction, no held row is left.
@@ -791,10 +808,10 @@ async fn phase_two_reaches_a_participant_behind_an_open_breaker_and_frees_its_lo
     assert_eq!(tx["status"], "committed", "{tx}");
     let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
     let inventory = participant(&tx, "inventory");
-    assert_eq!(inventory["outcome"], "committed", "{tx}");
+    assert_eq!(inventory.outcome, ParticipantOutcome::Committed, "{tx}");
     platform.assert_no_prepared_left().await;
-    let view = admin(&platform.coordinator, "resilience").await;
-    assert_eq!(downstream(&view, "inventory")["breaker"]["state"], "open", "{view}");
+    let view = resilience(&platform.coordinator).await;
+    assert_eq!(breaker_of(&view, "inventory").state, BreakerStateName::Open, "{view:?}");
     let order = platform.order(tx["order_id"].as_str().unwrap()).await;
     platform.assert_consistent(&order).await;
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use api::StepStatus;
 use serde_json::{Value, json};
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, new_key, step};
@@ -21,8 +22,8 @@ async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {
     assert_eq!(order["total_cents"], 2 * 4900);
     assert_eq!(order["trace_id"].as_str().unwrap().len(), 32);
     for name in ["reserve_inventory", "charge_payment", "confirm_order", "send_email"] {
-        assert_eq!(step(&order, name)["status"], "succeeded", "{name}: {order}");
-        assert_eq!(step(&order, name)["attempts"], 1, "{name}");
+        assert_eq!(step(&order, name).status, StepStatus::Succeeded, "{name}: {order}");
+        assert_eq!(step(&order, name).attempts, 1, "{name}");
     }
     assert_eq!(platform.stock("SKU-002").await["available"], before - 2);
     assert_eq!(platform.stock("SKU-002").await["sold"], 2);
@@ -45,9 +46,9 @@ async fn a_declined_card_cancels_restores_stock_and_sends_nothing() {
         order["reason"].as_str().unwrap().contains("payment-declined"),
         "{order}"
     );
-    assert_eq!(step(&order, "reserve_inventory")["status"], "compensated");
-    assert_eq!(step(&order, "charge_payment")["status"], "compensated");
-    assert_eq!(step(&order, "send_email")["status"], "pending");
+    assert_eq!(step(&order, "reserve_inventory").status, StepStatus::Compensated);
+    assert_eq!(step(&order, "charge_payment").status, StepStatus::Compensated);
+    assert_eq!(step(&order, "send_email").status, StepStatus::Pending);
     assert_eq!(platform.stock("SKU-003").await["available"], before["available"]);
     assert_eq!(platform.stock("SKU-003").await["reserved"], 0);
     platform.assert_consistent(&order).await;
@@ -66,7 +67,7 @@ async fn out_of_stock_cancels_without_charging() {
         order["reason"].as_str().unwrap().contains("insufficient-stock"),
         "{order}"
     );
-    assert_eq!(step(&order, "charge_payment")["attempts"], 0);
+    assert_eq!(step(&order, "charge_payment").attempts, 0);
     let payments = platform.payments(order["order_id"].as_str().unwrap()).await;
     assert_eq!(payments["charges"], json!([]));
     assert_eq!(platform.stock("SKU-012").await["available"], 1);

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use api::StepStatus;
 use base::config::Service;
 use serde_json::Value;
 use testing::eventually;
@@ -80,7 +81,7 @@ async fn killed_after_the_reservation_it_resumes_and_confirms() {
     crash_and_recover(
         checkout_body("SKU-001", 2, "tok_visa"),
         "fault.payment.charge=delay_ms:1500",
-        |o| step(o, "reserve_inventory")["status"] == "succeeded",
+        |o| step(o, "reserve_inventory").status == StepStatus::Succeeded,
         "confirmed",
     )
     .await;
@@ -91,7 +92,7 @@ async fn killed_after_the_charge_it_resumes_forward_and_never_refunds() {
     crash_and_recover(
         checkout_body("SKU-002", 1, "tok_visa"),
         "fault.inventory.commit_reservation=delay_ms:1500",
-        |o| step(o, "charge_payment")["status"] == "succeeded",
+        |o| step(o, "charge_payment").status == StepStatus::Succeeded,
         "confirmed",
     )
     .await;
@@ -150,7 +151,7 @@ async fn killed_mid_step_its_own_call_still_in_flight_is_waited_for_not_given_up
     let order = platform.settled(&order_id).await;
     assert_eq!(order["status"], "confirmed", "{order}");
     assert!(
-        step(&order, "create_order")["attempts"].as_u64().unwrap() <= 3,
+        step(&order, "create_order").attempts <= 3,
         "waits for the lease are not attempts: {order}"
     );
     platform.assert_consistent(&order).await;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use api::{ParticipantOutcome, ParticipantVote};
 use serde_json::Value;
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant};
@@ -21,8 +22,8 @@ async fn a_committed_checkout_changes_every_participant_once() {
     assert_eq!(tx["trace_id"].as_str().unwrap().len(), 32);
     let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
     for name in ["order", "inventory", "payment", "email"] {
-        assert_eq!(participant(&tx, name)["vote"], "yes", "{tx}");
-        assert_eq!(participant(&tx, name)["outcome"], "committed", "{tx}");
+        assert_eq!(participant(&tx, name).vote, ParticipantVote::Yes, "{tx}");
+        assert_eq!(participant(&tx, name).outcome, ParticipantOutcome::Committed, "{tx}");
     }
     let order_id = tx["order_id"].as_str().unwrap();
     let order = platform.order(order_id).await;
@@ -66,7 +67,7 @@ async fn effects_stay_invisible_until_the_decision() {
 
 async fn aborted_with_no_effects(platform: &Platform, tx: &Value, who: &str) {
     assert_eq!(tx["status"], "aborted", "{tx}");
-    assert_eq!(participant(tx, who)["vote"], "no", "{tx}");
+    assert_eq!(participant(tx, who).vote, ParticipantVote::No, "{tx}");
     assert!(tx["reason"].as_str().unwrap().contains(who), "{tx}");
     let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
     assert!(
@@ -131,7 +132,7 @@ async fn a_participant_that_does_not_vote_in_time_aborts_the_transaction() {
         )
         .await;
     assert_eq!(tx["status"], "aborted", "{tx}");
-    assert_eq!(participant(&tx, "payment")["vote"], "timeout", "{tx}");
+    assert_eq!(participant(&tx, "payment").vote, ParticipantVote::Timeout, "{tx}");
     platform.finished(tx["transaction_id"].as_str().unwrap()).await;
     // The late prepare arrives after the abort: it votes no, or is rolled back by the
     // payment service's resolver after asking the coordinator. Nothing stays prepared.
@@ -168,7 +169,7 @@ async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
     // The participants ask the coordinator after 1 s; with no decision to learn they
     // stay in doubt, holding their locks.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(participant(&in_doubt, "inventory")["outcome"], "in_doubt");
+    assert_eq!(participant(&in_doubt, "inventory").outcome, ParticipantOutcome::InDoubt);
     let prepared: Value = platform.inventory.get("/tpc/prepared").await.json().await.unwrap();
     assert_eq!(prepared["prepared"].as_array().unwrap().len(), 1, "{prepared}");
 
@@ -219,8 +220,16 @@ async fn a_participant_slow_to_acknowledge_does_not_hold_up_the_answer() {
     assert_eq!(answer.status(), 201);
     let tx: Value = answer.json().await.unwrap();
     assert_eq!(tx["status"], "committed", "{tx}");
-    assert_eq!(participant(&tx, "inventory")["outcome"], "in_doubt", "{tx}");
-    assert_eq!(participant(&tx, "payment")["outcome"], "committed", "{tx}");
+    assert_eq!(
+        participant(&tx, "inventory").outcome,
+        ParticipantOutcome::InDoubt,
+        "{tx}"
+    );
+    assert_eq!(
+        participant(&tx, "payment").outcome,
+        ParticipantOutcome::Committed,
+        "{tx}"
+    );
 
     // Told again until it acknowledges: once the fault is gone, it commits.
     coordinator
@@ -233,7 +242,11 @@ async fn a_participant_slow_to_acknowledge_does_not_hold_up_the_answer() {
         .await;
     let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
     assert_eq!(tx["status"], "committed", "{tx}");
-    assert_eq!(participant(&tx, "inventory")["outcome"], "committed", "{tx}");
+    assert_eq!(
+        participant(&tx, "inventory").outcome,
+        ParticipantOutcome::Committed,
+        "{tx}"
+    );
     let order = platform.order(tx["order_id"].as_str().unwrap()).await;
     platform.assert_consistent(&order).await;
     platform.assert_no_prepared_left().await;

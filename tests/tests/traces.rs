@@ -518,8 +518,8 @@ async fn a_retry_denied_by_the_budget_and_a_shed_checkout_are_events_too() {
         .header("baggage", "fault.inventory.reserve=delay_ms:1500");
     let slow = actix_rt::spawn(slow.send());
     let in_flight = eventually(Duration::from_secs(5), || async {
-        let view = txlab_tests::admin(&platform.order, "resilience").await;
-        (view["load_shedding"]["in_flight"] == 1).then_some(())
+        let view = txlab_tests::resilience(&platform.order).await;
+        (view.load_shedding.and_then(|s| s.in_flight) == Some(1)).then_some(())
     })
     .await;
     assert!(in_flight.is_some(), "the first checkout is in flight");

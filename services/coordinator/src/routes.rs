@@ -4,13 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use api::{CheckoutRequest, PricedLine};
+use api::{CheckoutRequest, ParticipantView, TransactionList, TransactionStatus, TransactionView};
 use base::{
     Problem,
     telemetry::{current_traceparent, trace_id_of},
 };
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     domain::price_checkout,
     idempotency::ClaimedKey,
@@ -23,7 +22,7 @@ use uuid::Uuid;
 use crate::tpc::{
     log::{self, NewTransaction, TxRecord},
     protocol::Coordinator,
-    state::{Decision, ParticipantOutcome, TxState, Vote},
+    state::Decision,
 };
 
 /// How long `POST /checkout` waits for the decision before answering 202.
@@ -38,48 +37,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(web::resource("/transactions").route(web::get().to(list_transactions)))
     .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)));
-}
-
-/// What a transaction means for its checkout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TransactionStatus {
-    Committed,
-    Aborted,
-    /// Not decided yet.
-    Pending,
-}
-
-/// A 2PC transaction: the checkout, the decision, and each participant's vote and
-/// outcome.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TransactionView {
-    pub transaction_id: Uuid,
-    pub order_id: Uuid,
-    /// `committed`, `aborted`, or `pending` before the decision.
-    pub status: TransactionStatus,
-    /// Where the protocol is: `preparing`, `committing`, `aborting`, `committed`, `aborted`.
-    pub state: TxState,
-    pub decision: Option<Decision>,
-    pub reason: Option<String>,
-    pub total_cents: i64,
-    pub trace_id: Option<String>,
-    pub customer_email: String,
-    pub items: Vec<PricedLine>,
-    pub participants: Vec<ParticipantView>,
-    pub created_at: DateTime<Utc>,
-    pub decided_at: Option<DateTime<Utc>>,
-}
-
-/// One participant's part.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ParticipantView {
-    pub name: api::Participant,
-    /// `yes`, `no`, `timeout`, or `pending` before it answered.
-    pub vote: Vote,
-    /// `committed`, `aborted` or `in_doubt`.
-    pub outcome: ParticipantOutcome,
-    pub detail: Option<String>,
 }
 
 fn view(record: TxRecord) -> TransactionView {
@@ -152,7 +109,7 @@ async fn checkout(
         None => {
             let inventory = &coordinator.peers.inventory;
             let priced = price_checkout(&body, &coordinator.client, inventory).await?;
-            let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
+            let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
             log::insert_transaction(
                 &pool,
                 NewTransaction {
@@ -214,12 +171,6 @@ const STATES: [&str; 6] = [
     "committed",
     "aborted",
 ];
-
-/// `GET /transactions`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TransactionList {
-    pub transactions: Vec<TransactionView>,
-}
 
 /// Transactions, newest first.
 #[utoipa::path(get, path = "/transactions", tag = "transactions", params(TransactionsQuery),

@@ -3,40 +3,61 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "email_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum EmailState {
-    /// Waiting for (another) delivery attempt.
-    Pending,
-    Delivered,
-    /// Refused permanently by the SMTP server; not retried.
-    Failed,
-}
+pub use api::{Email, EmailState};
 
-/// An email in the outbox, and where its delivery stands.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Email {
+/// An `emails` row: the outbox entry, with what the dispatcher sends (the body) and
+/// the trace it continues, which the API does not show ([`Email::from`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EmailRow {
     pub id: Uuid,
     pub order_id: Uuid,
     pub kind: String,
-    #[serde(rename = "to")]
     pub recipient: String,
     pub subject: String,
-    #[serde(skip)]
     pub body: String,
     pub state: EmailState,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
-    #[serde(skip)]
     pub traceparent: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl From<EmailRow> for Email {
+    fn from(row: EmailRow) -> Email {
+        let EmailRow {
+            id,
+            order_id,
+            kind,
+            recipient,
+            subject,
+            body: _,
+            state,
+            attempts,
+            last_error,
+            next_attempt_at,
+            delivered_at,
+            traceparent: _,
+            created_at,
+        } = row;
+        Email {
+            id,
+            order_id,
+            kind,
+            to: recipient,
+            subject,
+            state,
+            attempts,
+            last_error,
+            next_attempt_at,
+            delivered_at,
+            created_at,
+        }
+    }
 }
 
 const COLUMNS: &str = "id, order_id, kind, recipient, subject, body, state, attempts, last_error, \
@@ -53,7 +74,7 @@ pub struct NewEmail<'a> {
 /// Enqueues the order's confirmation unless it has one; `(email, created)`.
 #[tracing::instrument(name = "db.insert_email", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn insert_email(tx: &mut PgConnection, new: NewEmail<'_>) -> Result<(Email, bool), sqlx::Error> {
-    let inserted: Option<Email> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let inserted: Option<EmailRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO emails (id, order_id, recipient, subject, body, traceparent)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (order_id, kind) DO NOTHING
@@ -68,30 +89,31 @@ pub async fn insert_email(tx: &mut PgConnection, new: NewEmail<'_>) -> Result<(E
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(email) = inserted {
-        return Ok((email, true));
+        return Ok((email.into(), true));
     }
-    let existing = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let existing: EmailRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM emails WHERE order_id = $1 AND kind = 'order_confirmation'"
     )))
     .bind(new.order_id)
     .fetch_one(tx)
     .await?;
-    Ok((existing, false))
+    Ok((existing.into(), false))
 }
 
 #[tracing::instrument(name = "db.fetch_emails", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_emails(pool: &PgPool, order_id: Uuid) -> Result<Vec<Email>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<EmailRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM emails WHERE order_id = $1 ORDER BY created_at"
     )))
     .bind(order_id)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Email::from).collect())
 }
 
 /// Claims up to `limit` due emails for `lease`; a crashed dispatcher's claims expire.
 #[tracing::instrument(name = "db.claim_due_emails", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn claim_due_emails(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Email>, sqlx::Error> {
+pub async fn claim_due_emails(pool: &PgPool, limit: i64, lease: Duration) -> Result<Vec<EmailRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE emails SET locked_until = now() + make_interval(secs => $2)
          WHERE id IN (SELECT id FROM emails

@@ -13,7 +13,7 @@ use lettre::{
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use crate::db::{self, Email};
+use crate::db::{self, EmailRow};
 
 pub use base::retry::RetryPolicy;
 
@@ -136,7 +136,7 @@ async fn dispatch_due(pool: PgPool, transport: Rc<Transport>, from: Mailbox, ret
     }
 }
 
-async fn deliver_and_record(pool: &PgPool, transport: &Transport, from: &Mailbox, retry: RetryPolicy, email: Email) {
+async fn deliver_and_record(pool: &PgPool, transport: &Transport, from: &Mailbox, retry: RetryPolicy, email: EmailRow) {
     let outcome = deliver(transport, from, &email).await;
     let recorded = match outcome {
         Delivery::Delivered => {
@@ -159,7 +159,7 @@ async fn deliver_and_record(pool: &PgPool, transport: &Transport, from: &Mailbox
     }
 }
 
-async fn deliver(transport: &Transport, from: &Mailbox, email: &Email) -> Delivery {
+async fn deliver(transport: &Transport, from: &Mailbox, email: &EmailRow) -> Delivery {
     let to: Mailbox = match email.recipient.parse() {
         Ok(to) => to,
         Err(e) => return Delivery::Refused(format!("recipient: {e}")),

@@ -1,9 +1,9 @@
 //! Email's HTTP handlers: they parse, call [`crate::outbox`] and render.
 
 use actix_web::{HttpResponse, web};
-use api::EnqueueEmail;
+use api::{Emails, EnqueueEmail};
 use base::Problem;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     idempotency::{Idempotency, UnitOfWork},
     routing::mutation_and_read,
@@ -43,13 +43,6 @@ async fn enqueue_email(mut uow: UnitOfWork, body: web::Json<EnqueueEmail>) -> Re
 struct EmailsQuery {
     /// The order whose emails to show.
     order_id: Uuid,
-}
-
-/// `GET /emails?order_id=`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Emails {
-    order_id: Uuid,
-    emails: Vec<db::Email>,
 }
 
 /// An order's emails and their delivery.

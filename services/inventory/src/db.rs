@@ -4,57 +4,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-pub use api::Product;
-
-/// A `products` row, as the contract's [`Product`] shows it.
-#[derive(sqlx::FromRow)]
-struct ProductRow {
-    sku: String,
-    name: String,
-    price_cents: i64,
-    available: i32,
-    reserved: i32,
-    sold: i32,
-    stocked: i32,
-}
-
-impl From<ProductRow> for Product {
-    fn from(row: ProductRow) -> Product {
-        let ProductRow {
-            sku,
-            name,
-            price_cents,
-            available,
-            reserved,
-            sold,
-            stocked,
-        } = row;
-        Product {
-            sku,
-            name,
-            price_cents,
-            available,
-            reserved,
-            sold,
-            stocked,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "reservation_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum ReservationState {
-    Held,
-    Committed,
-    Released,
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct ReservationLine {
-    pub sku: String,
-    pub quantity: i32,
-}
+pub use api::{Product, ReservationLine, ReservationState};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ReservationRow {
@@ -65,22 +15,17 @@ pub struct ReservationRow {
 
 #[tracing::instrument(name = "db.fetch_products", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_products(pool: &PgPool) -> Result<Vec<Product>, sqlx::Error> {
-    let rows: Vec<ProductRow> =
-        sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products ORDER BY sku")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(Product::from).collect())
+    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products ORDER BY sku")
+        .fetch_all(pool)
+        .await
 }
 
 #[tracing::instrument(name = "db.fetch_product", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_product(pool: &PgPool, sku: &str) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<ProductRow> = sqlx::query_as(
-        "SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = $1",
-    )
-    .bind(sku)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(Product::from))
+    sqlx::query_as("SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Sets the shelf stock; `stocked` moves with it so the invariant holds.
@@ -90,15 +35,14 @@ pub async fn update_available(
     sku: &str,
     available: i32,
 ) -> Result<Option<Product>, sqlx::Error> {
-    let row: Option<ProductRow> = sqlx::query_as(
+    sqlx::query_as(
         "UPDATE products SET stocked = stocked + ($2 - available), available = $2 WHERE sku = $1
          RETURNING sku, name, price_cents, available, reserved, sold, stocked",
     )
     .bind(sku)
     .bind(available)
     .fetch_optional(tx)
-    .await?;
-    Ok(row.map(Product::from))
+    .await
 }
 
 /// Locks the products in SKU order (no deadlocks between concurrent reservations)

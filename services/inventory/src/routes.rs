@@ -1,9 +1,8 @@
 //! Inventory's HTTP handlers: they parse, call [`crate::stock`] and render.
 
 use actix_web::{HttpResponse, web};
-use api::{NoFields, ReserveStock};
+use api::{Catalogue, NoFields, ReserveStock, SetStock};
 use base::Problem;
-use serde::{Deserialize, Serialize};
 use shared::{
     domain::{LineItems, Sku},
     idempotency::{Idempotency, UnitOfWork},
@@ -51,12 +50,6 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     ));
 }
 
-/// `GET /inventory`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Catalogue {
-    items: Vec<db::Product>,
-}
-
 /// The catalogue: every SKU, its price and its stock.
 #[utoipa::path(get, path = "/inventory", tag = "inventory",
     responses((status = 200, description = "The catalogue", body = Catalogue)))]
@@ -81,15 +74,6 @@ async fn show_inventory(pool: web::Data<PgPool>, sku: web::Path<String>) -> Resu
         Some(product) => ok(&product),
         None => Err(stock::unknown_sku(sku.as_str())),
     }
-}
-
-/// `PUT /admin/inventory/{sku}`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct SetStock {
-    /// The shelf stock; `stocked` moves with it.
-    #[schema(minimum = 0, maximum = 1_000_000)]
-    available: i64,
 }
 
 /// Sets a SKU's shelf stock.

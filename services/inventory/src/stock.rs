@@ -10,7 +10,9 @@ use shared::domain::{LineItems, Sku};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::db::{self, Product, ReservationLine, ReservationState};
+pub use api::Reservation;
+
+use crate::db::{self, Product, ReservationState};
 
 /// The problem for a SKU the catalogue does not have.
 pub fn unknown_sku(sku: &str) -> Problem {
@@ -24,16 +26,6 @@ struct Shortage<'a> {
     sku: &'a str,
     requested: i32,
     available: i32,
-}
-
-/// An order's reservation and its lines.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Reservation {
-    pub order_id: Uuid,
-    pub state: ReservationState,
-    /// True when this reservation was released before it was ever made.
-    pub null_compensation: bool,
-    pub lines: Vec<ReservationLine>,
 }
 
 /// The reservation `row` with its lines.

@@ -59,7 +59,7 @@ pub async fn checkout(
         Some(saga) => saga,
         None => {
             let priced = price_checkout(&body, &engine.client, &engine.participants.inventory).await?;
-            let baggage = req.headers().get("baggage").and_then(|v| v.to_str().ok());
+            let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
             log::insert_saga(
                 &pool,
                 NewSaga {

@@ -5,6 +5,8 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+pub use api::{OrderLine, OrderSummary};
+
 use crate::domain::OrderStatus;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -20,24 +22,6 @@ pub struct OrderRow {
     pub trace_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct OrderLine {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_cents: i64,
-}
-
-/// An order in a list.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct OrderSummary {
-    #[serde(rename = "order_id")]
-    pub id: Uuid,
-    pub status: OrderStatus,
-    pub customer_email: String,
-    pub total_cents: i64,
-    pub created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str =

@@ -3,7 +3,6 @@
 
 use api::{CreateOrder, LineItemRequest};
 use base::{ErrorCode, Problem, telemetry::current_trace_id};
-use serde::Serialize;
 use shared::domain::{EmailAddress, LineItems, PaymentToken, invalid};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -84,13 +83,7 @@ pub enum Transitioned {
     NeverCreated(NeverCreated),
 }
 
-/// The null compensation: an order cancelled before it was ever created.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NeverCreated {
-    pub order_id: Uuid,
-    pub status: OrderStatus,
-    pub null_compensation: bool,
-}
+pub use api::NeverCreated;
 
 /// Confirms or cancels an order, by the state machine in [`crate::domain`]. Cancelling
 /// an order never created records a tombstone (null compensation), so that its late
@@ -114,7 +107,7 @@ pub async fn transition(
         }
         return Err(Problem::not_found(format!("no order {id}")));
     };
-    match order.status.apply(event) {
+    match crate::domain::apply(order.status, event) {
         Transition::AlreadyThere => Ok(Transitioned::Order(Box::new(view::load_existing(conn, id).await?))),
         Transition::Refused => Err(Problem::new(
             ErrorCode::Conflict,

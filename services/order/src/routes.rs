@@ -2,9 +2,9 @@
 //! `/checkout`) and render.
 
 use actix_web::{HttpResponse, web};
-use api::{CancelOrder, CreateOrder, NoFields};
+use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList};
 use base::Problem;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     idempotency::{Idempotency, UnitOfWork},
     routing::{checkout, mutation, mutation_and_read},
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     db,
     domain::{OrderEvent, OrderStatus},
-    orders::{self, NeverCreated, Transitioned},
+    orders::{self, Transitioned},
     view::OrderView,
 };
 
@@ -144,22 +144,6 @@ struct OrdersQuery {
     before: Option<Uuid>,
 }
 
-/// `GET /orders`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-struct OrderList {
-    orders: Vec<db::OrderSummary>,
-}
-
-/// What cancelling answers: the order, or, for an order never created, the record
-/// that it was cancelled first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-enum CancelAnswer {
-    Order(Box<OrderView>),
-    NeverCreated(NeverCreated),
-}
-
 /// Orders, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(OrdersQuery),
     responses((status = 200, description = "A page of orders", body = OrderList)))]
@@ -168,7 +152,7 @@ async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) ->
     let status =
         match query.status.as_deref() {
             None => None,
-            Some(raw) => Some(OrderStatus::parse(raw).ok_or_else(|| {
+            Some(raw) => Some(raw.parse::<OrderStatus>().map_err(|_| {
                 Problem::invalid(format!("status must be pending, confirmed or cancelled, got {raw:?}"))
             })?),
         };

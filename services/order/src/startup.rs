@@ -2,7 +2,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use actix::Actor as _;
 use actix_web::web;
-use base::config::{Env, PeerSettings, Settings};
+use base::config::{Env, PeerSettings, Service, Settings};
 use shared::{
     shedding::LoadShedder,
     startup::{Routes, Server},
@@ -60,7 +60,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     };
     let own_url = format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port));
     let client = prepared.http_client()?;
-    client.resilience().name(&own_url, "order");
+    client.resilience().name(&own_url, Service::Order.name());
     let engine = Arc::new(Engine {
         pool: prepared.pool.clone(),
         client,
@@ -75,7 +75,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     // A checkout needs these up to its pivot; past it, it waits for them instead.
     let shedder = LoadShedder::new(settings.resilience.shedding, supervisor.gauge()).needing(
         Arc::clone(engine.client.resilience()),
-        &["order", "inventory", "payment"],
+        &[Service::Order, Service::Inventory, Service::Payment],
     );
     let shedder = web::Data::new(shedder);
     let manager = supervisor.start();

@@ -2,8 +2,6 @@
 //! checkout shape, with the saga's steps when the order came from a checkout.
 
 use base::{Problem, telemetry::trace_id_of};
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -17,54 +15,17 @@ use crate::{
     },
 };
 
-/// An order, with its saga's steps when it came from a checkout.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrderView {
-    pub order_id: Uuid,
-    pub status: OrderStatus,
-    pub reason: Option<String>,
-    pub total_cents: i64,
-    /// The checkout's trace (paste it into Jaeger).
-    pub trace_id: Option<String>,
-    pub customer_email: String,
-    pub items: Vec<OrderLine>,
-    pub steps: Vec<StepView>,
-    pub saga: Option<SagaView>,
-    pub created_at: Option<DateTime<Utc>>,
-}
+pub use api::{OrderView, SagaView, StepView};
 
-/// One step of the saga.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StepView {
-    #[schema(value_type = String, example = "reserve_inventory")]
-    pub name: &'static str,
-    /// `pending`, `succeeded`, `failed`, `compensating` or `compensated`.
-    #[schema(value_type = String, pattern = "^(pending|succeeded|failed|compensating|compensated)$")]
-    pub status: &'static str,
-    pub attempts: u32,
-    pub compensation_attempts: u32,
-    pub last_error: Option<String>,
-}
-
-/// The saga that runs the checkout.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SagaView {
-    pub saga_id: Uuid,
-    /// `running`, `compensating`, `parked`, `confirmed` or `cancelled`.
-    pub status: SagaStatus,
-    /// Why it is parked, when it is; otherwise why it is compensating or was cancelled.
-    pub reason: Option<String>,
-    /// Why it is compensating or was cancelled (the first refusal), also while parked.
-    pub cancel_reason: Option<String>,
-}
-
-fn step_status(status: StepStatus) -> &'static str {
+/// A step's status as the API shows it: one being attempted is `pending` until its
+/// outcome is known.
+fn step_status(status: StepStatus) -> api::StepStatus {
     match status {
-        StepStatus::Pending | StepStatus::Running => "pending",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Failed => "failed",
-        StepStatus::Compensating => "compensating",
-        StepStatus::Compensated => "compensated",
+        StepStatus::Pending | StepStatus::Running => api::StepStatus::Pending,
+        StepStatus::Succeeded => api::StepStatus::Succeeded,
+        StepStatus::Failed => api::StepStatus::Failed,
+        StepStatus::Compensating => api::StepStatus::Compensating,
+        StepStatus::Compensated => api::StepStatus::Compensated,
     }
 }
 
@@ -128,7 +89,7 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                     .iter()
                     .zip(&saga.state.steps)
                     .map(|(step, state)| StepView {
-                        name: step.name,
+                        name: step.name.to_owned(),
                         status: step_status(state.status),
                         attempts: state.attempts,
                         compensation_attempts: state.compensation_attempts,

@@ -1,9 +1,8 @@
 //! What the payment service does, whoever asks: the HTTP routes and the 2PC adapter
 //! both call these. Per order, charge and refund are serialised by an advisory lock.
 
-use api::{ChargeRequest, RefundRequest};
+use api::{ChargeRequest, Payments, RefundRequest, RefundedInFull};
 use base::{ErrorCode, Problem};
-use serde::Serialize;
 use shared::domain::PaymentToken;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -146,27 +145,6 @@ pub async fn refund(conn: &mut PgConnection, request: &RefundRequest) -> Result<
     Ok(Refunded::New(
         db::insert_refund(conn, request.order_id, Some(charge.id), amount).await?,
     ))
-}
-
-/// An order refunded in full already: a repeated full refund has no second effect.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RefundedInFull {
-    pub order_id: Uuid,
-    pub refunded_cents: i64,
-    pub refunds: Vec<db::Refund>,
-}
-
-/// `GET /payments?order_id=`: an order's money movements and their balance.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Payments {
-    pub order_id: Uuid,
-    pub charges: Vec<db::Charge>,
-    pub refunds: Vec<db::Refund>,
-    /// Succeeded charges.
-    pub charged_cents: i64,
-    pub refunded_cents: i64,
-    /// `charged_cents - refunded_cents`.
-    pub net_cents: i64,
 }
 
 /// An order's charges and refunds, and their balance.

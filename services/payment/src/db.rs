@@ -1,40 +1,9 @@
 //! Every query of the payment service.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "charge_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum ChargeState {
-    Succeeded,
-    Declined,
-}
-
-/// A charge, declined ones included (`decline_code` says why).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Charge {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub amount_cents: i64,
-    pub state: ChargeState,
-    pub decline_code: Option<String>,
-    pub refunded_cents: i64,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A refund; `null_compensation` when the order had no charge to refund.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Refund {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub charge_id: Option<Uuid>,
-    pub amount_cents: i64,
-    pub null_compensation: bool,
-    pub created_at: DateTime<Utc>,
-}
+pub use api::{Charge, ChargeState, Refund};
 
 const CHARGE_COLUMNS: &str = "id, order_id, amount_cents, state, decline_code, refunded_cents, created_at";
 

@@ -1,9 +1,9 @@
 //! Payment's HTTP handlers: they parse, call [`crate::charges`] and render.
 
 use actix_web::{HttpResponse, web};
-use api::{ChargeRequest, RefundRequest};
+use api::{ChargeRequest, Payments, RefundAnswer, RefundRequest};
 use base::Problem;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::{
     idempotency::{Idempotency, UnitOfWork},
     routing::mutation,
@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    charges::{self, Charged, PaymentSettings, Payments, Refunded, RefundedInFull, charge},
+    charges::{self, Charged, PaymentSettings, Refunded, charge},
     db,
 };
 
@@ -70,16 +70,6 @@ async fn refund_order(mut uow: UnitOfWork, body: web::Json<RefundRequest>) -> Re
         Refunded::NullCompensation(refund) => ok(&refund),
         Refunded::InFullAlready(refunds) => ok(&refunds),
     }
-}
-
-/// What `POST /refunds` answers: the refund made (or the null compensation), or,
-/// for an order refunded in full already, its refunds so far.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-enum RefundAnswer {
-    Refund(db::Refund),
-    RefundedInFull(RefundedInFull),
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

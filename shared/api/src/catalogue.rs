@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// `GET /inventory/{sku}`, each item of `GET /inventory`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
 pub struct Product {
     #[cfg_attr(feature = "openapi", schema(example = "SKU-001"))]
     pub sku: String,
@@ -19,4 +20,21 @@ pub struct Product {
     pub sold: i32,
     /// Every unit ever put on the shelf: `available + reserved + sold`.
     pub stocked: i32,
+}
+
+/// `GET /inventory`: every SKU, its price and its stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Catalogue {
+    pub items: Vec<Product>,
+}
+
+/// `PUT /admin/inventory/{sku}`: the shelf stock to set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetStock {
+    /// The shelf stock; `stocked` moves with it.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000))]
+    pub available: i64,
 }

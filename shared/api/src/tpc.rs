@@ -5,6 +5,7 @@
 
 use std::{fmt, str::FromStr};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A participant's answer to prepare. Only a `yes` is sent as a vote: a participant
@@ -95,6 +96,24 @@ pub enum FinishOutcome {
 pub struct FinishAnswer {
     pub gid: String,
     pub outcome: FinishOutcome,
+}
+
+/// A transaction this participant's database holds prepared, and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct PreparedTransaction {
+    pub gid: String,
+    pub prepared_at: DateTime<Utc>,
+    pub age_seconds: f64,
+}
+
+/// `GET /tpc/prepared`: the transactions prepared here, oldest first; each holds its
+/// locks until the decision arrives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreparedList {
+    pub prepared: Vec<PreparedTransaction>,
 }
 
 #[cfg(test)]

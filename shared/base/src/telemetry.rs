@@ -188,7 +188,7 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
 /// Makes `span` continue the trace of a stored `traceparent`: work resumed from a
 /// log (a saga, a 2PC transaction, an email) joins the request that began it.
 pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
-    let carrier = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let carrier = std::collections::HashMap::from([(api::headers::TRACEPARENT.to_owned(), traceparent.to_owned())]);
     let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
     if let Err(e) = span.set_parent(context) {
         tracing::debug!(error = %e, "the span could not join the stored trace");

@@ -9,10 +9,11 @@ use std::{sync::Arc, time::Duration};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_tracing::{ReqwestOtelSpanBackend, TracingMiddleware};
 
+use api::{ErrorCode, ProblemBody, headers::IDEMPOTENCY_KEY};
+
 use crate::resilience::{Rejection, Resilience, ResilienceMiddleware};
 
 /// The header carrying an idempotency key.
-pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -110,8 +111,9 @@ impl ReqwestOtelSpanBackend for ClientSpan {
 pub enum CallOutcome<T> {
     /// 2xx, with the body.
     Succeeded(T),
-    /// A definite business refusal (4xx other than 408, 429 and in-flight 409).
-    Refused { status: u16, problem: serde_json::Value },
+    /// A definite business refusal (4xx other than 408, 429 and in-flight 409), with
+    /// its problem body (`None` if the answer had none).
+    Refused { status: u16, problem: Option<ProblemBody> },
     /// No definite answer.
     Unknown(String),
     /// An earlier call with the same idempotency key is still being worked on (its
@@ -147,22 +149,20 @@ impl<T: serde::de::DeserializeOwned> CallOutcome<T> {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             Err(e) => return CallOutcome::Unknown(format!("answer {status} lost while reading: {e}")),
         };
-        let problem_type = body
-            .get("type")
-            .and_then(|t| t.as_str())
-            .and_then(base::ErrorCode::from_type_uri);
+        let problem: Option<ProblemBody> = serde_json::from_value(body.clone()).ok();
+        let problem_type = problem.as_ref().and_then(ProblemBody::code);
         match status {
             200..=299 => match serde_json::from_value(body) {
                 Ok(body) => CallOutcome::Succeeded(body),
                 Err(e) => CallOutcome::Unknown(format!("answer {status} unreadable: {e}")),
             },
             // Timed out, locked rows, too many requests: nothing definite, try again.
-            408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
-            409 if problem_type == Some(base::ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
+            408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(problem.as_ref(), &body))),
+            409 if problem_type == Some(ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {
                 retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
             },
-            400..=499 => CallOutcome::Refused { status, problem: body },
-            _ => CallOutcome::Unknown(format!("{status}: {}", detail(&body))),
+            400..=499 => CallOutcome::Refused { status, problem },
+            _ => CallOutcome::Unknown(format!("{status}: {}", detail(problem.as_ref(), &body))),
         }
     }
 }
@@ -172,14 +172,13 @@ impl<T> CallOutcome<T> {
     pub fn describe(&self) -> String {
         match self {
             CallOutcome::Succeeded(_) => "succeeded".into(),
-            CallOutcome::Refused { status, problem } => {
-                let slug = problem
-                    .get("type")
-                    .and_then(|t| t.as_str())
-                    .and_then(|t| t.strip_prefix("urn:txlab:problem:"))
-                    .unwrap_or("refused");
-                format!("{status} {slug}: {}", detail(problem))
-            }
+            CallOutcome::Refused { status, problem } => match problem {
+                Some(problem) => {
+                    let slug = problem.code().map_or("refused", ErrorCode::slug);
+                    format!("{status} {slug}: {}", problem.detail)
+                }
+                None => format!("{status} refused"),
+            },
             CallOutcome::Unknown(reason) => format!("outcome unknown: {reason}"),
             CallOutcome::InFlight { retry_after } => format!(
                 "outcome unknown: the previous attempt is still in flight (its lease ends within {} s)",
@@ -190,11 +189,9 @@ impl<T> CallOutcome<T> {
     }
 }
 
-fn detail(body: &serde_json::Value) -> String {
-    body.get("detail")
-        .and_then(|d| d.as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| body.to_string())
+/// What an answer says went wrong: its problem's detail, or the body itself.
+fn detail(problem: Option<&ProblemBody>, body: &serde_json::Value) -> String {
+    problem.map_or_else(|| body.to_string(), |p| p.detail.clone())
 }
 
 fn is_timeout(e: &reqwest_middleware::Error) -> bool {

@@ -1,9 +1,9 @@
 //! The participant endpoints' OpenAPI operations, built from the service's
 //! [`TpcWork`] types, for the service's `/openapi.json`.
 
-use api::{Already, FinishAnswer, FinishOutcome, NoFields, Vote};
+use api::{Already, FinishAnswer, FinishOutcome, NoFields, PreparedList, PreparedTransaction, Vote};
 
-use crate::{PreparedList, PreparedTransaction, TpcWork};
+use crate::TpcWork;
 
 /// The participant endpoints of a service whose work is `W`, for its OpenAPI document.
 pub fn openapi<W: TpcWork>() -> shared::openapi::Document {

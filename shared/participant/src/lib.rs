@@ -33,8 +33,10 @@ pub use resolver::{TpcResolver, start_resolver};
 use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
-use api::{Already, Decision, FinishAnswer, FinishOutcome, NoFields, Participant, PrepareAnswer, Prepared, Vote};
-use chrono::{DateTime, Utc};
+use api::{
+    Already, Decision, FinishAnswer, FinishOutcome, NoFields, Participant, PrepareAnswer, Prepared, PreparedList,
+    PreparedTransaction, Vote,
+};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 use tracing::Instrument;
@@ -50,17 +52,17 @@ use shared::{
 /// A global transaction id: `txlab_<transaction id, 32 hex>_<participant>`. Unique
 /// per cluster (participants may share one), and safe to splice into SQL because it
 /// is checked against exactly this shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gid {
     pub transaction_id: Uuid,
-    pub participant: String,
+    pub participant: Participant,
 }
 
 impl Gid {
-    pub fn new(transaction_id: Uuid, participant: &str) -> Gid {
+    pub fn new(transaction_id: Uuid, participant: Participant) -> Gid {
         Gid {
             transaction_id,
-            participant: participant.to_owned(),
+            participant,
         }
     }
 
@@ -68,12 +70,10 @@ impl Gid {
         let bad = || format!("{raw:?} is not a global transaction id (txlab_<32 hex>_<participant>)");
         let rest = raw.strip_prefix("txlab_").ok_or_else(bad)?;
         let (hex, participant) = rest.split_once('_').ok_or_else(bad)?;
-        let ok_participant =
-            (1..=20).contains(&participant.len()) && participant.bytes().all(|b| b.is_ascii_lowercase());
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) || !ok_participant
-        {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
             return Err(bad());
         }
+        let participant = participant.parse::<Participant>().map_err(|_| bad())?;
         let transaction_id = Uuid::parse_str(hex).map_err(|_| bad())?;
         Ok(Gid::new(transaction_id, participant))
     }
@@ -130,7 +130,7 @@ pub fn routes<W: TpcWork>(cfg: &mut web::ServiceConfig) {
 
 fn parse_gid<W: TpcWork>(raw: &str) -> Result<Gid, Problem> {
     let gid = Gid::parse(raw).map_err(Problem::invalid)?;
-    if gid.participant != W::PARTICIPANT.name() {
+    if gid.participant != W::PARTICIPANT {
         return Err(Problem::invalid(format!(
             "{raw} belongs to participant {}, this is {}",
             gid.participant,
@@ -515,13 +515,6 @@ async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Prob
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct PreparedTransaction {
-    pub gid: String,
-    pub prepared_at: DateTime<Utc>,
-    pub age_seconds: f64,
-}
-
 #[tracing::instrument(name = "db.fetch_prepared", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<PreparedTransaction>, sqlx::Error> {
     sqlx::query_as(
@@ -533,12 +526,6 @@ pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<P
     .bind(older_than.as_secs_f64())
     .fetch_all(pool)
     .await
-}
-
-/// `GET /tpc/prepared`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PreparedList {
-    pub prepared: Vec<PreparedTransaction>,
 }
 
 async fn list_prepared(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
@@ -564,9 +551,10 @@ mod tests {
     #[test]
     fn gids_have_exactly_one_shape() {
         let id = Uuid::new_v4();
-        let gid = Gid::new(id, "inventory");
-        assert_eq!(Gid::parse(&gid.as_string()), Ok(gid.clone()));
+        let gid = Gid::new(id, Participant::Inventory);
+        assert_eq!(Gid::parse(&gid.as_string()), Ok(gid));
         for bad in [
+            format!("txlab_{}_warehouse", id.simple()),
             "txlab_x_inventory".to_owned(),
             format!("txlab_{}_", id.simple()),
             format!("txlab_{}_Inventory", id.simple()),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
-use api::Decision;
+use api::{Decision, TransactionView};
 use base::Problem;
 use client::http_client::{CallOutcome, HttpClient};
 use sqlx::PgPool;
@@ -60,12 +60,6 @@ impl Actor for TpcResolver {
     }
 }
 
-/// What the resolver reads of the coordinator's view of a transaction.
-#[derive(serde::Deserialize)]
-struct Decided {
-    decision: Option<Decision>,
-}
-
 async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String, after: Duration) {
     let prepared = match fetch_prepared(&pool, after).await {
         Ok(prepared) => prepared,
@@ -74,7 +68,7 @@ async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String,
     for tx in prepared {
         let Ok(gid) = Gid::parse(&tx.gid) else { continue };
         let url = format!("{coordinator}/transactions/{}", gid.transaction_id);
-        let outcome: CallOutcome<Decided> =
+        let outcome: CallOutcome<TransactionView> =
             CallOutcome::of(client.get(&url, Duration::from_secs(2)).send().await).await;
         let decision = match outcome {
             CallOutcome::Succeeded(tx) => tx.decision,

@@ -50,8 +50,8 @@ pub use key::{IdempotencyKey, MAX_KEY_LENGTH, fingerprint};
 pub use purge::{IdempotencyPurger, PurgeNow};
 pub use store::{Claim, ClaimOutcome, IdempotencyStore, KeyState, StoredResponse, purge_expired};
 
+use api::headers::IDEMPOTENCY_KEY;
 use base::{ErrorCode, Problem};
-use client::http_client::IDEMPOTENCY_KEY;
 
 use crate::web::BODY_LIMIT;
 

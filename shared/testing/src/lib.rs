@@ -365,7 +365,7 @@ impl TestApp {
     pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> reqwest::Response {
         let mut request = self.client.post(self.url(path)).json(body);
         if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
+            request = request.header(api::headers::IDEMPOTENCY_KEY, key);
         }
         self.send(request).await
     }
@@ -405,7 +405,10 @@ pub async fn problem(response: reqwest::Response) -> (u16, serde_json::Value) {
     for member in ["type", "title", "status", "detail", "trace_id"] {
         assert!(body.get(member).is_some(), "problem lacks {member}: {body}");
     }
-    assert_eq!(body["status"], status, "{body}");
+    let problem: api::ProblemBody =
+        serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("not a problem body ({e}): {body}"));
+    assert_eq!(problem.status, status, "{body}");
+    assert!(problem.code().is_some(), "a type of the error-code table: {body}");
     (status, body)
 }
 

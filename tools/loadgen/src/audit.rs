@@ -12,9 +12,14 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use anyhow::Context as _;
+use api::{
+    Catalogue, Email, EmailState, Emails, OrderList, OrderStatus, OrderSummary, OrderView, Payments, PreparedList,
+    Product, Reservation, ReservationState, SagaStatus, TransactionList, TransactionState,
+};
 use futures_util::{StreamExt, stream};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Serialize, de::DeserializeOwned};
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -83,34 +88,57 @@ struct Api {
 }
 
 impl Api {
-    async fn get(&self, url: &str) -> anyhow::Result<(u16, Value)> {
+    /// The answer's status, and its body as `T` when the status is 200.
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<(u16, Option<T>)> {
         let response = self.client.get(url).send().await?;
         let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        if status != 200 {
+            return Ok((status, None));
+        }
+        let body = response
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: an unexpected body"))?;
+        Ok((status, Some(body)))
     }
 
-    async fn json(&self, url: &str) -> anyhow::Result<Value> {
-        match self.get(url).await? {
-            (200, body) => Ok(body),
-            (status, body) => anyhow::bail!("GET {url}: {status} {body}"),
+    /// A body that must be there.
+    async fn json<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        let response = self.client.get(url).send().await?;
+        let status = response.status();
+        if status != 200 {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("GET {url}: {status} {body}");
         }
+        response
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: an unexpected body"))
     }
 
     /// Every page of a newest-first listing with a `before` cursor.
-    async fn all(&self, base: &str, key: &str, id: &str) -> anyhow::Result<Vec<Value>> {
-        let mut items = Vec::new();
-        let mut before: Option<String> = None;
+    async fn all<P: DeserializeOwned, T>(
+        &self,
+        base: &str,
+        items: impl Fn(P) -> Vec<T>,
+        id: impl Fn(&T) -> Uuid,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut all = Vec::new();
+        let mut before: Option<Uuid> = None;
         loop {
-            let cursor = before.as_ref().map(|b| format!("&before={b}")).unwrap_or_default();
-            let page = self.json(&format!("{base}limit=500{cursor}")).await?;
-            let page = page[key].as_array().cloned().unwrap_or_default();
+            let cursor = before.map(|b| format!("&before={b}")).unwrap_or_default();
+            let page = items(self.json(&format!("{base}limit=500{cursor}")).await?);
             let done = page.len() < 500;
-            before = page.last().and_then(|i| i[id].as_str()).map(str::to_owned);
-            items.extend(page);
+            before = page.last().map(&id);
+            all.extend(page);
             if done || before.is_none() {
-                return Ok(items);
+                return Ok(all);
             }
         }
+    }
+
+    async fn orders(&self, base: &str) -> anyhow::Result<Vec<OrderSummary>> {
+        self.all(base, |list: OrderList| list.orders, |o| o.order_id).await
     }
 }
 
@@ -122,10 +150,10 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
     settle(&api, e, settings.settle).await?;
 
     let mut report = AuditReport::default();
-    let summaries = api.all(&format!("{}/orders?", e.order), "orders", "order_id").await?;
+    let summaries = api.orders(&format!("{}/orders?", e.order)).await?;
     report.orders = summaries.len();
-    let checked: Vec<anyhow::Result<(Value, Vec<Violation>)>> = stream::iter(summaries)
-        .map(|summary| check_order(&api, e, summary))
+    let checked: Vec<anyhow::Result<(OrderView, Vec<Violation>)>> = stream::iter(summaries)
+        .map(|summary| check_order(&api, e, summary.order_id))
         .buffer_unordered(16)
         .collect()
         .await;
@@ -133,15 +161,13 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
     for result in checked {
         let (order, violations) = result?;
         report.violations.extend(violations);
-        match order["status"].as_str() {
-            Some("confirmed") => report.confirmed += 1,
-            Some("cancelled") => report.cancelled += 1,
-            _ => {
-                report.parked += usize::from(order["saga"]["status"] == "parked");
-                for item in order["items"].as_array().into_iter().flatten() {
-                    *held_by_pending
-                        .entry(item["sku"].as_str().unwrap_or_default().to_owned())
-                        .or_default() += item["quantity"].as_i64().unwrap_or_default();
+        match order.status {
+            OrderStatus::Confirmed => report.confirmed += 1,
+            OrderStatus::Cancelled => report.cancelled += 1,
+            OrderStatus::Pending => {
+                report.parked += usize::from(is_parked(&order));
+                for item in &order.items {
+                    *held_by_pending.entry(item.sku.clone()).or_default() += i64::from(item.quantity);
                 }
             }
         }
@@ -151,18 +177,18 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
         let transactions = api
             .all(
                 &format!("{coordinator}/transactions?"),
-                "transactions",
-                "transaction_id",
+                |list: TransactionList| list.transactions,
+                |tx| tx.transaction_id,
             )
             .await?;
         report.transactions = transactions.len();
         for tx in transactions {
-            if !matches!(tx["state"].as_str(), Some("committed" | "aborted")) {
+            if !tx.state.is_final() {
                 report.violations.push(Violation {
                     invariant: "2pc-finished",
-                    order_id: tx["order_id"].as_str().map(str::to_owned),
-                    trace_id: tx["trace_id"].as_str().map(str::to_owned),
-                    detail: format!("transaction {} is still {}", tx["transaction_id"], tx["state"]),
+                    order_id: Some(tx.order_id.to_string()),
+                    trace_id: tx.trace_id.clone(),
+                    detail: format!("transaction {} is still {}", tx.transaction_id, tx.state),
                 });
             }
         }
@@ -173,17 +199,24 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
         ("payment", &e.payment),
         ("email", &e.email),
     ] {
-        let prepared = api.json(&format!("{url}/tpc/prepared")).await?;
-        for held in prepared["prepared"].as_array().into_iter().flatten() {
+        let prepared: PreparedList = api.json(&format!("{url}/tpc/prepared")).await?;
+        for held in prepared.prepared {
             report.violations.push(Violation {
                 invariant: "no-prepared-left",
                 order_id: None,
                 trace_id: None,
-                detail: format!("{name} still holds prepared transaction {held}"),
+                detail: format!(
+                    "{name} still holds prepared transaction {} (prepared {:.1} s ago)",
+                    held.gid, held.age_seconds
+                ),
             });
         }
     }
     Ok(report)
+}
+
+fn is_parked(order: &OrderView) -> bool {
+    order.saga.as_ref().is_some_and(|s| s.status == SagaStatus::Parked)
 }
 
 /// Waits until no saga is running (pending orders are parked, if any) and no 2PC
@@ -191,22 +224,25 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
 async fn settle(api: &Api, e: &Endpoints, settle: Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + settle;
     loop {
-        let pending = api
-            .all(&format!("{}/orders?status=pending&", e.order), "orders", "order_id")
-            .await?;
+        let pending = api.orders(&format!("{}/orders?status=pending&", e.order)).await?;
         let mut running = 0;
         for order in &pending {
-            let id = order["order_id"].as_str().unwrap_or_default();
-            let (_, view) = api.get(&format!("{}/orders/{id}", e.order)).await?;
-            running += usize::from(view["saga"]["status"] != "parked");
+            let (_, view) = api
+                .get::<OrderView>(&format!("{}/orders/{}", e.order, order.order_id))
+                .await?;
+            running += usize::from(!view.is_some_and(|v| is_parked(&v)));
         }
         let mut unfinished = 0;
         if let Some(coordinator) = &e.coordinator {
-            for state in ["preparing", "committing", "aborting"] {
-                let listed = api
+            for state in [
+                TransactionState::Preparing,
+                TransactionState::Committing,
+                TransactionState::Aborting,
+            ] {
+                let listed: TransactionList = api
                     .json(&format!("{coordinator}/transactions?state={state}&limit=500"))
                     .await?;
-                unfinished += listed["transactions"].as_array().map(Vec::len).unwrap_or(0);
+                unfinished += listed.transactions.len();
             }
         }
         if (running == 0 && unfinished == 0) || std::time::Instant::now() > deadline {
@@ -216,93 +252,91 @@ async fn settle(api: &Api, e: &Endpoints, settle: Duration) -> anyhow::Result<()
     }
 }
 
-async fn check_order(api: &Api, e: &Endpoints, summary: Value) -> anyhow::Result<(Value, Vec<Violation>)> {
-    let id = summary["order_id"].as_str().unwrap_or_default().to_owned();
-    let order = api.json(&format!("{}/orders/{id}", e.order)).await?;
-    let payments = api.json(&format!("{}/payments?order_id={id}", e.payment)).await?;
-    let (reservation_status, reservation) = api.get(&format!("{}/reservations/{id}", e.inventory)).await?;
-    let emails = settled_emails(api, e, &id, order["status"] == "confirmed").await?;
-    let trace_id = order["trace_id"].as_str().map(str::to_owned);
+async fn check_order(api: &Api, e: &Endpoints, id: Uuid) -> anyhow::Result<(OrderView, Vec<Violation>)> {
+    let order: OrderView = api.json(&format!("{}/orders/{id}", e.order)).await?;
+    let payments: Payments = api.json(&format!("{}/payments?order_id={id}", e.payment)).await?;
+    let (_, reservation) = api
+        .get::<Reservation>(&format!("{}/reservations/{id}", e.inventory))
+        .await?;
+    let emails = settled_emails(api, e, id, order.status == OrderStatus::Confirmed).await?;
     let mut violations = Vec::new();
     let mut violation = |invariant: &'static str, detail: String| {
         violations.push(Violation {
             invariant,
-            order_id: Some(id.clone()),
-            trace_id: trace_id.clone(),
+            order_id: Some(id.to_string()),
+            trace_id: order.trace_id.clone(),
             detail,
         })
     };
-    let succeeded = payments["charges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["state"] == "succeeded")
-        .count();
-    let (charged, refunded, net) = (
-        payments["charged_cents"].as_i64().unwrap_or_default(),
-        payments["refunded_cents"].as_i64().unwrap_or_default(),
-        payments["net_cents"].as_i64().unwrap_or_default(),
-    );
+    let succeeded = payments.succeeded().count();
+    let (charged, refunded, net) = (payments.charged_cents, payments.refunded_cents, payments.net_cents);
     if succeeded > 1 {
         violation("charged-once", format!("{succeeded} successful charges"));
     }
     if refunded > charged {
         violation("refunds-within-charges", format!("refunded {refunded} of {charged}"));
     }
-    let reservation_state =
-        (reservation_status == 200).then(|| reservation["state"].as_str().unwrap_or_default().to_owned());
-    match order["status"].as_str() {
-        Some("confirmed") => {
-            if succeeded != 1 || net != order["total_cents"].as_i64().unwrap_or(-1) {
+    let reservation_state = reservation.map(|r| r.state);
+    match order.status {
+        OrderStatus::Confirmed => {
+            if succeeded != 1 || net != order.total_cents {
                 violation(
                     "confirmed-charged",
-                    format!("{succeeded} charges, net {net}, total {}", order["total_cents"]),
+                    format!("{succeeded} charges, net {net}, total {}", order.total_cents),
                 );
             }
-            if reservation_state.as_deref() != Some("committed") {
+            if reservation_state != Some(ReservationState::Committed) {
                 violation(
                     "confirmed-stock-committed",
-                    format!("reservation is {reservation_state:?}"),
+                    format!("reservation is {}", shown(reservation_state)),
                 );
             }
-            if emails.len() != 1 || emails[0]["state"] != "delivered" {
-                let states: Vec<&Value> = emails.iter().map(|m| &m["state"]).collect();
+            if emails.len() != 1 || emails[0].state != EmailState::Delivered {
+                let states: Vec<String> = emails.iter().map(|m| m.state.to_string()).collect();
                 violation("confirmed-one-email", format!("emails: {states:?}"));
             }
         }
-        Some("cancelled") => {
+        OrderStatus::Cancelled => {
             if net != 0 {
                 violation("cancelled-net-zero", format!("net charge {net}"));
             }
-            if reservation_state.as_deref() == Some("held") || reservation_state.as_deref() == Some("committed") {
-                violation("cancelled-no-stock", format!("reservation is {reservation_state:?}"));
+            if matches!(
+                reservation_state,
+                Some(ReservationState::Held | ReservationState::Committed)
+            ) {
+                violation(
+                    "cancelled-no-stock",
+                    format!("reservation is {}", shown(reservation_state)),
+                );
             }
             if !emails.is_empty() {
                 violation("cancelled-no-email", format!("{} emails", emails.len()));
             }
         }
-        other => {
-            if order["saga"]["status"] != "parked" {
-                violation(
-                    "finished-or-parked",
-                    format!("order is {other:?}, saga {}", order["saga"]["status"]),
-                );
+        OrderStatus::Pending => {
+            if !is_parked(&order) {
+                let saga = order.saga.as_ref().map(|s| s.status);
+                violation("finished-or-parked", format!("order is pending, saga {}", shown(saga)));
             }
         }
     }
     Ok((order, violations))
 }
 
+/// A status that may be absent, by its API name.
+fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
 /// The order's emails; a confirmation still in the outbox is given up to 10 s to be
 /// delivered (delivery happens after the saga, at least once) before it counts.
-async fn settled_emails(api: &Api, e: &Endpoints, id: &str, confirmed: bool) -> anyhow::Result<Vec<Value>> {
+async fn settled_emails(api: &Api, e: &Endpoints, id: Uuid, confirmed: bool) -> anyhow::Result<Vec<Email>> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let emails = api.json(&format!("{}/emails?order_id={id}", e.email)).await?;
-        let emails = emails["emails"].as_array().cloned().unwrap_or_default();
-        let waiting = confirmed && emails.iter().any(|m| m["state"] == "pending");
+        let emails: Emails = api.json(&format!("{}/emails?order_id={id}", e.email)).await?;
+        let waiting = confirmed && emails.emails.iter().any(|m| m.state == EmailState::Pending);
         if !waiting || std::time::Instant::now() > deadline {
-            return Ok(emails);
+            return Ok(emails.emails);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -313,11 +347,17 @@ async fn check_stock(
     e: &Endpoints,
     held_by_pending: &HashMap<String, i64>,
 ) -> anyhow::Result<Vec<Violation>> {
-    let catalogue = api.json(&format!("{}/inventory", e.inventory)).await?;
+    let catalogue: Catalogue = api.json(&format!("{}/inventory", e.inventory)).await?;
     let mut violations = Vec::new();
-    for item in catalogue["items"].as_array().into_iter().flatten() {
-        let n = |k: &str| item[k].as_i64().unwrap_or(-1);
-        let sku = item["sku"].as_str().unwrap_or_default();
+    for item in catalogue.items {
+        let Product {
+            sku,
+            available,
+            reserved,
+            sold,
+            stocked,
+            ..
+        } = &item;
         let mut bad = |detail: String| {
             violations.push(Violation {
                 invariant: "stock-conserved",
@@ -326,20 +366,16 @@ async fn check_stock(
                 detail: format!("{sku}: {detail}"),
             })
         };
-        if n("available") < 0 || n("reserved") < 0 || n("sold") < 0 {
-            bad(format!("negative counter: {item}"));
+        if *available < 0 || *reserved < 0 || *sold < 0 {
+            bad(format!("negative counter: {item:?}"));
         }
-        if n("stocked") != n("available") + n("reserved") + n("sold") {
-            bad(format!(
-                "stocked {} != available + reserved + sold: {item}",
-                n("stocked")
-            ));
+        if *stocked != available + reserved + sold {
+            bad(format!("stocked {stocked} != available + reserved + sold: {item:?}"));
         }
         let accounted = held_by_pending.get(sku).copied().unwrap_or_default();
-        if n("reserved") > accounted {
+        if i64::from(*reserved) > accounted {
             bad(format!(
-                "{} reserved but pending orders account for {accounted}",
-                n("reserved")
+                "{reserved} reserved but pending orders account for {accounted}"
             ));
         }
     }

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use api::ChargeRequest;
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -71,10 +71,14 @@ async fn charge(
     order: Uuid,
     replay: bool,
 ) -> Result<Duration, Duration> {
-    let body = json!({ "order_id": order, "amount_cents": 4200, "payment_token": "tok_visa" });
+    let body = ChargeRequest {
+        order_id: order,
+        amount_cents: 4200,
+        payment_token: "tok_visa".to_owned(),
+    };
     let mut request = client.post(format!("{url}/charges")).json(&body);
     if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+        request = request.header(api::headers::IDEMPOTENCY_KEY, key);
     }
     let started = Instant::now();
     let answer = request.send().await;

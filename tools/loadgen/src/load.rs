@@ -6,10 +6,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use api::{
+    CheckoutRequest, ErrorCode, LineItemRequest, OrderStatus, OrderView, ProblemBody, TransactionStatus,
+    TransactionView,
+};
 use futures_util::{StreamExt, stream};
 use hdrhistogram::Histogram;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,19 +124,49 @@ impl Outcomes {
 }
 
 /// Why a request got no usable answer, in a few words that group alike failures.
-fn failure(answer: &Result<(u16, Option<Value>), reqwest::Error>) -> String {
+fn failure(answer: &Result<(u16, Option<Answer>), reqwest::Error>) -> String {
     match answer {
         Err(e) if e.is_timeout() => "no answer: timed out".to_owned(),
         Err(e) if e.is_connect() => "no answer: connection refused".to_owned(),
         Err(_) => "no answer: connection closed".to_owned(),
-        Ok((status, body)) => {
-            let kind = body
-                .as_ref()
-                .and_then(|b| b["type"].as_str())
-                .and_then(|t| t.rsplit(':').next())
-                .unwrap_or("(no problem body)");
-            format!("{status} {kind}")
+        Ok((status, Some(Answer::Problem(problem)))) => {
+            format!("{status} {}", problem.kind.rsplit(':').next().unwrap_or_default())
         }
+        Ok((status, _)) => format!("{status} (no problem body)"),
+    }
+}
+
+/// What a checkout answers: the coordinator's transaction, the saga's order, or a
+/// problem.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Answer {
+    Transaction(Box<TransactionView>),
+    Order(Box<OrderView>),
+    Problem(ProblemBody),
+}
+
+/// How the checkout ended, if it did: succeeded (confirmed, committed), cancelled
+/// (cancelled, aborted), or `None` while it is still pending.
+fn decided(answer: &Answer) -> Option<(Uuid, Option<bool>)> {
+    match answer {
+        Answer::Order(order) => Some((
+            order.order_id,
+            match order.status {
+                OrderStatus::Confirmed => Some(true),
+                OrderStatus::Cancelled => Some(false),
+                OrderStatus::Pending => None,
+            },
+        )),
+        Answer::Transaction(tx) => Some((
+            tx.order_id,
+            match tx.status {
+                TransactionStatus::Committed => Some(true),
+                TransactionStatus::Aborted => Some(false),
+                TransactionStatus::Pending => None,
+            },
+        )),
+        Answer::Problem(_) => None,
     }
 }
 
@@ -261,7 +295,7 @@ pub async fn run(settings: &LoadSettings) -> anyhow::Result<Report> {
     })
 }
 
-fn body(settings: &LoadSettings, i: usize) -> Value {
+fn body(settings: &LoadSettings, i: usize) -> CheckoutRequest {
     let sku = match &settings.skus {
         Skus::Hot(sku) => sku.clone(),
         Skus::Uniform { count } => format!("SKU-{:03}", 1 + (rand::random::<u64>() as usize + i) % (*count).max(1)),
@@ -271,11 +305,11 @@ fn body(settings: &LoadSettings, i: usize) -> Value {
     } else {
         "tok_visa"
     };
-    json!({
-        "customer_email": format!("load{i}@example.com"),
-        "items": [ { "sku": sku, "quantity": 1 } ],
-        "payment_token": token,
-    })
+    CheckoutRequest {
+        customer_email: format!("load{i}@example.com"),
+        items: vec![LineItemRequest { sku, quantity: 1 }],
+        payment_token: token.to_owned(),
+    }
 }
 
 fn baggage(faults: &[FaultMix]) -> Option<String> {
@@ -296,15 +330,15 @@ async fn one_checkout(
 ) {
     let mut request = client
         .post(format!("{}/checkout", settings.url))
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .header(api::headers::IDEMPOTENCY_KEY, uuid::Uuid::new_v4().to_string())
         .json(&body(settings, i));
     if let Some(baggage) = baggage(&settings.faults) {
-        request = request.header("baggage", baggage);
+        request = request.header(api::headers::BAGGAGE, baggage);
     }
     let answer = match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            Ok((status, response.json::<Value>().await.ok()))
+            Ok((status, response.json::<Answer>().await.ok()))
         }
         Err(e) => Err(e),
     };
@@ -312,17 +346,20 @@ async fn one_checkout(
     let Ok(mut shared) = shared.lock() else { return };
     let _ = shared.histogram.record(latency.max(1));
     match &answer {
-        Ok((201 | 202, Some(body))) => {
-            if let Some(id) = body["order_id"].as_str() {
-                shared.order_ids.push(id.to_owned());
-            }
-            match body["status"].as_str() {
-                Some("confirmed" | "committed") => shared.outcomes.succeeded += 1,
-                Some("cancelled" | "aborted") => shared.outcomes.cancelled += 1,
-                _ => shared.outcomes.pending += 1,
+        Ok((201 | 202, Some(body))) if decided(body).is_some() => {
+            let Some((order_id, outcome)) = decided(body) else {
+                return;
+            };
+            shared.order_ids.push(order_id.to_string());
+            match outcome {
+                Some(true) => shared.outcomes.succeeded += 1,
+                Some(false) => shared.outcomes.cancelled += 1,
+                None => shared.outcomes.pending += 1,
             }
         }
-        Ok((503, Some(body))) if body["type"] == "urn:txlab:problem:overloaded" => shared.outcomes.shed += 1,
+        Ok((503, Some(Answer::Problem(problem)))) if problem.code() == Some(ErrorCode::Overloaded) => {
+            shared.outcomes.shed += 1
+        }
         _ => shared.outcomes.fail(failure(&answer)),
     }
 }

@@ -354,7 +354,7 @@ async fn stock_up(inventory: &str) -> anyhow::Result<()> {
     for i in 1..=8 {
         let status = client
             .put(format!("{inventory}/admin/inventory/SKU-{i:03}"))
-            .json(&serde_json::json!({ "available": 100_000 }))
+            .json(&api::SetStock { available: 100_000 })
             .send()
             .await?
             .status();
@@ -401,12 +401,21 @@ async fn storms_until(urls: [String; 2], stop: Arc<AtomicBool>, storms: Arc<Atom
         let url = format!("{}/checkout", urls[turn % 2]);
         turn += 1;
         let key = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::json!({
-            "customer_email": format!("storm{turn}@example.com"),
-            "items": [ { "sku": format!("SKU-{:03}", 1 + turn % 8), "quantity": 1 } ],
-            "payment_token": "tok_visa",
-        });
-        let send = || client.post(&url).header("Idempotency-Key", &key).json(&body).send();
+        let body = api::CheckoutRequest {
+            customer_email: format!("storm{turn}@example.com"),
+            items: vec![api::LineItemRequest {
+                sku: format!("SKU-{:03}", 1 + turn % 8),
+                quantity: 1,
+            }],
+            payment_token: "tok_visa".to_owned(),
+        };
+        let send = || {
+            client
+                .post(&url)
+                .header(api::headers::IDEMPOTENCY_KEY, &key)
+                .json(&body)
+                .send()
+        };
         let _ = futures_util::future::join_all((0..5).map(|_| send())).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _ = send().await;

@@ -7,7 +7,7 @@ use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::state::{Ack, Decision, Participant, Transaction, TxState, Vote};
+use super::state::{Ack, Decision, Participant, ParticipantVote, Transaction, TransactionState};
 
 #[derive(Debug, Clone)]
 pub struct TxRecord {
@@ -26,7 +26,7 @@ pub struct TxRecord {
 struct TxRow {
     id: Uuid,
     order_id: Uuid,
-    state: TxState,
+    state: TransactionState,
     /// As text: the contract's `Decision` knows nothing of the database.
     decision: Option<String>,
     reason: Option<String>,
@@ -42,7 +42,7 @@ struct TxRow {
 struct ParticipantRow {
     transaction_id: Uuid,
     name: String,
-    vote: Vote,
+    vote: ParticipantVote,
     outcome: Ack,
     detail: Option<String>,
 }
@@ -213,7 +213,7 @@ pub async fn log_decision(pool: &PgPool, id: Uuid, tx: &Transaction) -> Result<b
 }
 
 #[tracing::instrument(name = "db.update_transaction_state", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn update_state(pool: &PgPool, id: Uuid, state: TxState) -> Result<(), sqlx::Error> {
+pub async fn update_state(pool: &PgPool, id: Uuid, state: TransactionState) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE transactions SET state = $2, updated_at = now(),
                 completed_at = CASE WHEN $2 IN ('committed', 'aborted') THEN now() ELSE completed_at END

@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use super::{
     log::{self, TxRecord},
-    state::{Decision, TxState, Vote},
+    state::{Decision, ParticipantVote, TransactionState},
 };
 
 pub struct Coordinator {
@@ -99,9 +99,9 @@ const PHASE_TWO: RetryPolicy = RetryPolicy {
 impl Job for Coordinator {
     const KIND: &'static str = "2pc";
 
-    type Outcome = TxState;
+    type Outcome = TransactionState;
 
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<TxState>> {
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<TransactionState>> {
         Box::pin(async move { self.run_transaction(id).await })
     }
 }
@@ -111,7 +111,7 @@ pub fn find_unfinished(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<
 }
 
 impl Coordinator {
-    async fn run_transaction(&self, id: Uuid) -> anyhow::Result<TxState> {
+    async fn run_transaction(&self, id: Uuid) -> anyhow::Result<TransactionState> {
         let record = log::fetch_transaction(&mut *self.pool.acquire().await?, id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no transaction {id}"))?;
@@ -132,10 +132,10 @@ impl Coordinator {
         Ok(state)
     }
 
-    async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TxState> {
+    async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TransactionState> {
         let ours = record.started_by == self.boot_id;
         let mut never_asked = Vec::new();
-        if record.tx.state == TxState::Preparing {
+        if record.tx.state == TransactionState::Preparing {
             if ours {
                 never_asked = self.prepare_all(&mut record).await?;
                 self.fault_point(&record, "coordinator.vote").await;
@@ -188,12 +188,12 @@ impl Coordinator {
         let baggage = record.baggage.clone();
         let calls = record.tx.participants.iter().enumerate().map(|(i, p)| {
             let name = p.name;
-            let gid = Gid::new(record.id, name.name()).as_string();
+            let gid = Gid::new(record.id, name).as_string();
             let url = format!("{}/tpc/{gid}/prepare", self.peers.url(name.into()));
             let payload = payload(name, record);
             let mut request = self.client.post_json(&url, &payload, &gid, self.vote_timeout);
             if let Some(baggage) = &baggage {
-                request = request.header("baggage", baggage.clone());
+                request = request.header(api::headers::BAGGAGE, baggage.clone());
             }
             let span = tracing::info_span!(
                 "tpc.prepare",
@@ -211,13 +211,13 @@ impl Coordinator {
                 let asked = !matches!(outcome, CallOutcome::NotSent(_));
                 let (vote, detail) = match outcome {
                     CallOutcome::Succeeded(answer) => match answer.vote {
-                        api::Vote::Yes => (Vote::Yes, None),
-                        api::Vote::No => (Vote::No, Some("voted no".to_owned())),
+                        api::Vote::Yes => (ParticipantVote::Yes, None),
+                        api::Vote::No => (ParticipantVote::No, Some("voted no".to_owned())),
                     },
                     // Refused on this side (open breaker, full bulkhead): never asked.
-                    refused @ CallOutcome::NotSent(_) => (Vote::No, Some(refused.describe())),
-                    other if silent => (Vote::Timeout, Some(other.describe())),
-                    other => (Vote::No, Some(other.describe())),
+                    refused @ CallOutcome::NotSent(_) => (ParticipantVote::No, Some(refused.describe())),
+                    other if silent => (ParticipantVote::Timeout, Some(other.describe())),
+                    other => (ParticipantVote::No, Some(other.describe())),
                 };
                 tracing::Span::current().record("tx.vote", tracing::field::display(vote));
                 (i, vote, detail, asked)
@@ -260,7 +260,7 @@ impl Coordinator {
             round += 1;
             let calls = pending.into_iter().map(|i| {
                 let name = record.tx.participants[i].name;
-                let gid = Gid::new(record.id, name.name()).as_string();
+                let gid = Gid::new(record.id, name).as_string();
                 let url = format!("{}/tpc/{gid}/{verb}", self.peers.url(name.into()));
                 let mut request = self
                     .client
@@ -270,7 +270,7 @@ impl Coordinator {
                 if round == 1
                     && let Some(baggage) = &record.baggage
                 {
-                    request = request.header("baggage", baggage.clone());
+                    request = request.header(api::headers::BAGGAGE, baggage.clone());
                 }
                 let span = tracing::info_span!(
                     "tpc.finish",

@@ -6,49 +6,8 @@
 //!     └──any no / timeout, or found undecided after a restart──► aborting ──► aborted
 //! ```
 
-pub use api::Decision;
+pub use api::{Decision, ParticipantOutcome, ParticipantVote, TransactionState};
 use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "tx_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum TxState {
-    Preparing,
-    Committing,
-    Aborting,
-    Committed,
-    Aborted,
-}
-
-impl std::fmt::Display for TxState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        base::telemetry::write_api_name(self, f)
-    }
-}
-
-impl TxState {
-    pub fn is_final(self) -> bool {
-        matches!(self, TxState::Committed | TxState::Aborted)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[schema(as = ParticipantVote)]
-#[sqlx(type_name = "tx_vote", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Vote {
-    Pending,
-    Yes,
-    No,
-    /// No answer in time: the participant may or may not have prepared.
-    Timeout,
-}
-
-impl std::fmt::Display for Vote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        base::telemetry::write_api_name(self, f)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "tx_outcome", rename_all = "snake_case")]
@@ -68,19 +27,9 @@ impl std::fmt::Display for Ack {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Participant {
     pub name: api::Participant,
-    pub vote: Vote,
+    pub vote: ParticipantVote,
     pub ack: Ack,
     pub detail: Option<String>,
-}
-
-/// Where a participant's part stands, as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ParticipantOutcome {
-    Committed,
-    Aborted,
-    /// Prepared, or maybe prepared, and not yet told the decision.
-    InDoubt,
 }
 
 impl Participant {
@@ -88,15 +37,15 @@ impl Participant {
         match (self.ack, self.vote) {
             (Ack::Committed, _) => ParticipantOutcome::Committed,
             (Ack::Aborted, _) => ParticipantOutcome::Aborted,
-            (Ack::Pending, Vote::Yes | Vote::Timeout) => ParticipantOutcome::InDoubt,
-            (Ack::Pending, Vote::No | Vote::Pending) => ParticipantOutcome::Aborted,
+            (Ack::Pending, ParticipantVote::Yes | ParticipantVote::Timeout) => ParticipantOutcome::InDoubt,
+            (Ack::Pending, ParticipantVote::No | ParticipantVote::Pending) => ParticipantOutcome::Aborted,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
-    pub state: TxState,
+    pub state: TransactionState,
     pub decision: Option<Decision>,
     pub reason: Option<String>,
     pub participants: Vec<Participant>,
@@ -105,14 +54,14 @@ pub struct Transaction {
 impl Transaction {
     pub fn new(names: &[api::Participant]) -> Self {
         Transaction {
-            state: TxState::Preparing,
+            state: TransactionState::Preparing,
             decision: None,
             reason: None,
             participants: names
                 .iter()
                 .map(|name| Participant {
                     name: *name,
-                    vote: Vote::Pending,
+                    vote: ParticipantVote::Pending,
                     ack: Ack::Pending,
                     detail: None,
                 })
@@ -120,22 +69,26 @@ impl Transaction {
         }
     }
 
-    pub fn record_vote(&mut self, i: usize, vote: Vote, detail: Option<String>) {
+    pub fn record_vote(&mut self, i: usize, vote: ParticipantVote, detail: Option<String>) {
         self.participants[i].vote = vote;
         self.participants[i].detail = detail;
     }
 
     /// The decision from the votes: commit only if every participant voted yes.
     pub fn decide(&mut self) -> Decision {
-        let refusal = self.participants.iter().find(|p| p.vote != Vote::Yes).map(|p| {
-            format!(
-                "{} voted {}: {}",
-                p.name,
-                p.vote,
-                p.detail.as_deref().unwrap_or("no detail")
-            )
-            .to_lowercase()
-        });
+        let refusal = self
+            .participants
+            .iter()
+            .find(|p| p.vote != ParticipantVote::Yes)
+            .map(|p| {
+                format!(
+                    "{} voted {}: {}",
+                    p.name,
+                    p.vote,
+                    p.detail.as_deref().unwrap_or("no detail")
+                )
+                .to_lowercase()
+            });
         let decision = if refusal.is_none() {
             Decision::Commit
         } else {
@@ -158,8 +111,8 @@ impl Transaction {
         self.decision = Some(decision);
         self.reason = reason;
         self.state = match decision {
-            Decision::Commit => TxState::Committing,
-            Decision::Abort => TxState::Aborting,
+            Decision::Commit => TransactionState::Committing,
+            Decision::Abort => TransactionState::Aborting,
         };
     }
 
@@ -186,8 +139,8 @@ impl Transaction {
         let Some(decision) = self.decision else { return };
         if self.unacknowledged().is_empty() {
             self.state = match decision {
-                Decision::Commit => TxState::Committed,
-                Decision::Abort => TxState::Aborted,
+                Decision::Commit => TransactionState::Committed,
+                Decision::Abort => TransactionState::Aborted,
             };
         }
     }
@@ -201,13 +154,13 @@ mod tests {
 
     #[test]
     fn states_votes_and_decisions_display_as_the_api_spells_them() {
-        assert_eq!(TxState::Committing.to_string(), "committing");
+        assert_eq!(TransactionState::Committing.to_string(), "committing");
         assert_eq!(Decision::Abort.to_string(), "abort");
-        assert_eq!(Vote::Timeout.to_string(), "timeout");
+        assert_eq!(ParticipantVote::Timeout.to_string(), "timeout");
         assert_eq!(Ack::Committed.to_string(), "committed");
         let mut tx = Transaction::new(&NAMES);
-        tx.record_vote(0, Vote::Yes, None);
-        tx.record_vote(1, Vote::No, Some("out of stock".into()));
+        tx.record_vote(0, ParticipantVote::Yes, None);
+        tx.record_vote(1, ParticipantVote::No, Some("out of stock".into()));
         tx.decide();
         assert_eq!(tx.reason.as_deref(), Some("inventory voted no: out of stock"));
     }
@@ -216,17 +169,17 @@ mod tests {
     fn every_yes_commits_once_everyone_acknowledges() {
         let mut tx = Transaction::new(&NAMES);
         for i in 0..4 {
-            tx.record_vote(i, Vote::Yes, None);
+            tx.record_vote(i, ParticipantVote::Yes, None);
         }
         assert_eq!(tx.decide(), Decision::Commit);
-        assert_eq!(tx.state, TxState::Committing);
+        assert_eq!(tx.state, TransactionState::Committing);
         assert_eq!(tx.participants[2].outcome(), ParticipantOutcome::InDoubt);
         for i in 0..3 {
             tx.record_ack(i);
         }
-        assert_eq!(tx.state, TxState::Committing);
+        assert_eq!(tx.state, TransactionState::Committing);
         tx.record_ack(3);
-        assert_eq!(tx.state, TxState::Committed);
+        assert_eq!(tx.state, TransactionState::Committed);
         assert!(
             tx.participants
                 .iter()
@@ -237,10 +190,10 @@ mod tests {
     #[test]
     fn one_no_aborts_everyone() {
         let mut tx = Transaction::new(&NAMES);
-        tx.record_vote(0, Vote::Yes, None);
-        tx.record_vote(1, Vote::No, Some("422 insufficient-stock".into()));
-        tx.record_vote(2, Vote::Yes, None);
-        tx.record_vote(3, Vote::Yes, None);
+        tx.record_vote(0, ParticipantVote::Yes, None);
+        tx.record_vote(1, ParticipantVote::No, Some("422 insufficient-stock".into()));
+        tx.record_vote(2, ParticipantVote::Yes, None);
+        tx.record_vote(3, ParticipantVote::Yes, None);
         assert_eq!(tx.decide(), Decision::Abort);
         assert!(tx.reason.as_deref().unwrap().contains("inventory voted no"));
         assert_eq!(tx.participants[1].outcome(), ParticipantOutcome::Aborted);
@@ -255,22 +208,22 @@ mod tests {
     fn a_timeout_aborts_and_the_silent_participant_stays_in_doubt_until_told() {
         let mut tx = Transaction::new(&NAMES);
         for i in 0..3 {
-            tx.record_vote(i, Vote::Yes, None);
+            tx.record_vote(i, ParticipantVote::Yes, None);
         }
-        tx.record_vote(3, Vote::Timeout, None);
+        tx.record_vote(3, ParticipantVote::Timeout, None);
         assert_eq!(tx.decide(), Decision::Abort);
         assert_eq!(tx.participants[3].outcome(), ParticipantOutcome::InDoubt);
         for i in 0..4 {
             tx.record_ack(i);
         }
-        assert_eq!(tx.state, TxState::Aborted);
+        assert_eq!(tx.state, TransactionState::Aborted);
     }
 
     #[test]
     fn a_reloaded_transaction_every_participant_acknowledged_concludes() {
         let mut tx = Transaction::new(&NAMES);
         for i in 0..4 {
-            tx.record_vote(i, Vote::Yes, None);
+            tx.record_vote(i, ParticipantVote::Yes, None);
         }
         tx.decide();
         for i in 0..4 {
@@ -278,12 +231,12 @@ mod tests {
         }
         // The crash came before the final state was written: the log says committing.
         let mut reloaded = Transaction {
-            state: TxState::Committing,
+            state: TransactionState::Committing,
             ..tx
         };
         assert!(reloaded.unacknowledged().is_empty());
         reloaded.conclude();
-        assert_eq!(reloaded.state, TxState::Committed);
+        assert_eq!(reloaded.state, TransactionState::Committed);
     }
 
     #[test]
@@ -293,16 +246,16 @@ mod tests {
             tx.participants[i].ack = Ack::Aborted;
         }
         tx.conclude();
-        assert_eq!(tx.state, TxState::Preparing);
+        assert_eq!(tx.state, TransactionState::Preparing);
     }
 
     #[test]
     fn an_undecided_transaction_found_after_a_restart_aborts() {
         let mut tx = Transaction::new(&NAMES);
-        tx.record_vote(0, Vote::Yes, None);
+        tx.record_vote(0, ParticipantVote::Yes, None);
         tx.presume_abort();
         assert_eq!(tx.decision, Some(Decision::Abort));
-        assert_eq!(tx.state, TxState::Aborting);
+        assert_eq!(tx.state, TransactionState::Aborting);
         assert_eq!(tx.unacknowledged().len(), 4, "everyone is told, prepared or not");
     }
 }

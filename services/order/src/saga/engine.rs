@@ -77,7 +77,7 @@ impl Engine {
                     status = %saga.state.status,
                     reason = saga.state.reason.as_deref(),
                     parked_reason = saga.state.parked_reason.as_deref(),
-                    parked_on = saga.state.parked_on.as_deref(),
+                    parked_on = saga.state.parked_on.map(api::Participant::name),
                     "saga.status_changed"
                 );
             }
@@ -145,7 +145,7 @@ impl Engine {
             request = request.with_extension(MustHappen);
         }
         if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
-            request = request.header("baggage", baggage);
+            request = request.header(api::headers::BAGGAGE, baggage);
         }
         let held_back = saga.state.held_back_count(i) + 1;
         async {

@@ -149,7 +149,8 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
             Parking {
                 reason: row.parked_reason,
                 compensating: row.parked_compensating,
-                on: row.parked_on,
+                // Written from a participant's name; anything else was never written here.
+                on: row.parked_on.and_then(|name| name.parse().ok()),
             },
             steps,
         ),
@@ -197,7 +198,7 @@ pub async fn update_saga(
     .bind(state.parked_compensating)
     .bind(due_in)
     .bind(state.parked_reason.as_deref())
-    .bind(state.parked_on.as_deref())
+    .bind(state.parked_on.map(api::Participant::name))
     .execute(pool)
     .await?;
     Ok(())

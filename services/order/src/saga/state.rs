@@ -8,31 +8,8 @@ use super::steps::{
     is_before_or_at_pivot,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "saga_status", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStatus {
-    /// Going forward through the steps.
-    Running,
-    /// Undoing the steps attempted so far, newest first.
-    Compensating,
-    /// A step or compensation ran out of attempts; the recovery actor retries it later.
-    Parked,
-    Confirmed,
-    Cancelled,
-}
-
-impl std::fmt::Display for SagaStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        base::telemetry::write_api_name(self, f)
-    }
-}
-
-impl SagaStatus {
-    pub fn is_final(self) -> bool {
-        matches!(self, SagaStatus::Confirmed | SagaStatus::Cancelled)
-    }
-}
+use api::Participant;
+pub use api::SagaStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "step_status", rename_all = "snake_case")]
@@ -109,7 +86,7 @@ pub struct SagaState {
     pub parked_compensating: bool,
     /// The participant a parked saga waits for, when it is parked for lack of an
     /// answer from it (not for a refusal): it resumes as soon as that one recovers.
-    pub parked_on: Option<String>,
+    pub parked_on: Option<Participant>,
     pub steps: Vec<StepState>,
     /// Attempts already spent per step when the saga was last resumed; a resumed
     /// saga gets a fresh budget (not persisted: a restart also resumes).
@@ -241,9 +218,9 @@ impl SagaState {
     }
 
     /// Parked for lack of an answer from `participant`: resumed when it recovers.
-    fn park_waiting(&mut self, reason: String, compensating: bool, participant: &str) -> Next {
+    fn park_waiting(&mut self, reason: String, compensating: bool, participant: Participant) -> Next {
         self.park(reason, compensating);
-        self.parked_on = Some(participant.to_owned());
+        self.parked_on = Some(participant);
         Next::Stop(SagaStatus::Parked)
     }
 
@@ -389,7 +366,7 @@ impl SagaState {
 }
 
 /// The participant step `j`'s compensation goes to.
-fn compensation_participant(j: usize) -> &'static str {
+fn compensation_participant(j: usize) -> Participant {
     STEPS[j].compensation.unwrap_or(STEPS[j].action).participant()
 }
 
@@ -398,7 +375,7 @@ fn compensation_participant(j: usize) -> &'static str {
 pub struct Parking {
     pub reason: Option<String>,
     pub compensating: bool,
-    pub on: Option<String>,
+    pub on: Option<Participant>,
 }
 
 impl Default for SagaState {
@@ -579,7 +556,7 @@ mod tests {
             _ => Outcome::Succeeded,
         });
         assert_eq!(saga.status, Parked);
-        assert_eq!(saga.parked_on.as_deref(), Some("email"));
+        assert_eq!(saga.parked_on, Some(Participant::Email));
         assert!(
             saga.parked_reason
                 .as_deref()
@@ -618,7 +595,7 @@ mod tests {
         });
         assert_eq!(saga.status, Parked);
         assert!(saga.parked_compensating);
-        assert_eq!(saga.parked_on.as_deref(), Some("payment"));
+        assert_eq!(saga.parked_on, Some(Participant::Payment));
     }
 
     #[test]

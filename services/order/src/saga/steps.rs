@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use api::Participant;
 pub use base::retry::RetryPolicy;
 
 /// A participant call, built into an HTTP request by the engine.
@@ -37,13 +38,13 @@ pub enum Call {
 }
 
 impl Call {
-    /// The service the call goes to (the name its breaker has).
-    pub fn participant(self) -> &'static str {
+    /// The service the call goes to (its name is its breaker's).
+    pub fn participant(self) -> Participant {
         match self {
-            Call::CreateOrder | Call::CancelOrder | Call::ConfirmOrder => "order",
-            Call::ReserveInventory | Call::ReleaseInventory | Call::CommitInventory => "inventory",
-            Call::ChargePayment | Call::RefundPayment => "payment",
-            Call::SendEmail => "email",
+            Call::CreateOrder | Call::CancelOrder | Call::ConfirmOrder => Participant::Order,
+            Call::ReserveInventory | Call::ReleaseInventory | Call::CommitInventory => Participant::Inventory,
+            Call::ChargePayment | Call::RefundPayment => Participant::Payment,
+            Call::SendEmail => Participant::Email,
         }
     }
 }

@@ -21,10 +21,8 @@ use actix_web::{
     middleware::Next,
 };
 
+use api::headers::REQUEST_TIMEOUT_MS;
 use base::{ErrorCode, Problem};
-
-/// The header carrying the caller's remaining time, in milliseconds.
-pub const REQUEST_TIMEOUT_MS: &str = "request-timeout-ms";
 
 tokio::task_local! {
     static DEADLINE: Instant;

@@ -31,7 +31,9 @@
 pub mod breaker;
 pub mod budget;
 pub mod deadline;
-pub mod view;
+
+/// The views of `GET /admin/resilience`, in the contract.
+pub use api::resilience as view;
 
 use std::{
     collections::HashMap,
@@ -402,12 +404,12 @@ impl Resilience {
 
     /// The first of `names` whose breaker is open, and for how long yet: a request
     /// that needs it can be refused before anything is done.
-    pub fn open_breaker<'a>(&self, names: &[&'a str]) -> Option<(&'a str, Duration)> {
+    pub fn open_breaker(&self, services: &[Service]) -> Option<(Service, Duration)> {
         let now = Instant::now();
         let all = self.downstreams.read().unwrap_or_else(PoisonError::into_inner);
-        names
+        services
             .iter()
-            .find_map(|name| Some((*name, all.get(*name)?.open_for(now)?)))
+            .find_map(|service| Some((*service, all.get(service.name())?.open_for(now)?)))
     }
 
     pub fn settings(&self) -> &ResilienceSettings {
@@ -538,7 +540,7 @@ impl Middleware for ResilienceMiddleware {
             let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
             *req.timeout_mut() = Some(left);
             req.headers_mut().insert(
-                deadline::REQUEST_TIMEOUT_MS,
+                api::headers::REQUEST_TIMEOUT_MS,
                 http::HeaderValue::from(left.as_millis() as u64),
             );
         }

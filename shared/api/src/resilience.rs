@@ -1,10 +1,11 @@
-//! `GET /admin/resilience`: every pattern's settings and every downstream's state, as
-//! typed views.
+//! `GET /admin/resilience`: every resilience pattern's settings and every
+//! downstream's state.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole page.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResilienceView {
     pub patterns: PatternsView,
     /// Every downstream called so far, by name.
@@ -13,8 +14,16 @@ pub struct ResilienceView {
     pub load_shedding: Option<SheddingView>,
 }
 
+impl ResilienceView {
+    /// The downstream of this name, once it has been called.
+    pub fn downstream(&self, name: &str) -> Option<&DownstreamView> {
+        self.downstreams.iter().find(|d| d.name == name)
+    }
+}
+
 /// The settings of each pattern; `null` where it is off.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PatternsView {
     pub circuit_breaker: Option<BreakerSettingsView>,
     pub bulkhead: Option<BulkheadSettingsView>,
@@ -22,27 +31,31 @@ pub struct PatternsView {
     pub load_shedding: Option<SheddingSettingsView>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BreakerSettingsView {
     pub failure_threshold: u32,
     pub cool_down_ms: u64,
     pub half_open_trials: u32,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkheadSettingsView {
     pub max_concurrent: usize,
     pub max_wait_ms: u64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetSettingsView {
     pub ratio: f64,
     pub min_per_second: f64,
     pub window_secs: u64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SheddingSettingsView {
     pub max_in_flight: usize,
     pub max_running: usize,
@@ -50,7 +63,8 @@ pub struct SheddingSettingsView {
 }
 
 /// One downstream: calls made, and each pattern's state.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DownstreamView {
     pub name: String,
     pub calls: u64,
@@ -59,7 +73,8 @@ pub struct DownstreamView {
     pub bulkhead: Option<BulkheadView>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerStateName {
     Closed,
@@ -69,7 +84,8 @@ pub enum BreakerStateName {
 
 /// A breaker's state; the member that goes with it is set (`consecutive_failures`
 /// when closed, `half_open_in_ms` when open, `trials_in_flight` when half open).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BreakerView {
     pub state: BreakerStateName,
     /// Times it opened.
@@ -84,7 +100,8 @@ pub struct BreakerView {
     pub trials_in_flight: Option<u32>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetView {
     pub window_calls: u64,
     pub window_retries: u64,
@@ -92,7 +109,8 @@ pub struct BudgetView {
     pub denied: u64,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkheadView {
     pub in_flight: usize,
     pub max_concurrent: usize,
@@ -100,7 +118,8 @@ pub struct BulkheadView {
 }
 
 /// The load shedder now.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SheddingView {
     pub enabled: bool,
     /// Checkout sagas or transactions running in this process.

@@ -1,0 +1,184 @@
+//! Orders as the order service shows them (`GET /orders/{id}`, `GET /orders`, the
+//! saga's `POST /checkout`), with the saga that runs a checkout and its steps.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where an order stands. `pending` until its checkout is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "order_status", rename_all = "snake_case")
+)]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+api_names!("an order status", OrderStatus { Pending => "pending", Confirmed => "confirmed", Cancelled => "cancelled" });
+
+impl OrderStatus {
+    /// Confirmed or cancelled: the order changes no more.
+    pub fn is_final(self) -> bool {
+        self != OrderStatus::Pending
+    }
+}
+
+/// One line of an order, at the price it was bought for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+}
+
+/// An order, with its saga's steps when it came from a checkout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    pub reason: Option<String>,
+    pub total_cents: i64,
+    /// The checkout's trace (paste it into Jaeger).
+    pub trace_id: Option<String>,
+    pub customer_email: String,
+    pub items: Vec<OrderLine>,
+    /// The saga's steps, in order (empty for an order not made by a checkout).
+    pub steps: Vec<StepView>,
+    pub saga: Option<SagaView>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl OrderView {
+    /// The step of this name, if the order's saga has it.
+    pub fn step(&self, name: &str) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// Where a step of the saga stands. A step being attempted is `pending` until its
+/// outcome is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum StepStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Compensating,
+    Compensated,
+}
+
+api_names!("a step status", StepStatus {
+    Pending => "pending",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Compensating => "compensating",
+    Compensated => "compensated",
+});
+
+/// One step of the saga.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepView {
+    #[cfg_attr(feature = "openapi", schema(example = "reserve_inventory"))]
+    pub name: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub compensation_attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Where a saga stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "saga_status", rename_all = "snake_case")
+)]
+pub enum SagaStatus {
+    /// Going forward through the steps.
+    Running,
+    /// Undoing the steps attempted so far, newest first.
+    Compensating,
+    /// A step or compensation ran out of attempts; the recovery actor retries it later.
+    Parked,
+    Confirmed,
+    Cancelled,
+}
+
+api_names!("a saga status", SagaStatus {
+    Running => "running",
+    Compensating => "compensating",
+    Parked => "parked",
+    Confirmed => "confirmed",
+    Cancelled => "cancelled",
+});
+
+impl SagaStatus {
+    /// Confirmed or cancelled: the saga runs no more.
+    pub fn is_final(self) -> bool {
+        matches!(self, SagaStatus::Confirmed | SagaStatus::Cancelled)
+    }
+}
+
+/// The saga that runs the checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaView {
+    pub saga_id: Uuid,
+    pub status: SagaStatus,
+    /// Why it is parked, when it is; otherwise why it is compensating or was cancelled.
+    pub reason: Option<String>,
+    /// Why it is compensating or was cancelled (the first refusal), also while parked.
+    pub cancel_reason: Option<String>,
+}
+
+/// An order in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct OrderSummary {
+    #[cfg_attr(feature = "db", sqlx(rename = "id"))]
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    pub customer_email: String,
+    pub total_cents: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /orders`: a page of orders, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderList {
+    pub orders: Vec<OrderSummary>,
+}
+
+/// The null compensation: an order cancelled before it was ever created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NeverCreated {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+    pub null_compensation: bool,
+}
+
+/// What `POST /orders/{id}/cancel` answers: the order, or, for an order never
+/// created, the record that it was cancelled first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CancelAnswer {
+    Order(Box<OrderView>),
+    NeverCreated(NeverCreated),
+}

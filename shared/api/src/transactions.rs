@@ -1,0 +1,145 @@
+//! 2PC transactions as the coordinator shows them (`POST /checkout`,
+//! `GET /transactions/{id}`, `GET /transactions`): the checkout, the decision, and
+//! each participant's vote and outcome.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Decision, Participant, PricedLine};
+
+/// What a transaction means for its checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum TransactionStatus {
+    Committed,
+    Aborted,
+    /// Not decided yet.
+    Pending,
+}
+
+api_names!("a transaction status", TransactionStatus {
+    Committed => "committed",
+    Aborted => "aborted",
+    Pending => "pending",
+});
+
+/// Where the protocol is.
+///
+/// ```text
+/// preparing ──all voted yes──► committing ──every participant acknowledged──► committed
+///     │                            (decision logged first: the commit point)
+///     └──any no / timeout, or found undecided after a restart──► aborting ──► aborted
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "tx_state", rename_all = "snake_case")
+)]
+pub enum TransactionState {
+    Preparing,
+    Committing,
+    Aborting,
+    Committed,
+    Aborted,
+}
+
+api_names!("a transaction state", TransactionState {
+    Preparing => "preparing",
+    Committing => "committing",
+    Aborting => "aborting",
+    Committed => "committed",
+    Aborted => "aborted",
+});
+
+impl TransactionState {
+    /// Committed or aborted: every participant has acknowledged the decision.
+    pub fn is_final(self) -> bool {
+        matches!(self, TransactionState::Committed | TransactionState::Aborted)
+    }
+}
+
+/// A participant's vote as the coordinator recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "tx_vote", rename_all = "snake_case")
+)]
+pub enum ParticipantVote {
+    /// Not answered yet.
+    Pending,
+    Yes,
+    No,
+    /// No answer in time: the participant may or may not have prepared.
+    Timeout,
+}
+
+api_names!("a recorded vote", ParticipantVote { Pending => "pending", Yes => "yes", No => "no", Timeout => "timeout" });
+
+/// Where a participant's part stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ParticipantOutcome {
+    Committed,
+    Aborted,
+    /// Prepared, or maybe prepared, and not yet told the decision.
+    InDoubt,
+}
+
+api_names!("a participant outcome", ParticipantOutcome {
+    Committed => "committed",
+    Aborted => "aborted",
+    InDoubt => "in_doubt",
+});
+
+/// A 2PC transaction: the checkout, the decision, and each participant's vote and
+/// outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionView {
+    pub transaction_id: Uuid,
+    pub order_id: Uuid,
+    pub status: TransactionStatus,
+    pub state: TransactionState,
+    pub decision: Option<Decision>,
+    pub reason: Option<String>,
+    pub total_cents: i64,
+    pub trace_id: Option<String>,
+    pub customer_email: String,
+    pub items: Vec<PricedLine>,
+    pub participants: Vec<ParticipantView>,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+impl TransactionView {
+    /// The part of this participant.
+    pub fn participant(&self, name: Participant) -> Option<&ParticipantView> {
+        self.participants.iter().find(|p| p.name == name)
+    }
+}
+
+/// One participant's part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ParticipantView {
+    pub name: Participant,
+    pub vote: ParticipantVote,
+    pub outcome: ParticipantOutcome,
+    pub detail: Option<String>,
+}
+
+/// `GET /transactions`: a page of transactions, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionList {
+    pub transactions: Vec<TransactionView>,
+}
