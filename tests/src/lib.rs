@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use api::{
     CheckoutRequest, Email, EmailState, Emails, LineItemRequest, OrderStatus, OrderView, Participant, ParticipantView,
-    Payments, Reservation, ReservationState, SagaStatus, SetStock, StepView, TransactionView,
+    Payments, Product, Reservation, ReservationState, SagaStatus, SetStock, StepView, TransactionView,
     faults::{FaultRule, FaultRules, FaultsView},
+    headers::{BAGGAGE, IDEMPOTENCY_KEY},
     resilience::ResilienceView,
 };
 use base::config::{Service, Settings};
@@ -222,8 +223,8 @@ impl Platform {
             .client
             .post(self.coordinator.url("/checkout"))
             .json(body)
-            .header("Idempotency-Key", key)
-            .header("baggage", baggage);
+            .header(IDEMPOTENCY_KEY, key)
+            .header(BAGGAGE, baggage);
         tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
     }
 
@@ -231,7 +232,7 @@ impl Platform {
     pub async fn prepared_left(&self) -> i64 {
         let mut total = 0;
         for app in [&self.order, &self.inventory, &self.payment, &self.email] {
-            total += participant::count_prepared(&app.db.url).await.unwrap();
+            total += testing::count_prepared(&app.db.url).await.unwrap();
         }
         total
     }
@@ -278,9 +279,9 @@ async fn checkout_on(
         .client
         .post(app.url("/checkout"))
         .json(body)
-        .header("Idempotency-Key", key);
+        .header(IDEMPOTENCY_KEY, key);
     if let Some(baggage) = baggage {
-        request = request.header("baggage", baggage);
+        request = request.header(BAGGAGE, baggage);
     }
     let response = app.send(request).await;
     let status = response.status().as_u16();
@@ -311,17 +312,14 @@ impl Platform {
         .unwrap_or_else(|| panic!("order {order_id} did not settle"))
     }
 
-    /// The SKU's stock, without the request's own trace id.
-    pub async fn stock(&self, sku: &str) -> Value {
-        let mut stock: Value = self
-            .inventory
+    /// The SKU's stock.
+    pub async fn stock(&self, sku: &str) -> Product {
+        self.inventory
             .get(&format!("/inventory/{sku}"))
             .await
             .json()
             .await
-            .unwrap();
-        stock.as_object_mut().unwrap().remove("trace_id");
-        stock
+            .unwrap()
     }
 
     pub async fn set_stock(&self, sku: &str, available: i64) {

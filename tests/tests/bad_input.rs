@@ -2,9 +2,10 @@
 //! wrong shape or another media type is refused with a problem, and changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use api::{ErrorCode, ProblemBody};
 use serde_json::{Value, json};
 use testing::{TestApp, problem};
-use txlab_tests::{Platform, fault_rule, faults, new_key};
+use txlab_tests::{Platform, fault_rule, faults, new_key, view};
 use uuid::Uuid;
 
 /// Bodies that must be refused, with the status each gets.
@@ -28,12 +29,12 @@ async fn refused(app: &TestApp, path: &str, content_type: &str, body: String, ex
         .body(body.clone());
     let (status, problem) = problem(app.send(request).await).await;
     assert_eq!(status, expected, "POST {path} {content_type} {body}: {problem}");
-    let expected_type = if expected == 415 {
-        "urn:txlab:problem:unsupported-media-type"
+    let expected_code = if expected == 415 {
+        ErrorCode::UnsupportedMediaType
     } else {
-        "urn:txlab:problem:invalid-json"
+        ErrorCode::InvalidJson
     };
-    assert_eq!(problem["type"], expected_type, "{problem}");
+    assert_eq!(view::<ProblemBody>(&problem).code(), Some(expected_code), "{problem}");
 }
 
 #[actix_web::test]
@@ -125,7 +126,7 @@ async fn a_present_but_invalid_optional_body_is_refused_and_changes_nothing() {
             refused(payment, &format!("/tpc/{gid}/{verb}"), content_type, body, status).await;
         }
     }
-    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 1);
+    assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 1);
 
     // Fault rules: a bad DELETE leaves them in place.
     fault_rule(payment, "payment.charge", "error").await;
@@ -155,5 +156,5 @@ async fn a_present_but_invalid_optional_body_is_refused_and_changes_nothing() {
     assert_eq!(released.status(), 200);
     let aborted = payment.post(&format!("/tpc/{gid}/abort"), &json!({}), None).await;
     assert_eq!(aborted.status(), 200);
-    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 0);
 }

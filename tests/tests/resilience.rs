@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use api::{
     ParticipantOutcome, ParticipantVote,
+    faults::{FaultRule, FaultRules},
     headers::REQUEST_TIMEOUT_MS,
     resilience::{BreakerStateName, BreakerView, BudgetView, ResilienceView},
 };
@@ -649,12 +650,17 @@ async fn saturated_against_a_slow_payment_the_auditor_still_finds_nothing() {
     platform.assert_no_prepared_left().await;
 }
 
-fn app_rules(rules: &[(&str, &str)]) -> Value {
-    let rules: Vec<Value> = rules
-        .iter()
-        .map(|(operation, kind)| serde_json::json!({ "operation": operation, "kind": kind, "probability": 1.0 }))
-        .collect();
-    serde_json::json!({ "rules": rules })
+fn app_rules(rules: &[(&str, &str)]) -> FaultRules {
+    FaultRules {
+        rules: rules
+            .iter()
+            .map(|(operation, kind)| FaultRule {
+                operation: (*operation).to_owned(),
+                kind: kind.parse().unwrap(),
+                probability: 1.0,
+            })
+            .collect(),
+    }
 }
 
 /// 2PC behind an open breaker: the participant votes `no` without being asked, the

@@ -11,7 +11,7 @@ use txlab_tests::{Platform, checkout_body, new_key, step};
 #[actix_web::test]
 async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {
     let platform = Platform::start().await;
-    let before = platform.stock("SKU-002").await["available"].as_i64().unwrap();
+    let before = platform.stock("SKU-002").await.available;
     let (status, headers, order) = platform
         .checkout(&checkout_body("SKU-002", 2, "tok_visa"), &new_key(), None)
         .await;
@@ -25,8 +25,8 @@ async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {
         assert_eq!(step(&order, name).status, StepStatus::Succeeded, "{name}: {order}");
         assert_eq!(step(&order, name).attempts, 1, "{name}");
     }
-    assert_eq!(platform.stock("SKU-002").await["available"], before - 2);
-    assert_eq!(platform.stock("SKU-002").await["sold"], 2);
+    assert_eq!(platform.stock("SKU-002").await.available, before - 2);
+    assert_eq!(platform.stock("SKU-002").await.sold, 2);
     platform.assert_consistent(&order).await;
     let shown = platform.order(order["order_id"].as_str().unwrap()).await;
     assert_eq!(shown["status"], "confirmed");
@@ -49,8 +49,8 @@ async fn a_declined_card_cancels_restores_stock_and_sends_nothing() {
     assert_eq!(step(&order, "reserve_inventory").status, StepStatus::Compensated);
     assert_eq!(step(&order, "charge_payment").status, StepStatus::Compensated);
     assert_eq!(step(&order, "send_email").status, StepStatus::Pending);
-    assert_eq!(platform.stock("SKU-003").await["available"], before["available"]);
-    assert_eq!(platform.stock("SKU-003").await["reserved"], 0);
+    assert_eq!(platform.stock("SKU-003").await.available, before.available);
+    assert_eq!(platform.stock("SKU-003").await.reserved, 0);
     platform.assert_consistent(&order).await;
 }
 
@@ -70,7 +70,7 @@ async fn out_of_stock_cancels_without_charging() {
     assert_eq!(step(&order, "charge_payment").attempts, 0);
     let payments = platform.payments(order["order_id"].as_str().unwrap()).await;
     assert_eq!(payments["charges"], json!([]));
-    assert_eq!(platform.stock("SKU-012").await["available"], 1);
+    assert_eq!(platform.stock("SKU-012").await.available, 1);
     platform.assert_consistent(&order).await;
 }
 

@@ -3,23 +3,28 @@
 
 use std::time::Duration;
 
+use api::{OrderStatus, OrderView};
 use testing::eventually;
-use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step};
+use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step, view};
 
 /// A baggage fault fails a step's first attempt; the retry (same idempotency key)
 /// finds the definite answer, so every case ends confirmed, charged once, emailed once.
 async fn one_fault(operation: &str, kind: &str, step_name: &str) {
     let platform = Platform::start().await;
-    let before = platform.stock("SKU-010").await["available"].as_i64().unwrap();
+    let before = platform.stock("SKU-010").await.available;
     let baggage = format!("fault.{operation}={kind}");
     let (status, _, order) = platform
         .checkout(&checkout_body("SKU-010", 2, "tok_visa"), &new_key(), Some(&baggage))
         .await;
     assert!(status == 201 || status == 202, "{status} {order}");
-    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
-    assert_eq!(order["status"], "confirmed", "{baggage}: {order}");
+    let order = platform.settled(&view::<OrderView>(&order).order_id.to_string()).await;
+    assert_eq!(
+        view::<OrderView>(&order).status,
+        OrderStatus::Confirmed,
+        "{baggage}: {order}"
+    );
     assert!(step(&order, step_name).attempts >= 2, "{baggage}: retried: {order}");
-    assert_eq!(platform.stock("SKU-010").await["available"], before - 2);
+    assert_eq!(platform.stock("SKU-010").await.available, before - 2);
     platform.assert_consistent(&order).await;
 }
 
@@ -77,7 +82,7 @@ async fn a_charge_that_always_fails_is_compensated_after_its_attempts() {
         order["reason"].as_str().unwrap().contains("no definite answer"),
         "{order}"
     );
-    assert_eq!(platform.stock("SKU-008").await["available"], before["available"]);
+    assert_eq!(platform.stock("SKU-008").await.available, before.available);
     platform.assert_consistent(&order).await;
 }
 

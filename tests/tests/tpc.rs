@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use api::{ParticipantOutcome, ParticipantVote};
+use api::{ChargeRequest, ParticipantOutcome, ParticipantVote, TransactionStatus, TransactionView};
 use serde_json::Value;
 use testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant};
+use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant, view};
 
 #[actix_web::test]
 async fn a_committed_checkout_changes_every_participant_once() {
     let platform = Platform::start().await;
-    let before = platform.stock("SKU-002").await["available"].as_i64().unwrap();
+    let before = platform.stock("SKU-002").await.available;
     let (status, headers, tx) = platform
         .checkout_2pc(&checkout_body("SKU-002", 2, "tok_visa"), &new_key(), None)
         .await;
@@ -28,7 +28,7 @@ async fn a_committed_checkout_changes_every_participant_once() {
     let order_id = tx["order_id"].as_str().unwrap();
     let order = platform.order(order_id).await;
     assert_eq!(order["status"], "confirmed");
-    assert_eq!(platform.stock("SKU-002").await["available"], before - 2);
+    assert_eq!(platform.stock("SKU-002").await.available, before - 2);
     platform.assert_consistent(&order).await;
     platform.assert_no_prepared_left().await;
 }
@@ -57,26 +57,20 @@ async fn effects_stay_invisible_until_the_decision() {
     let tx = checkout.await.unwrap();
     assert_eq!(tx["status"], "committed", "{tx}");
     platform.finished(tx["transaction_id"].as_str().unwrap()).await;
-    assert_eq!(
-        platform.stock("SKU-003").await["sold"],
-        before["sold"].as_i64().unwrap() + 1
-    );
+    assert_eq!(platform.stock("SKU-003").await.sold, before.sold + 1);
     assert_eq!(platform.payment.count("charges").await, 1);
     platform.assert_no_prepared_left().await;
 }
 
 async fn aborted_with_no_effects(platform: &Platform, tx: &Value, who: &str) {
-    assert_eq!(tx["status"], "aborted", "{tx}");
+    let answer: TransactionView = view(tx);
+    assert_eq!(answer.status, TransactionStatus::Aborted, "{tx}");
     assert_eq!(participant(tx, who).vote, ParticipantVote::No, "{tx}");
-    assert!(tx["reason"].as_str().unwrap().contains(who), "{tx}");
-    let tx = platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    assert!(answer.reason.as_deref().unwrap_or_default().contains(who), "{tx}");
+    let tx: TransactionView = view(&platform.finished(&answer.transaction_id.to_string()).await);
     assert!(
-        tx["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["outcome"] == "aborted"),
-        "{tx}"
+        tx.participants.iter().all(|p| p.outcome == ParticipantOutcome::Aborted),
+        "{tx:?}"
     );
     assert_eq!(platform.order.count("orders").await, 0);
     assert_eq!(platform.payment.count("charges").await, 0);
@@ -105,7 +99,7 @@ async fn out_of_stock_votes_no_and_everything_rolls_back() {
         .checkout_2pc(&checkout_body("SKU-012", 2, "tok_visa"), &new_key(), None)
         .await;
     aborted_with_no_effects(&platform, &tx, "inventory").await;
-    assert_eq!(platform.stock("SKU-012").await["available"], 1);
+    assert_eq!(platform.stock("SKU-012").await.available, 1);
 }
 
 #[actix_web::test]
@@ -415,8 +409,12 @@ async fn hold_charge_lock(payment: &testing::TestApp, order_id: uuid::Uuid) -> s
 }
 
 /// The payment participant's prepare payload for a 42.00 charge.
-fn charge_payload(order_id: uuid::Uuid) -> Value {
-    serde_json::json!({ "order_id": order_id, "amount_cents": 4200, "payment_token": "tok_visa" })
+fn charge_payload(order_id: uuid::Uuid) -> ChargeRequest {
+    ChargeRequest {
+        order_id,
+        amount_cents: 4200,
+        payment_token: "tok_visa".to_owned(),
+    }
 }
 
 /// A prepare whose caller hung up goes on working; an abort that overtakes it must not
@@ -489,7 +487,7 @@ async fn an_abort_that_overtakes_its_prepare_leaves_nothing_prepared() {
         .await;
         assert!(aborted.is_some(), "the abort goes through");
     }
-    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
 
@@ -528,7 +526,7 @@ async fn a_prepare_stops_at_its_callers_deadline() {
     .await;
     assert!(stopped.is_some(), "the prepare still waits past its caller's deadline");
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
-    assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 0);
     assert_eq!(payment.count("charges").await, 0);
 }
 
@@ -567,7 +565,7 @@ async fn concurrent_commits_and_aborts_of_one_transaction_all_acknowledge() {
                 other => panic!("{verb}: {other} {body}"),
             }
         }
-        assert_eq!(participant::count_prepared(&payment.db.url).await.unwrap(), 0);
+        assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 0);
         let charged: i64 = sqlx::query_scalar("SELECT count(*) FROM charges WHERE order_id = $1")
             .bind(order_id)
             .fetch_one(&payment.pool)

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use api::{Payments, TransactionView};
 use base::config::Service;
-use serde_json::{Value, json};
+use serde_json::Value;
 use testing::eventually;
-use txlab_tests::{Platform, checkout_body, hold_lock, new_key};
+use txlab_tests::{Platform, checkout_body, hold_lock, new_key, view};
 
 /// Starts a 2PC checkout without waiting for the answer; returns its transaction id.
 async fn start_checkout(platform: &Platform, sku: &str, baggage: &str) -> String {
@@ -34,16 +35,17 @@ async fn start_checkout(platform: &Platform, sku: &str, baggage: &str) -> String
 }
 
 async fn everywhere(platform: &Platform, tx: &Value, expected: &str) {
-    assert_eq!(tx["state"], expected, "{tx}");
-    for p in tx["participants"].as_array().unwrap() {
-        assert_eq!(p["outcome"], expected, "{tx}");
+    let tx: TransactionView = view(tx);
+    assert_eq!(tx.state.name(), expected, "{tx:?}");
+    for p in &tx.participants {
+        assert_eq!(p.outcome.name(), expected, "{tx:?}");
     }
-    let order_id = tx["order_id"].as_str().unwrap();
-    let payments = platform.payments(order_id).await;
+    let order_id = &tx.order_id.to_string();
+    let payments: Payments = view(&platform.payments(order_id).await);
     if expected == "committed" {
         platform.assert_consistent(&platform.order(order_id).await).await;
     } else {
-        assert_eq!(payments["charges"], json!([]), "{payments}");
+        assert!(payments.charges.is_empty(), "{payments:?}");
         assert_eq!(platform.order.get(&format!("/orders/{order_id}")).await.status(), 404);
         assert!(platform.emails(order_id).await.is_empty());
         assert!(platform.reservation(order_id).await.is_none());
@@ -193,7 +195,7 @@ async fn a_participant_killed_after_preparing_commits_its_prepared_work_on_resta
     assert_eq!(tx["decision"], "commit", "{tx}");
     assert_eq!(tx["participants"][2]["outcome"], "in_doubt", "{tx}");
     assert_eq!(
-        participant::count_prepared(&platform.payment.db.url).await.unwrap(),
+        testing::count_prepared(&platform.payment.db.url).await.unwrap(),
         1,
         "it survived the crash"
     );

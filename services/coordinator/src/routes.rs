@@ -4,26 +4,18 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use api::{CheckoutRequest, ParticipantView, TransactionList, TransactionStatus, TransactionView};
-use base::{
-    Problem,
-    telemetry::{current_traceparent, trace_id_of},
-};
+use api::{CheckoutRequest, TransactionFilter, TransactionList, TransactionView};
+use base::Problem;
 use serde::Deserialize;
 use shared::{
-    domain::price_checkout,
     idempotency::ClaimedKey,
-    supervisor::{Supervisor, run_and_wait},
+    supervisor::Supervisor,
     web::{accepted, created, ok},
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::tpc::{
-    log::{self, NewTransaction, TxRecord},
-    protocol::Coordinator,
-    state::Decision,
-};
+use crate::{tpc::protocol::Coordinator, transactions};
 
 /// How long `POST /checkout` waits for the decision before answering 202.
 #[derive(Debug, Clone, Copy)]
@@ -37,45 +29,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(web::resource("/transactions").route(web::get().to(list_transactions)))
     .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)));
-}
-
-fn view(record: TxRecord) -> TransactionView {
-    TransactionView {
-        transaction_id: record.id,
-        order_id: record.order_id,
-        status: match record.tx.decision {
-            Some(Decision::Commit) => TransactionStatus::Committed,
-            Some(Decision::Abort) => TransactionStatus::Aborted,
-            None => TransactionStatus::Pending,
-        },
-        state: record.tx.state,
-        decision: record.tx.decision,
-        reason: record.tx.reason.clone(),
-        total_cents: record.request.total_cents,
-        trace_id: record.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned),
-        customer_email: record.request.customer_email.clone(),
-        items: record.request.items.clone(),
-        participants: record
-            .tx
-            .participants
-            .iter()
-            .map(|p| ParticipantView {
-                name: p.name,
-                vote: p.vote,
-                outcome: p.outcome(),
-                detail: p.detail.clone(),
-            })
-            .collect(),
-        created_at: record.created_at,
-        decided_at: record.decided_at,
-    }
-}
-
-async fn load(conn: &mut PgConnection, id: Uuid) -> Result<TransactionView, Problem> {
-    log::fetch_transaction(conn, id)
-        .await?
-        .map(view)
-        .ok_or_else(|| Problem::not_found(format!("no transaction {id}")))
 }
 
 /// `POST /checkout`: validate, price, log the transaction, run the protocol, and
@@ -104,34 +57,11 @@ async fn checkout(
     deadline: web::Data<CheckoutDeadline>,
 ) -> Result<HttpResponse, Problem> {
     let checkout_key = format!("{}:{}", key.scope, key.key);
-    let id = match log::fetch_transaction_id_by_key(&pool, &checkout_key).await? {
-        Some(id) => id,
-        None => {
-            let inventory = &coordinator.peers.inventory;
-            let priced = price_checkout(&body, &coordinator.client, inventory).await?;
-            let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
-            log::insert_transaction(
-                &pool,
-                NewTransaction {
-                    checkout_key: &checkout_key,
-                    request: &priced,
-                    traceparent: current_traceparent().as_deref(),
-                    baggage,
-                    started_by: coordinator.boot_id,
-                },
-            )
-            .await?
-        }
-    };
+    let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
+    let id = transactions::find_or_log(&pool, &coordinator, &checkout_key, &body, baggage).await?;
     tracing::Span::current().record("tx.id", tracing::field::display(id));
-    // Until the transaction is over, or decided and every participant told once.
-    tokio::select! {
-        ran = run_and_wait(&supervisor, id, deadline.0) => {
-            ran.map_err(|e| Problem::internal(anyhow::anyhow!("supervisor: {e}")))?;
-        }
-        () = coordinator.answers.answerable(id) => {}
-    }
-    let view = load(&mut *pool.acquire().await?, id).await?;
+    transactions::run_until_answerable(&coordinator, &supervisor, id, deadline.0).await?;
+    let view = transactions::load(&mut *pool.acquire().await?, id).await?;
     tracing::Span::current().record("order.id", tracing::field::display(view.order_id));
     if view.decision.is_some() {
         created(&view)
@@ -145,7 +75,7 @@ async fn checkout(
     params(("id" = Uuid, Path, description = "The transaction")),
     responses((status = 200, description = "The transaction", body = TransactionView)))]
 async fn show_transaction(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
-    ok(&load(&mut *pool.acquire().await?, *id).await?)
+    ok(&transactions::load(&mut *pool.acquire().await?, *id).await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -163,15 +93,6 @@ struct TransactionsQuery {
     before: Option<Uuid>,
 }
 
-const STATES: [&str; 6] = [
-    "in_doubt",
-    "preparing",
-    "committing",
-    "aborting",
-    "committed",
-    "aborted",
-];
-
 /// Transactions, newest first.
 #[utoipa::path(get, path = "/transactions", tag = "transactions", params(TransactionsQuery),
     responses((status = 200, description = "A page of transactions", body = TransactionList)))]
@@ -179,23 +100,18 @@ async fn list_transactions(
     pool: web::Data<PgPool>,
     query: web::Query<TransactionsQuery>,
 ) -> Result<HttpResponse, Problem> {
-    if let Some(state) = query.state.as_deref()
-        && !STATES.contains(&state)
-    {
-        return Err(Problem::invalid(format!(
-            "state must be one of {STATES:?}, got {state:?}"
-        )));
-    }
+    let filter = match query.state.as_deref() {
+        Some(raw) => Some(raw.parse::<TransactionFilter>().map_err(Problem::invalid)?),
+        None => None,
+    };
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(Problem::invalid(format!(
             "limit must be between 1 and 500, got {limit}"
         )));
     }
-    let ids = log::fetch_transaction_ids(&pool, query.state.as_deref(), query.before, limit).await?;
-    let records = log::fetch_transactions(&mut *pool.acquire().await?, &ids).await?;
     ok(&TransactionList {
-        transactions: records.into_iter().map(view).collect(),
+        transactions: transactions::list(&pool, filter, query.before, limit).await?,
     })
 }
 

@@ -3,22 +3,15 @@
 //! rest; the dispatcher only ever sees committed rows, so nothing is sent before the
 //! decision, and nothing at all on abort.
 
-use api::{EnqueueEmail, Participant};
+use api::{EmailPrepared, EnqueueEmail, Participant};
 use base::{ErrorCode, Problem};
 use participant::TpcWork;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::outbox::enqueue;
 
 pub struct EmailTpc;
-
-/// The confirmation, in the outbox in the prepared transaction.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EmailPrepared {
-    pub email_id: Uuid,
-}
 
 impl TpcWork for EmailTpc {
     const PARTICIPANT: Participant = Participant::Email;

@@ -5,27 +5,17 @@
 use std::collections::HashMap;
 
 use base::{ErrorCode, Problem};
-use serde::Serialize;
 use shared::domain::{LineItems, Sku};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-pub use api::Reservation;
+pub use api::{Reservation, Shortage};
 
 use crate::db::{self, Product, ReservationState};
 
 /// The problem for a SKU the catalogue does not have.
 pub fn unknown_sku(sku: &str) -> Problem {
     Problem::new(ErrorCode::UnknownSku, format!("the catalogue has no {sku}")).with_extension("sku", sku)
-}
-
-/// A line the shelf cannot fill: an `insufficient-stock` problem lists them in
-/// `shortages`.
-#[derive(Debug, Serialize)]
-struct Shortage<'a> {
-    sku: &'a str,
-    requested: i32,
-    available: i32,
 }
 
 /// The reservation `row` with its lines.
@@ -91,7 +81,7 @@ pub async fn reserve(conn: &mut PgConnection, order_id: Uuid, items: &LineItems)
         .iter()
         .zip(&quantities)
         .map(|(sku, requested)| Shortage {
-            sku,
+            sku: sku.clone(),
             requested: *requested,
             available: available.get(sku).copied().unwrap_or(0),
         })

@@ -2,10 +2,9 @@
 //! (`available → sold`), inside the transaction that is prepared. Its row locks are
 //! held until the coordinator's decision arrives.
 
-use api::{LineItemRequest, Participant, ReserveStock};
+use api::{LineItemRequest, Participant, ReserveStock, StockSold};
 use base::{ErrorCode, Problem};
 use participant::TpcWork;
-use serde::Serialize;
 use shared::domain::LineItems;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -16,13 +15,6 @@ use crate::{
 };
 
 pub struct InventoryTpc;
-
-/// The order's stock, sold in the prepared transaction.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StockSold {
-    pub order_id: Uuid,
-    pub sold: Vec<LineItemRequest>,
-}
 
 impl TpcWork for InventoryTpc {
     const PARTICIPANT: Participant = Participant::Inventory;

@@ -117,14 +117,7 @@ async fn transition(
 #[utoipa::path(get, path = "/orders/{order_id}", tag = "orders", params(("order_id" = Uuid, Path, description = "The order")),
     responses((status = 200, description = "The order", body = OrderView)))]
 async fn show_order(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, Problem> {
-    // One snapshot for the order, its lines and its saga.
-    let mut snapshot = base::db::begin(&pool).await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *snapshot)
-        .await?;
-    let view = crate::view::load(&mut snapshot, *id).await?;
-    snapshot.commit().await?;
-    match view {
+    match crate::view::load_consistent(&pool, *id).await? {
         Some(view) => ok(&view),
         None => Err(Problem::not_found(format!("no order {}", *id))),
     }

@@ -1,23 +1,15 @@
 //! The order service's part in a two-phase-commit checkout: the order, created and
 //! confirmed inside the transaction that is prepared.
 
-use api::{CreateOrder, Participant};
+use api::{CreateOrder, OrderPrepared, Participant};
 use base::{ErrorCode, Problem};
 use participant::TpcWork;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{db, domain::OrderStatus, orders::create};
 
 pub struct OrderTpc;
-
-/// The order, created and confirmed in the prepared transaction.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrderPrepared {
-    pub order_id: Uuid,
-    pub status: OrderStatus,
-}
 
 impl TpcWork for OrderTpc {
     const PARTICIPANT: Participant = Participant::Order;

@@ -2,7 +2,7 @@
 //! checkout shape, with the saga's steps when the order came from a checkout.
 
 use base::{Problem, telemetry::trace_id_of};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
@@ -27,6 +27,17 @@ fn step_status(status: StepStatus) -> api::StepStatus {
         StepStatus::Compensating => api::StepStatus::Compensating,
         StepStatus::Compensated => api::StepStatus::Compensated,
     }
+}
+
+/// The order, its lines and its saga read in one snapshot.
+pub async fn load_consistent(pool: &PgPool, order_id: Uuid) -> Result<Option<OrderView>, Problem> {
+    let mut snapshot = base::db::begin(pool).await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let view = load(&mut snapshot, order_id).await?;
+    snapshot.commit().await?;
+    Ok(view)
 }
 
 /// An order that must exist (404 otherwise).

@@ -9,20 +9,7 @@ pub enum Authorization {
     UnknownToken,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeclineCode {
-    CardDeclined,
-    InsufficientFunds,
-}
-
-impl DeclineCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeclineCode::CardDeclined => "card_declined",
-            DeclineCode::InsufficientFunds => "insufficient_funds",
-        }
-    }
-}
+pub use api::DeclineCode;
 
 /// `tok_visa`, `tok_mastercard`, `tok_amex` approve; `tok_chargeDeclined` declines;
 /// `tok_insufficientFunds` declines above `funds_limit_cents`.

@@ -81,15 +81,15 @@ pub async fn charge(
                 request.order_id,
                 request.amount_cents,
                 token.as_str(),
-                Some(code.as_str()),
+                Some(code.name()),
             )
             .await?;
-            tracing::info!(decline_code = code.as_str(), "charge declined");
+            tracing::info!(decline_code = code.name(), "charge declined");
             Err(Problem::new(
                 ErrorCode::PaymentDeclined,
-                format!("the card was declined: {}", code.as_str()),
+                format!("the card was declined: {}", code.name()),
             )
-            .with_extension("decline_code", code.as_str())
+            .with_extension("decline_code", code.name())
             .with_extension("charge_id", declined.id.to_string()))
         }
         Authorization::Approved | Authorization::UnknownToken => Ok(Charged::New(

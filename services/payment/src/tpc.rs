@@ -1,21 +1,13 @@
 //! Payment's part in a two-phase-commit checkout: the charge, inside the transaction
 //! that is prepared. A declined card votes no (and, rolled back, leaves no record).
 
-use api::{ChargeRequest, Participant};
+use api::{ChargePrepared, ChargeRequest, Participant};
 use base::{ErrorCode, Problem};
 use participant::TpcWork;
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::charges::{Charged, charge};
-
-/// The charge made in the prepared transaction.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ChargePrepared {
-    pub charge_id: Uuid,
-    pub amount_cents: i64,
-}
 
 pub struct PaymentTpc {
     pub funds_limit_cents: i64,

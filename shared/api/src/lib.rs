@@ -85,15 +85,16 @@ pub use orders::{
 pub use participants::{
     CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, NoFields, Participant, RefundRequest, Request, ReserveStock,
 };
-pub use payments::{Charge, ChargeState, Payments, Refund, RefundAnswer, RefundedInFull};
+pub use payments::{Charge, ChargeState, DeclineCode, Payments, Refund, RefundAnswer, RefundedInFull};
 pub use problem::{ErrorCode, ProblemBody};
-pub use reservations::{Reservation, ReservationLine, ReservationState};
+pub use reservations::{Reservation, ReservationLine, ReservationState, Shortage};
 pub use tpc::{
-    Already, Decision, FinishAnswer, FinishOutcome, PrepareAnswer, Prepared, PreparedList, PreparedTransaction, Vote,
+    Already, ChargePrepared, Decision, EmailPrepared, FinishAnswer, FinishOutcome, OrderPrepared, PrepareAnswer,
+    Prepared, PreparedList, PreparedTransaction, StockSold, Vote,
 };
 pub use transactions::{
-    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionList, TransactionState, TransactionStatus,
-    TransactionView,
+    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionFilter, TransactionList, TransactionState,
+    TransactionStatus, TransactionView,
 };
 
 #[cfg(test)]
@@ -130,6 +131,8 @@ mod tests {
         goes_by_its_api_names(ChargeState::ALL);
         goes_by_its_api_names(EmailState::ALL);
         goes_by_its_api_names(ReservationState::ALL);
+        goes_by_its_api_names(DeclineCode::ALL);
+        goes_by_its_api_names(Vote::ALL);
         assert_eq!(ParticipantOutcome::InDoubt.to_string(), "in_doubt");
     }
 

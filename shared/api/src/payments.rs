@@ -21,6 +21,18 @@ pub enum ChargeState {
 
 api_names!("a charge state", ChargeState { Succeeded => "succeeded", Declined => "declined" });
 
+/// Why a card was declined: the `decline_code` of a declined charge and of its
+/// `payment-declined` problem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum DeclineCode {
+    CardDeclined,
+    InsufficientFunds,
+}
+
+api_names!("a decline code", DeclineCode { CardDeclined => "card_declined", InsufficientFunds => "insufficient_funds" });
+
 /// A charge, declined ones included (`decline_code` says why).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -30,6 +42,7 @@ pub struct Charge {
     pub order_id: Uuid,
     pub amount_cents: i64,
     pub state: ChargeState,
+    /// A [`DeclineCode`]'s name, on a declined charge.
     pub decline_code: Option<String>,
     pub refunded_cents: i64,
     pub created_at: DateTime<Utc>,

@@ -210,6 +210,12 @@ impl ProblemBody {
     pub fn code(&self) -> Option<ErrorCode> {
         ErrorCode::from_type_uri(&self.kind)
     }
+
+    /// An extension member read as the type the contract gives it (`shortages` as
+    /// `Vec<Shortage>`, `decline_code` as `DeclineCode`, …).
+    pub fn extension<T: serde::de::DeserializeOwned>(&self, member: &str) -> Option<T> {
+        serde_json::from_value(self.extensions.get(member)?.clone()).ok()
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,16 @@ pub struct ReservationLine {
     pub quantity: i32,
 }
 
+/// A line the shelf cannot fill: an `insufficient-stock` problem lists them in
+/// `shortages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Shortage {
+    pub sku: String,
+    pub requested: i32,
+    pub available: i32,
+}
+
 /// An order's reservation and its lines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

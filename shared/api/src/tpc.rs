@@ -7,6 +7,9 @@ use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{LineItemRequest, OrderStatus};
 
 /// A participant's answer to prepare. Only a `yes` is sent as a vote: a participant
 /// that cannot prepare answers with a problem, which the coordinator counts as no.
@@ -17,6 +20,8 @@ pub enum Vote {
     Yes,
     No,
 }
+
+api_names!("a vote", Vote { Yes => "yes", No => "no" });
 
 /// The body of a successful prepare: the vote, and what the participant prepared
 /// (its own view of the work, e.g. the charge).
@@ -96,6 +101,39 @@ pub enum FinishOutcome {
 pub struct FinishAnswer {
     pub gid: String,
     pub outcome: FinishOutcome,
+}
+
+// What each participant prepared: the `detail` of its yes vote.
+
+/// The order, created and confirmed in the prepared transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderPrepared {
+    pub order_id: Uuid,
+    pub status: OrderStatus,
+}
+
+/// The order's stock, sold in the prepared transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StockSold {
+    pub order_id: Uuid,
+    pub sold: Vec<LineItemRequest>,
+}
+
+/// The charge made in the prepared transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChargePrepared {
+    pub charge_id: Uuid,
+    pub amount_cents: i64,
+}
+
+/// The confirmation, in the outbox in the prepared transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmailPrepared {
+    pub email_id: Uuid,
 }
 
 /// A transaction this participant's database holds prepared, and for how long.

@@ -63,6 +63,53 @@ impl TransactionState {
     }
 }
 
+/// Which transactions `GET /transactions?state=` lists: those in a state, or those in
+/// doubt (unfinished, with a participant that has or may have prepared and not heard
+/// the decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransactionFilter {
+    InDoubt,
+    State(TransactionState),
+}
+
+impl TransactionFilter {
+    pub const ALL: [TransactionFilter; 6] = [
+        TransactionFilter::InDoubt,
+        TransactionFilter::State(TransactionState::Preparing),
+        TransactionFilter::State(TransactionState::Committing),
+        TransactionFilter::State(TransactionState::Aborting),
+        TransactionFilter::State(TransactionState::Committed),
+        TransactionFilter::State(TransactionState::Aborted),
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            TransactionFilter::InDoubt => "in_doubt",
+            TransactionFilter::State(state) => state.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for TransactionFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TransactionFilter {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        TransactionFilter::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TransactionFilter::ALL.iter().map(|f| f.name()).collect();
+                format!("state must be one of {}, got {name:?}", names.join(", "))
+            })
+    }
+}
+
 /// A participant's vote as the coordinator recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

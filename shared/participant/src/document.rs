@@ -113,7 +113,7 @@ pub fn openapi<W: TpcWork>() -> shared::openapi::Document {
     let prepare_answer = ObjectBuilder::new()
         .property("gid", ObjectBuilder::new().schema_type(Type::String))
         .required("gid")
-        .property("vote", Ref::from_schema_name(Vote::name()))
+        .property("vote", Ref::from_schema_name(<Vote as ToSchema>::name()))
         .required("vote")
         .property(
             "detail",
@@ -135,7 +135,7 @@ pub fn openapi<W: TpcWork>() -> shared::openapi::Document {
         .schema(W::Detail::name(), W::Detail::schema())
         .schema(Already::name(), Already::schema())
         .schema(NoFields::name(), NoFields::schema())
-        .schema(Vote::name(), Vote::schema())
+        .schema(<Vote as ToSchema>::name(), Vote::schema())
         .schema(FinishAnswer::name(), FinishAnswer::schema())
         .schema(FinishOutcome::name(), FinishOutcome::schema())
         .schema(PreparedList::name(), PreparedList::schema())

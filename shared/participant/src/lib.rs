@@ -190,7 +190,9 @@ fn vote_yes<D: Serialize>(gid: &Gid, detail: Prepared<D>) -> Result<HttpResponse
 
 /// Phase one: do the work and prepare it, holding its locks. It runs in a task of
 /// its own: a caller that hangs up must not leave a pooled connection half-way
-/// through a transaction.
+/// through a transaction. The body is read as `W::Payload` only once the id is
+/// claimed: a repeated prepare is answered by the id alone (`already`), whatever it
+/// carries.
 async fn prepare<W: TpcWork>(
     work: web::Data<W>,
     pool: web::Data<PgPool>,
@@ -229,7 +231,7 @@ async fn prepare_detached<W: TpcWork>(
     span.record("tx.id", tracing::field::display(gid.transaction_id));
     let mut conn = pool.acquire().await?;
     if is_prepared(&mut conn, &gid).await? {
-        span.record("tx.vote", "yes");
+        span.record("tx.vote", Vote::Yes.name());
         return vote_yes::<W::Detail>(
             &gid,
             Prepared::Again {
@@ -238,7 +240,7 @@ async fn prepare_detached<W: TpcWork>(
         );
     }
     if is_committed(&mut conn, &gid).await? {
-        span.record("tx.vote", "yes");
+        span.record("tx.vote", Vote::Yes.name());
         return vote_yes::<W::Detail>(
             &gid,
             Prepared::Again {
@@ -247,7 +249,7 @@ async fn prepare_detached<W: TpcWork>(
         );
     }
     if is_aborted(&mut conn, &gid).await? {
-        span.record("tx.vote", "no");
+        span.record("tx.vote", Vote::No.name());
         return Err(aborted_before_prepare(&gid));
     }
     // A plain BEGIN on a pooled connection: after PREPARE the session is outside any
@@ -259,19 +261,19 @@ async fn prepare_detached<W: TpcWork>(
             // A PREPARE inside an aborted transaction "succeeds" by rolling back:
             // vote yes only if Postgres really holds it.
             if !is_prepared(&mut conn, &gid).await? {
-                span.record("tx.vote", "no");
+                span.record("tx.vote", Vote::No.name());
                 return Err(Problem::new(
                     ErrorCode::Conflict,
                     "the transaction could not be prepared; voting no",
                 ));
             }
-            span.record("tx.vote", "yes");
+            span.record("tx.vote", Vote::Yes.name());
             tracing::info!(gid = %gid.as_string(), "prepared; locks held until the decision");
             vote_yes(&gid, Prepared::Work(detail))
         }
         Err(problem) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            span.record("tx.vote", "no");
+            span.record("tx.vote", Vote::No.name());
             Err(problem)
         }
     }
@@ -468,7 +470,7 @@ async fn finish_prepared(conn: &mut PgConnection, gid: &Gid, decision: Decision)
     for wait_ms in [10, 20, 40, 80, 160, 320, 0] {
         match sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut *conn).await {
             Ok(_) => {
-                tracing::info!(gid = %gid.as_string(), ?decision, "prepared transaction finished");
+                tracing::info!(gid = %gid.as_string(), %decision, "prepared transaction finished");
                 return Ok(());
             }
             Err(e) if base::db::is_no_such_prepared(&e) => return Ok(()),
@@ -531,17 +533,6 @@ pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<P
 async fn list_prepared(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
     let prepared = fetch_prepared(&pool, Duration::ZERO).await?;
     ok(&PreparedList { prepared })
-}
-
-/// A transaction prepared and never finished would hold its locks forever; tests
-/// assert there are none left.
-pub async fn count_prepared(url: &str) -> Result<i64, sqlx::Error> {
-    let mut conn = PgConnection::connect(url).await?;
-    let n = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(n)
 }
 
 #[cfg(test)]

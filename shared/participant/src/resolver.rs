@@ -87,7 +87,7 @@ async fn resolve_in_doubt(pool: PgPool, client: HttpClient, coordinator: String,
         };
         match finished {
             Ok(()) => {
-                tracing::info!(gid = %tx.gid, ?decision, "resolved an in-doubt transaction by asking the coordinator")
+                tracing::info!(gid = %tx.gid, %decision, "resolved an in-doubt transaction by asking the coordinator")
             }
             Err(e) => tracing::warn!(gid = %tx.gid, error = %e, "resolving an in-doubt transaction failed"),
         }

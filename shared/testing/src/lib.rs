@@ -4,7 +4,8 @@
 //! - [`TestDatabase`]: a fresh database per test on one shared PostgreSQL cluster.
 //! - [`SmtpSink`]: an SMTP server that speaks real SMTP and keeps what it receives.
 //! - [`TestApp`]: a service started in-process on port 0 with a fresh database.
-//! - [`problem`], [`eventually`]: reading problem+json answers; polling for a state.
+//! - [`problem`], [`eventually`], [`count_prepared`]: reading problem+json answers;
+//!   polling for a state; the transactions a database holds prepared.
 //! - [`start_up_tests!`]: the start-up tests every service binary has.
 //! - [`chromium`], [`render_in_chromium`]: a page as headless Chromium renders it,
 //!   with every host but loopback unresolvable.
@@ -307,13 +308,11 @@ fn address(command: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A base URL where nobody listens (a port bound for a moment, then let go): a peer
-/// that is down.
+/// A base URL where nobody listens: a peer that is down. Port 1 (tcpmux) is below the
+/// ephemeral range, so no service of a concurrently running test is ever given it — a
+/// port bound for a moment and let go could be, and the "down" peer would answer.
 pub fn unreachable_url() -> String {
-    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(address) => format!("http://{address}"),
-        Err(e) => panic!("no free port for an unreachable peer: {e}"),
-    }
+    "http://127.0.0.1:1".to_owned()
 }
 
 /// A service started in-process on port 0 with a fresh database.
@@ -362,7 +361,7 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
-    pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> reqwest::Response {
+    pub async fn post(&self, path: &str, body: &impl serde::Serialize, key: Option<&str>) -> reqwest::Response {
         let mut request = self.client.post(self.url(path)).json(body);
         if let Some(key) = key {
             request = request.header(api::headers::IDEMPOTENCY_KEY, key);
@@ -560,4 +559,16 @@ pub fn render_in_chromium(chromium: &std::path::Path, url: &str) -> anyhow::Resu
         Some(status) if !status.success() => anyhow::bail!("Chromium failed on {url} ({status}): {log}"),
         Some(_) => Ok(dom),
     }
+}
+
+/// Transactions left prepared in the database at `url`: one never finished would hold
+/// its locks forever, so tests assert there are none left.
+pub async fn count_prepared(url: &str) -> Result<i64, sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let n = sqlx::query_scalar("SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n)
 }

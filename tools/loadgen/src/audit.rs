@@ -14,8 +14,8 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
 use api::{
-    Catalogue, Email, EmailState, Emails, OrderList, OrderStatus, OrderSummary, OrderView, Payments, PreparedList,
-    Product, Reservation, ReservationState, SagaStatus, TransactionList, TransactionState,
+    Catalogue, Email, EmailState, Emails, OrderList, OrderStatus, OrderSummary, OrderView, Participant, Payments,
+    PreparedList, Product, Reservation, ReservationState, SagaStatus, TransactionList, TransactionState,
 };
 use futures_util::{StreamExt, stream};
 use serde::{Serialize, de::DeserializeOwned};
@@ -194,10 +194,10 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
         }
     }
     for (name, url) in [
-        ("order", &e.order),
-        ("inventory", &e.inventory),
-        ("payment", &e.payment),
-        ("email", &e.email),
+        (Participant::Order, &e.order),
+        (Participant::Inventory, &e.inventory),
+        (Participant::Payment, &e.payment),
+        (Participant::Email, &e.email),
     ] {
         let prepared: PreparedList = api.json(&format!("{url}/tpc/prepared")).await?;
         for held in prepared.prepared {

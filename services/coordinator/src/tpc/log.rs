@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use api::TransactionFilter;
 use chrono::{DateTime, Utc};
 use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
@@ -248,7 +249,7 @@ pub async fn offer_unfinished(pool: &PgPool, limit: i64, reoffer_after: Duration
 #[tracing::instrument(name = "db.fetch_transaction_ids", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_transaction_ids(
     pool: &PgPool,
-    state: Option<&str>,
+    filter: Option<TransactionFilter>,
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -262,7 +263,7 @@ pub async fn fetch_transaction_ids(
            AND ($3::uuid IS NULL OR (t.created_at, t.id) < (SELECT created_at, id FROM transactions WHERE id = $3))
          ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
     )
-    .bind(state)
+    .bind(filter.map(TransactionFilter::name))
     .bind(limit)
     .bind(before)
     .fetch_all(pool)

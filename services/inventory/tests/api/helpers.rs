@@ -1,5 +1,5 @@
+use api::{LineItemRequest, Product, ReserveStock, SetStock};
 use base::config::Service;
-use serde_json::{Value, json};
 use testing::TestApp;
 use uuid::Uuid;
 
@@ -12,19 +12,23 @@ pub async fn set_stock(app: &TestApp, sku: &str, available: i64) {
         .send(
             app.client
                 .put(app.url(&format!("/admin/inventory/{sku}")))
-                .json(&json!({ "available": available })),
+                .json(&SetStock { available }),
         )
         .await;
     assert_eq!(response.status(), 200);
 }
 
-/// The SKU's stock, without the request's own trace id.
-pub async fn stock(app: &TestApp, sku: &str) -> Value {
-    let mut body: Value = app.get(&format!("/inventory/{sku}")).await.json().await.unwrap();
-    body.as_object_mut().unwrap().remove("trace_id");
-    body
+/// The SKU's stock.
+pub async fn stock(app: &TestApp, sku: &str) -> Product {
+    app.get(&format!("/inventory/{sku}")).await.json().await.unwrap()
 }
 
-pub fn reservation(order_id: Uuid, sku: &str, quantity: i64) -> Value {
-    json!({ "order_id": order_id, "items": [ { "sku": sku, "quantity": quantity } ] })
+pub fn reservation(order_id: Uuid, sku: &str, quantity: i64) -> ReserveStock {
+    ReserveStock {
+        order_id,
+        items: vec![LineItemRequest {
+            sku: sku.to_owned(),
+            quantity,
+        }],
+    }
 }

@@ -21,21 +21,21 @@ async fn twenty_concurrent_reservations_of_ten_units_leave_exactly_ten() {
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 422).count(), 10, "{statuses:?}");
     let after = stock(&app, "SKU-004").await;
-    assert_eq!(after["available"], 0);
-    assert_eq!(after["reserved"], 10);
+    assert_eq!(after.available, 0);
+    assert_eq!(after.reserved, 10);
 }
 
 #[actix_web::test]
 async fn a_reservation_moves_stock_and_a_release_moves_it_back() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    let before = stock(&app, "SKU-005").await["available"].as_i64().unwrap();
+    let before = stock(&app, "SKU-005").await.available;
     let response = app.post("/reservations", &reservation(order, "SKU-005", 3), None).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["state"], "held");
-    assert_eq!(stock(&app, "SKU-005").await["available"], before - 3);
-    assert_eq!(stock(&app, "SKU-005").await["reserved"], 3);
+    assert_eq!(stock(&app, "SKU-005").await.available, before - 3);
+    assert_eq!(stock(&app, "SKU-005").await.reserved, 3);
 
     let released = app
         .post(&format!("/reservations/{order}/release"), &json!({}), None)
@@ -44,8 +44,8 @@ async fn a_reservation_moves_stock_and_a_release_moves_it_back() {
     let body: Value = released.json().await.unwrap();
     assert_eq!(body["state"], "released");
     assert_eq!(body["null_compensation"], false);
-    assert_eq!(stock(&app, "SKU-005").await["available"], before);
-    assert_eq!(stock(&app, "SKU-005").await["reserved"], 0);
+    assert_eq!(stock(&app, "SKU-005").await.available, before);
+    assert_eq!(stock(&app, "SKU-005").await.reserved, 0);
 }
 
 #[actix_web::test]
@@ -65,8 +65,8 @@ async fn a_commit_turns_reserved_stock_into_sold_stock_once() {
         assert_eq!(committed.status(), 200);
     }
     let after = stock(&app, "SKU-006").await;
-    assert_eq!(after["reserved"], 0);
-    assert_eq!(after["sold"], 2);
+    assert_eq!(after.reserved, 0);
+    assert_eq!(after.sold, 2);
     let (status, _) = problem(
         app.post(&format!("/reservations/{order}/release"), &json!({}), None)
             .await,
@@ -79,7 +79,7 @@ async fn a_commit_turns_reserved_stock_into_sold_stock_once() {
 async fn a_duplicate_reservation_has_no_second_effect() {
     let app = spawn_app().await;
     let order = Uuid::new_v4();
-    let before = stock(&app, "SKU-007").await["available"].as_i64().unwrap();
+    let before = stock(&app, "SKU-007").await.available;
     assert_eq!(
         app.post("/reservations", &reservation(order, "SKU-007", 4), None)
             .await
@@ -88,7 +88,7 @@ async fn a_duplicate_reservation_has_no_second_effect() {
     );
     let again = app.post("/reservations", &reservation(order, "SKU-007", 4), None).await;
     assert_eq!(again.status(), 200);
-    assert_eq!(stock(&app, "SKU-007").await["available"], before - 4);
+    assert_eq!(stock(&app, "SKU-007").await.available, before - 4);
 }
 
 #[actix_web::test]
@@ -212,7 +212,7 @@ async fn insufficient_stock_reserves_nothing_at_all() {
     let (status, problem_body) = problem(app.post("/reservations", &body, None).await).await;
     assert_eq!(status, 422);
     assert_eq!(problem_body["type"], "urn:txlab:problem:insufficient-stock");
-    assert_eq!(stock(&app, "SKU-010").await["reserved"], 0);
-    assert_eq!(stock(&app, "SKU-009").await["available"], 1);
+    assert_eq!(stock(&app, "SKU-010").await.reserved, 0);
+    assert_eq!(stock(&app, "SKU-009").await.available, 1);
     assert_eq!(app.count("reservations").await, 0);
 }

@@ -1,5 +1,5 @@
+use api::{ChargeRequest, Payments};
 use base::config::Service;
-use serde_json::{Value, json};
 use testing::TestApp;
 use uuid::Uuid;
 
@@ -19,11 +19,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut base::config::Settings))
     .await
 }
 
-pub fn charge(order_id: Uuid, amount_cents: i64, token: &str) -> Value {
-    json!({ "order_id": order_id, "amount_cents": amount_cents, "payment_token": token })
+pub fn charge(order_id: Uuid, amount_cents: i64, token: &str) -> ChargeRequest {
+    ChargeRequest {
+        order_id,
+        amount_cents,
+        payment_token: token.to_owned(),
+    }
 }
 
-pub async fn payments(app: &TestApp, order_id: Uuid) -> Value {
+pub async fn payments(app: &TestApp, order_id: Uuid) -> Payments {
     app.get(&format!("/payments?order_id={order_id}"))
         .await
         .json()
