@@ -37,6 +37,7 @@ fn served(service: &str) -> BTreeSet<String> {
             "get /orders/{order_id}",
             "post /orders/{order_id}/confirm",
             "post /orders/{order_id}/cancel",
+            "get /sagas",
         ],
         "inventory" => &[
             "get /inventory",

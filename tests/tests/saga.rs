@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use api::StepStatus;
+use api::{OrderView, SagaList, SagaStatus, StepStatus};
 use serde_json::{Value, json};
 use testing::{eventually, problem};
-use txlab_tests::{Platform, checkout_body, new_key, step};
+use txlab_tests::{Platform, checkout_body, new_key, step, view};
 
 #[actix_web::test]
 async fn a_checkout_confirms_decrements_stock_charges_once_and_emails_once() {
@@ -207,4 +207,72 @@ async fn a_slow_saga_answers_202_with_a_location_and_finishes_later() {
     .await
     .expect("confirmed later");
     platform.assert_consistent(&done).await;
+}
+
+/// `GET /sagas`: newest first, by state, a page at a time, and what it refuses.
+#[actix_web::test]
+async fn sagas_are_listed_newest_first_by_state_and_a_page_at_a_time() {
+    let platform = Platform::start().await;
+    let mut orders = Vec::new();
+    for token in ["tok_visa", "tok_chargeDeclined", "tok_visa"] {
+        let (status, _, order) = platform
+            .checkout(&checkout_body("SKU-001", 1, token), &new_key(), None)
+            .await;
+        assert_eq!(status, 201, "{order}");
+        orders.push(view::<OrderView>(&order));
+    }
+    let app = &platform.order;
+    let list = |query: &'static str| async move {
+        let response = app.get(&format!("/sagas{query}")).await;
+        assert_eq!(response.status(), 200, "GET /sagas{query}");
+        response.json::<SagaList>().await.unwrap()
+    };
+
+    let all = list("").await;
+    let newest_first: Vec<_> = orders.iter().rev().map(|o| o.order_id).collect();
+    assert_eq!(all.sagas.iter().map(|s| s.order_id).collect::<Vec<_>>(), newest_first);
+    assert_eq!(all.next_cursor, None, "one page holds them all");
+    let declined = &all.sagas[1];
+    assert_eq!(declined.status, SagaStatus::Cancelled);
+    assert!(
+        declined
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("payment-declined")),
+        "{declined:?}"
+    );
+    assert_eq!((declined.max_attempts, declined.retrying), (1, false), "{declined:?}");
+    assert_eq!(declined.trace_id, orders[1].trace_id);
+
+    let cancelled = list("?state=cancelled").await;
+    assert_eq!(cancelled.sagas.len(), 1);
+    assert_eq!(cancelled.sagas[0].order_id, orders[1].order_id);
+    assert_eq!(list("?state=confirmed&retrying=false").await.sagas.len(), 2);
+    assert!(list("?retrying=true").await.sagas.is_empty(), "nothing retried");
+    assert!(list("?older_than_secs=3600").await.sagas.is_empty(), "none an hour old");
+
+    let first = list("?limit=2").await;
+    assert_eq!(first.sagas.len(), 2);
+    let cursor = first.next_cursor.expect("a full page says where the next begins");
+    assert_eq!(cursor, first.sagas[1].saga_id);
+    let response = platform.order.get(&format!("/sagas?limit=2&cursor={cursor}")).await;
+    let rest: SagaList = response.json().await.unwrap();
+    assert_eq!(
+        rest.sagas.iter().map(|s| s.order_id).collect::<Vec<_>>(),
+        [orders[0].order_id]
+    );
+    assert_eq!(rest.next_cursor, None);
+
+    for bad in [
+        "?state=stuck",
+        "?limit=0",
+        "?limit=501",
+        "?older_than_secs=-1",
+        "?retrying=maybe",
+        "?cursor=nope",
+        "?colour=red",
+    ] {
+        let (status, body) = problem(platform.order.get(&format!("/sagas{bad}")).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::{OrderStatus, OrderView};
+use api::{OrderStatus, OrderView, SagaList};
 use testing::eventually;
 use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step, view};
 
@@ -121,6 +121,22 @@ async fn an_email_outage_never_refunds_and_the_email_goes_out_once_it_is_over() 
         "{parked}"
     );
     assert_eq!(parked["status"], "confirmed");
+    // Parked past its first attempt: the listing says it is retrying, and on what.
+    let retrying: SagaList = platform
+        .order
+        .get("/sagas?state=parked&retrying=true")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(retrying.sagas.len(), 1, "{retrying:?}");
+    let saga = &retrying.sagas[0];
+    assert_eq!(saga.order_id.to_string(), id);
+    assert!(saga.retrying && saga.max_attempts > 1, "{saga:?}");
+    assert!(
+        saga.reason.as_deref().is_some_and(|r| r.contains("send_email")),
+        "{saga:?}"
+    );
     assert_eq!(
         platform.payments(&id).await["net_cents"],
         parked["total_cents"],

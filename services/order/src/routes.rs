@@ -1,8 +1,10 @@
 //! Order's HTTP handlers: they parse, call [`crate::orders`] (or the saga, for
 //! `/checkout`) and render.
 
+use std::time::Duration;
+
 use actix_web::{HttpResponse, web};
-use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList};
+use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList, SagaList, SagaStatus};
 use base::Problem;
 use serde::Deserialize;
 use shared::{
@@ -17,6 +19,7 @@ use crate::{
     db,
     domain::{OrderEvent, OrderStatus},
     orders::{self, Transitioned},
+    saga::log::SagaFilter,
     view::OrderView,
 };
 
@@ -45,7 +48,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "order.cancel",
         Idempotency::optional(),
     ))
-    .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)));
+    .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)))
+    .service(web::resource("/sagas").route(web::get().to(list_sagas)));
 }
 
 /// Creates a pending order with priced lines (the saga's first step). A repeat with
@@ -159,6 +163,59 @@ async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) ->
     ok(&OrderList { orders })
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SagasQuery {
+    /// Only sagas in this status.
+    #[param(value_type = Option<SagaStatus>)]
+    state: Option<String>,
+    /// `true`: only unfinished sagas with a step or a compensation past its first
+    /// attempt; `false`: only the others.
+    retrying: Option<bool>,
+    /// Only sagas started at least this many seconds ago.
+    #[param(minimum = 0, maximum = 315_360_000)]
+    older_than_secs: Option<i64>,
+    /// 1–500; 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<Uuid>,
+}
+
+/// Sagas, newest first: which are running, retrying, compensating, parked, or stuck
+/// for longer than a while.
+#[utoipa::path(get, path = "/sagas", tag = "sagas", params(SagasQuery),
+    responses((status = 200, description = "A page of sagas", body = SagaList)))]
+async fn list_sagas(pool: web::Data<PgPool>, query: web::Query<SagasQuery>) -> Result<HttpResponse, Problem> {
+    let status = match query.state.as_deref() {
+        None => None,
+        Some(raw) => Some(raw.parse::<SagaStatus>().map_err(Problem::invalid)?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::invalid(format!(
+            "limit must be between 1 and 500, got {limit}"
+        )));
+    }
+    let older_than = match query.older_than_secs {
+        None => None,
+        Some(secs @ 0..=315_360_000) => Some(Duration::from_secs(secs.unsigned_abs())),
+        Some(secs) => {
+            return Err(Problem::invalid(format!(
+                "older_than_secs must be between 0 and 315360000, got {secs}"
+            )));
+        }
+    };
+    let filter = SagaFilter {
+        status,
+        retrying: query.retrying,
+        older_than,
+        after: query.cursor,
+    };
+    ok(&crate::view::sagas(&pool, &filter, limit).await?)
+}
+
 /// The order service's own endpoints, for its OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
@@ -167,6 +224,7 @@ async fn list_orders(pool: web::Data<PgPool>, query: web::Query<OrdersQuery>) ->
     list_orders,
     show_order,
     confirm_order,
-    cancel_order
+    cancel_order,
+    list_sagas
 ))]
 pub struct Api;

@@ -1,6 +1,8 @@
 //! An order as `GET /orders/{id}` and `POST /checkout` show it: the contract's
-//! checkout shape, with the saga's steps when the order came from a checkout.
+//! checkout shape, with the saga's steps when the order came from a checkout; and
+//! sagas as `GET /sagas` lists them.
 
+use api::{SagaList, SagaSummary};
 use base::{Problem, telemetry::trace_id_of};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -26,6 +28,36 @@ fn step_status(status: StepStatus) -> api::StepStatus {
         StepStatus::Failed => api::StepStatus::Failed,
         StepStatus::Compensating => api::StepStatus::Compensating,
         StepStatus::Compensated => api::StepStatus::Compensated,
+    }
+}
+
+/// A page of sagas, newest first; the cursor of the next page when this one is full.
+pub async fn sagas(pool: &PgPool, filter: &log::SagaFilter, limit: i64) -> Result<SagaList, Problem> {
+    let rows = log::list_sagas(pool, filter, limit).await?;
+    let next_cursor = match rows.last() {
+        Some(last) if i64::try_from(rows.len()).is_ok_and(|n| n == limit) => Some(last.id),
+        _ => None,
+    };
+    Ok(SagaList {
+        sagas: rows.into_iter().map(saga_summary).collect(),
+        next_cursor,
+    })
+}
+
+fn saga_summary(row: log::SagaListing) -> SagaSummary {
+    let max_attempts = u32::try_from(row.max_attempts).unwrap_or(0);
+    SagaSummary {
+        saga_id: row.id,
+        order_id: row.order_id,
+        status: row.status,
+        reason: row.parked_reason.or(row.reason),
+        // Written from a participant's name; anything else was never written here.
+        parked_on: row.parked_on.and_then(|name| name.parse().ok()),
+        max_attempts,
+        retrying: !row.status.is_final() && max_attempts > 1,
+        trace_id: row.traceparent.as_deref().and_then(trace_id_of).map(str::to_owned),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     }
 }
 

@@ -10,7 +10,7 @@
 //! - [`tpc`]: the two-phase-commit exchange: what a participant prepares, its vote,
 //!   the coordinator's decision and the participant's acknowledgement; the
 //!   transactions a participant holds prepared.
-//! - [`orders`]: orders, the saga that runs a checkout, and its steps.
+//! - [`orders`]: orders, the saga that runs a checkout and its steps, and sagas listed.
 //! - [`transactions`]: 2PC transactions as the coordinator shows them.
 //! - [`reservations`]: stock held for an order.
 //! - [`resilience`]: what `GET /admin/resilience` shows.
@@ -79,8 +79,8 @@ pub use catalogue::{Catalogue, Product, SetStock};
 pub use checkout::{CheckoutRequest, LineItemRequest, PricedLine};
 pub use emails::{Email, EmailState, Emails};
 pub use orders::{
-    CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView, SagaStatus, SagaView,
-    StepStatus, StepView,
+    CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView, SagaList, SagaStatus,
+    SagaSummary, SagaView, StepStatus, StepView,
 };
 pub use participants::{
     CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, NoFields, Participant, RefundRequest, Request, ReserveStock,

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::Participant;
+
 /// Where an order stands. `pending` until its checkout is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +144,37 @@ pub struct SagaView {
     pub reason: Option<String>,
     /// Why it is compensating or was cancelled (the first refusal), also while parked.
     pub cancel_reason: Option<String>,
+}
+
+/// A saga in a list (`GET /sagas`): where it stands, and how hard it is trying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaSummary {
+    pub saga_id: Uuid,
+    pub order_id: Uuid,
+    pub status: SagaStatus,
+    /// Why it is parked, when it is; otherwise why it is compensating or was cancelled.
+    pub reason: Option<String>,
+    /// The participant a parked saga waits for, when it waits for one to recover.
+    pub parked_on: Option<Participant>,
+    /// The most attempts any of its steps or compensations has taken so far.
+    pub max_attempts: u32,
+    /// Unfinished, with a step or a compensation past its first attempt.
+    pub retrying: bool,
+    /// The checkout's trace.
+    pub trace_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When its log last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /sagas`: a page of sagas, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaList {
+    pub sagas: Vec<SagaSummary>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<Uuid>,
 }
 
 /// An order in a list.

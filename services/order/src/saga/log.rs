@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 pub use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -202,6 +203,60 @@ pub async fn update_saga(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Which sagas a listing shows; every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct SagaFilter {
+    pub status: Option<SagaStatus>,
+    /// `Some(true)`: only unfinished sagas with a step or compensation past its first
+    /// attempt; `Some(false)`: only the others.
+    pub retrying: Option<bool>,
+    /// Only sagas started at least this long ago.
+    pub older_than: Option<Duration>,
+    /// Only sagas older than this one (the last of the previous page).
+    pub after: Option<Uuid>,
+}
+
+/// A saga as a listing shows it: its row and the most attempts any step has taken.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SagaListing {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub status: SagaStatus,
+    pub reason: Option<String>,
+    pub parked_reason: Option<String>,
+    pub parked_on: Option<String>,
+    pub traceparent: Option<String>,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of sagas, newest first, from the `sagas_newest` index.
+#[tracing::instrument(name = "db.list_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn list_sagas(pool: &PgPool, filter: &SagaFilter, limit: i64) -> Result<Vec<SagaListing>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.id, s.order_id, s.status, s.reason, s.parked_reason, s.parked_on, s.traceparent,
+                s.created_at, s.updated_at, m.max_attempts
+         FROM sagas s
+         CROSS JOIN LATERAL (SELECT coalesce(max(greatest(st.attempts, st.compensation_attempts)), 0) AS max_attempts
+                             FROM saga_steps st WHERE st.saga_id = s.id) m
+         WHERE ($1::saga_status IS NULL OR s.status = $1)
+           AND ($2::boolean IS NULL
+                OR $2 = (s.status IN ('running', 'compensating', 'parked') AND m.max_attempts > 1))
+           AND ($3::float8 IS NULL OR s.created_at <= now() - make_interval(secs => $3))
+           AND ($4::uuid IS NULL OR (s.created_at, s.id) < (SELECT c.created_at, c.id FROM sagas c WHERE c.id = $4))
+         ORDER BY s.created_at DESC, s.id DESC
+         LIMIT $5",
+    )
+    .bind(filter.status)
+    .bind(filter.retrying)
+    .bind(filter.older_than.map(|d| d.as_secs_f64()))
+    .bind(filter.after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Unfinished sagas that are due — running or compensating ones a crash left behind,
