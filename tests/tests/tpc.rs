@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::{ChargeRequest, ParticipantOutcome, ParticipantVote, TransactionStatus, TransactionView};
+use api::{ChargeRequest, ParticipantOutcome, ParticipantVote, PreparedList, TransactionStatus, TransactionView};
 use serde_json::Value;
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant, view};
@@ -164,8 +164,26 @@ async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
     // stay in doubt, holding their locks.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(participant(&in_doubt, "inventory").outcome, ParticipantOutcome::InDoubt);
-    let prepared: Value = platform.inventory.get("/tpc/prepared").await.json().await.unwrap();
-    assert_eq!(prepared["prepared"].as_array().unwrap().len(), 1, "{prepared}");
+    let prepared: PreparedList = platform.inventory.get("/tpc/prepared").await.json().await.unwrap();
+    assert_eq!(prepared.prepared.len(), 1, "{prepared:?}");
+    // What it holds, read from the database: the SKU's row, and the tables it wrote.
+    let held = &prepared.prepared[0];
+    assert_eq!(held.rows, ["SKU-007"], "{held:?}");
+    assert!(
+        held.locks
+            .iter()
+            .any(|l| l.relation.as_deref() == Some("products") && l.mode == "RowExclusiveLock"),
+        "{held:?}"
+    );
+    // The payment holds its per-order advisory lock until the decision.
+    let payment: PreparedList = platform.payment.get("/tpc/prepared").await.json().await.unwrap();
+    assert!(
+        payment
+            .prepared
+            .iter()
+            .any(|p| p.locks.iter().any(|l| l.kind == "advisory")),
+        "{payment:?}"
+    );
 
     // A saga checkout of the same SKU meets the held row locks: its reservation waits,
     // gives up after the lock timeout, and is retried.

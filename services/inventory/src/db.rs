@@ -45,6 +45,16 @@ pub async fn update_available(
     .await
 }
 
+/// The SKUs whose rows the prepared transaction `xid` holds: it updated them, so the
+/// version everyone else still sees names it as its lock holder (`xmax`).
+#[tracing::instrument(name = "db.fetch_skus_held_by", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_skus_held_by(conn: &mut PgConnection, xid: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT sku FROM products WHERE xmax::text = $1 ORDER BY sku")
+        .bind(xid)
+        .fetch_all(conn)
+        .await
+}
+
 /// Locks the products in SKU order (no deadlocks between concurrent reservations)
 /// and returns `(sku, available)` for those that exist.
 #[tracing::instrument(name = "db.lock_products", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT FOR UPDATE"))]

@@ -24,6 +24,11 @@ impl TpcWork for InventoryTpc {
     type Payload = ReserveStock;
     type Detail = StockSold;
 
+    /// The SKUs whose stock it changed: their rows stay locked until the decision.
+    async fn held_rows(conn: &mut PgConnection, xid: &str) -> Result<Vec<String>, sqlx::Error> {
+        db::fetch_skus_held_by(conn, xid).await
+    }
+
     async fn prepare(&self, conn: &mut PgConnection, _: Uuid, payload: ReserveStock) -> Result<StockSold, Problem> {
         let items = LineItems::parse(&payload.items)?;
         match reserve(conn, payload.order_id, &items).await? {

@@ -89,8 +89,8 @@ pub use payments::{Charge, ChargeState, DeclineCode, Payments, Refund, RefundAns
 pub use problem::{ErrorCode, ProblemBody};
 pub use reservations::{Reservation, ReservationLine, ReservationState, Shortage};
 pub use tpc::{
-    Already, ChargePrepared, Decision, EmailPrepared, FinishAnswer, FinishOutcome, OrderPrepared, PrepareAnswer,
-    Prepared, PreparedList, PreparedTransaction, StockSold, Vote,
+    Already, ChargePrepared, Decision, EmailPrepared, FinishAnswer, FinishOutcome, HeldLock, OrderPrepared,
+    PrepareAnswer, Prepared, PreparedList, PreparedTransaction, StockSold, Vote,
 };
 pub use transactions::{
     ParticipantOutcome, ParticipantView, ParticipantVote, TransactionFilter, TransactionList, TransactionState,

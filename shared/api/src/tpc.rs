@@ -136,14 +136,34 @@ pub struct EmailPrepared {
     pub email_id: Uuid,
 }
 
-/// A transaction this participant's database holds prepared, and for how long.
+/// A transaction this participant's database holds prepared, for how long, and what
+/// it holds locked meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
 pub struct PreparedTransaction {
     pub gid: String,
     pub prepared_at: DateTime<Utc>,
     pub age_seconds: f64,
+    /// Its locks on tables and its advisory locks, as `pg_locks` shows them.
+    #[serde(default)]
+    pub locks: Vec<HeldLock>,
+    /// The keys of the rows it holds (for inventory, the SKUs), read from the rows'
+    /// lock holder (`xmax`): what other transactions wait for.
+    #[serde(default)]
+    pub rows: Vec<String>,
+}
+
+/// A lock a prepared transaction holds, from `pg_locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct HeldLock {
+    /// `relation` (a table) or `advisory`.
+    pub kind: String,
+    /// The table, for a `relation` lock.
+    pub relation: Option<String>,
+    /// e.g. `RowExclusiveLock`, `ExclusiveLock`.
+    pub mode: String,
 }
 
 /// `GET /tpc/prepared`: the transactions prepared here, oldest first; each holds its

@@ -1,7 +1,7 @@
 //! The participant endpoints' OpenAPI operations, built from the service's
 //! [`TpcWork`] types, for the service's `/openapi.json`.
 
-use api::{Already, FinishAnswer, FinishOutcome, NoFields, PreparedList, PreparedTransaction, Vote};
+use api::{Already, FinishAnswer, FinishOutcome, HeldLock, NoFields, PreparedList, PreparedTransaction, Vote};
 
 use crate::TpcWork;
 
@@ -140,6 +140,7 @@ pub fn openapi<W: TpcWork>() -> shared::openapi::Document {
         .schema(FinishOutcome::name(), FinishOutcome::schema())
         .schema(PreparedList::name(), PreparedList::schema())
         .schema(PreparedTransaction::name(), PreparedTransaction::schema())
+        .schema(HeldLock::name(), HeldLock::schema())
         .schema("PrepareAnswer", RefOr::T(prepare_answer.into()))
         .schemas_from_iter(schemas)
         .build();

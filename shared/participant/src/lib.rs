@@ -34,9 +34,10 @@ use std::{future::Future, time::Duration};
 
 use actix_web::{HttpResponse, web};
 use api::{
-    Already, Decision, FinishAnswer, FinishOutcome, NoFields, Participant, PrepareAnswer, Prepared, PreparedList,
-    PreparedTransaction, Vote,
+    Already, Decision, FinishAnswer, FinishOutcome, HeldLock, NoFields, Participant, PrepareAnswer, Prepared,
+    PreparedList, PreparedTransaction, Vote,
 };
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection, PgPool};
 use tracing::Instrument;
@@ -106,6 +107,13 @@ pub trait TpcWork: 'static {
         transaction_id: Uuid,
         payload: Self::Payload,
     ) -> impl Future<Output = Result<Self::Detail, Problem>>;
+
+    /// The keys of the rows the prepared transaction `xid` holds locked (for
+    /// inventory, the SKUs), read from the rows' lock holder (`xmax`); none by default.
+    fn held_rows(conn: &mut PgConnection, xid: &str) -> impl Future<Output = Result<Vec<String>, sqlx::Error>> {
+        let _ = (conn, xid);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// The routes, for a service whose work is `W` (registered as `web::Data<W>`).
@@ -125,7 +133,7 @@ pub fn routes<W: TpcWork>(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(abort::<W>))
             .wrap(FaultPoint::new(W::ABORT_OPERATION)),
     )
-    .service(web::resource("/tpc/prepared").route(web::get().to(list_prepared)));
+    .service(web::resource("/tpc/prepared").route(web::get().to(list_prepared::<W>)));
 }
 
 fn parse_gid<W: TpcWork>(raw: &str) -> Result<Gid, Problem> {
@@ -517,10 +525,36 @@ async fn wait_for_prepare(conn: &mut PgConnection, gid: &Gid) -> Result<(), Prob
     }
 }
 
+/// A `pg_prepared_xacts` row of this database.
+#[derive(sqlx::FromRow)]
+struct PreparedRow {
+    gid: String,
+    prepared_at: DateTime<Utc>,
+    age_seconds: f64,
+    xid: String,
+}
+
+/// This database's transactions prepared at least `older_than` ago, oldest first
+/// (what they hold is left empty; see [`fetch_prepared_holding`]).
 #[tracing::instrument(name = "db.fetch_prepared", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<PreparedTransaction>, sqlx::Error> {
+    Ok(prepared_rows(pool, older_than)
+        .await?
+        .into_iter()
+        .map(|row| PreparedTransaction {
+            gid: row.gid,
+            prepared_at: row.prepared_at,
+            age_seconds: row.age_seconds,
+            locks: Vec::new(),
+            rows: Vec::new(),
+        })
+        .collect())
+}
+
+async fn prepared_rows(pool: &PgPool, older_than: Duration) -> Result<Vec<PreparedRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT gid, prepared AS prepared_at, extract(epoch FROM now() - prepared)::float8 AS age_seconds
+        "SELECT gid, prepared AS prepared_at, extract(epoch FROM now() - prepared)::float8 AS age_seconds,
+                transaction::text AS xid
          FROM pg_prepared_xacts
          WHERE database = current_database() AND gid LIKE 'txlab\\_%' AND prepared <= now() - make_interval(secs => $1)
          ORDER BY prepared",
@@ -530,8 +564,43 @@ pub async fn fetch_prepared(pool: &PgPool, older_than: Duration) -> Result<Vec<P
     .await
 }
 
-async fn list_prepared(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
-    let prepared = fetch_prepared(&pool, Duration::ZERO).await?;
+/// Every prepared transaction of this database with what it holds: its table and
+/// advisory locks from `pg_locks` (held, with no process, by the virtual transaction
+/// that holds the lock on its own xid), and the rows it holds as `W` names them.
+#[tracing::instrument(name = "db.fetch_prepared_holding", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_prepared_holding<W: TpcWork>(pool: &PgPool) -> Result<Vec<PreparedTransaction>, sqlx::Error> {
+    let rows = prepared_rows(pool, Duration::ZERO).await?;
+    let mut conn = pool.acquire().await?;
+    let mut prepared = Vec::with_capacity(rows.len());
+    for row in rows {
+        let locks: Vec<HeldLock> = sqlx::query_as(
+            "SELECT l.locktype AS kind, c.relname::text AS relation, l.mode
+             FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+             WHERE l.pid IS NULL
+               AND l.virtualtransaction = (SELECT t.virtualtransaction FROM pg_locks t
+                                           WHERE t.locktype = 'transactionid' AND t.pid IS NULL
+                                             AND t.transactionid::text = $1)
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND (l.locktype = 'advisory' OR (l.locktype = 'relation' AND c.relkind IN ('r', 'p')))
+             ORDER BY l.locktype, c.relname, l.mode",
+        )
+        .bind(&row.xid)
+        .fetch_all(&mut *conn)
+        .await?;
+        let held = W::held_rows(&mut conn, &row.xid).await?;
+        prepared.push(PreparedTransaction {
+            gid: row.gid,
+            prepared_at: row.prepared_at,
+            age_seconds: row.age_seconds,
+            locks,
+            rows: held,
+        });
+    }
+    Ok(prepared)
+}
+
+async fn list_prepared<W: TpcWork>(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+    let prepared = fetch_prepared_holding::<W>(&pool).await?;
     ok(&PreparedList { prepared })
 }
 
