@@ -149,13 +149,16 @@ impl<T: serde::de::DeserializeOwned> CallOutcome<T> {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             Err(e) => return CallOutcome::Unknown(format!("answer {status} lost while reading: {e}")),
         };
+        if (200..=299).contains(&status) {
+            return match serde_json::from_value(body) {
+                Ok(body) => CallOutcome::Succeeded(body),
+                Err(e) => CallOutcome::Unknown(format!("answer {status} unreadable: {e}")),
+            };
+        }
+        // Only an error answer is read as a problem: a success is not copied for it.
         let problem: Option<ProblemBody> = serde_json::from_value(body.clone()).ok();
         let problem_type = problem.as_ref().and_then(ProblemBody::code);
         match status {
-            200..=299 => match serde_json::from_value(body) {
-                Ok(body) => CallOutcome::Succeeded(body),
-                Err(e) => CallOutcome::Unknown(format!("answer {status} unreadable: {e}")),
-            },
             // Timed out, locked rows, too many requests: nothing definite, try again.
             408 | 423 | 429 => CallOutcome::Unknown(format!("{status}: {}", detail(problem.as_ref(), &body))),
             409 if problem_type == Some(ErrorCode::IdempotencyKeyInFlight) => CallOutcome::InFlight {

@@ -345,11 +345,12 @@ async fn one_checkout(
     let latency = intended.elapsed().as_micros() as u64;
     let Ok(mut shared) = shared.lock() else { return };
     let _ = shared.histogram.record(latency.max(1));
-    match &answer {
-        Ok((201 | 202, Some(body))) if decided(body).is_some() => {
-            let Some((order_id, outcome)) = decided(body) else {
-                return;
-            };
+    let checkout = match &answer {
+        Ok((201 | 202, Some(body))) => decided(body),
+        _ => None,
+    };
+    match (&answer, checkout) {
+        (_, Some((order_id, outcome))) => {
             shared.order_ids.push(order_id.to_string());
             match outcome {
                 Some(true) => shared.outcomes.succeeded += 1,
@@ -357,7 +358,7 @@ async fn one_checkout(
                 None => shared.outcomes.pending += 1,
             }
         }
-        Ok((503, Some(Answer::Problem(problem)))) if problem.code() == Some(ErrorCode::Overloaded) => {
+        (Ok((503, Some(Answer::Problem(problem)))), None) if problem.code() == Some(ErrorCode::Overloaded) => {
             shared.outcomes.shed += 1
         }
         _ => shared.outcomes.fail(failure(&answer)),
