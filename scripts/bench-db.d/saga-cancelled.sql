@@ -29,11 +29,14 @@ SELECT id, order_id FROM sagas WHERE checkout_key = :checkout_scoped;
 SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = :sku;
 -- order  log::insert_saga
 BEGIN;
-INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
-VALUES (:saga_id, :order_id, :checkout_scoped,
-        '{"customer_email":"load1@example.com","payment_token":"tok_chargeDeclined","items":[{"sku":"SKU-001","quantity":1,"unit_price_cents":2100}],"total_cents":2100}',
-        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', NULL)
-ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id;
+WITH saga AS (
+    INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
+    VALUES (:saga_id, :order_id, :checkout_scoped,
+            '{"customer_email":"load1@example.com","payment_token":"tok_chargeDeclined","items":[{"sku":"SKU-001","quantity":1,"unit_price_cents":2100}],"total_cents":2100}',
+            '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', NULL)
+    ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id),
+started AS (INSERT INTO saga_events (saga_id, kind) SELECT id, 'saga_started' FROM saga)
+SELECT id, order_id FROM saga;
 INSERT INTO saga_steps (saga_id, position, step)
 SELECT :saga_id, (ordinality - 1)::smallint, step
 FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
@@ -44,7 +47,11 @@ SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE
 
 -- step 0 create_order ---------------------------------------------------------
 -- order  Engine::drive · log::update_step (before the attempt)
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- order  POST /orders · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -69,11 +76,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'order' AND key = :key_create_order AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  log::update_step (after the outcome)
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 1 reserve_inventory ----------------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- inventory  POST /reservations · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -96,11 +111,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'inventory' AND key = :key_reserve_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 2 charge_payment (the pivot), declined ----------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- payment  POST /charges · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -119,15 +142,26 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'payment' AND key = :key_charge_payment AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'failed', attempts = 1, compensation_attempts = 0, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'failed', attempts = 1, compensation_attempts = 0, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'refused', 402, '402 payment-declined: the card was declined: card_declined', 12.5 FROM step;
 -- order  log::update_saga (running → compensating)
-UPDATE sagas SET status = 'compensating', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
-       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
-WHERE id = :saga_id;
+WITH saga AS (
+    UPDATE sagas SET status = 'compensating', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
+           parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+    WHERE id = :saga_id RETURNING id)
+INSERT INTO saga_events (saga_id, kind, status, detail, participant)
+SELECT id, 'status_changed', 'compensating', '402 payment-declined: the card was declined: card_declined', NULL FROM saga;
 
 -- compensate step 2: POST /refunds (nothing was charged: a null compensation) ----
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- payment  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_refund, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -146,11 +180,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'payment' AND key = :key_refund AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = '402 payment-declined: the card was declined: card_declined', updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_ended', step, 1, 'succeeded', 200, NULL, 12.5 FROM step;
 
 -- compensate step 1: POST /reservations/{id}/release ---------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- inventory  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_release, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -170,11 +212,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'inventory' AND key = :key_release AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_ended', step, 1, 'succeeded', 200, NULL, 12.5 FROM step;
 
 -- compensate step 0: POST /orders/{id}/cancel -----------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensating', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- order  IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_cancel, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -195,13 +245,20 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'order' AND key = :key_cancel AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'compensated', attempts = 1, compensation_attempts = 1, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'compensation_ended', step, 1, 'succeeded', 200, NULL, 12.5 FROM step;
 
 -- the end -----------------------------------------------------------------------
 -- order  log::update_saga (compensating → cancelled)
-UPDATE sagas SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
-       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
-WHERE id = :saga_id;
+WITH saga AS (
+    UPDATE sagas SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', parked_reason = NULL,
+           parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+    WHERE id = :saga_id RETURNING id)
+INSERT INTO saga_events (saga_id, kind, status, detail, participant)
+SELECT id, 'status_changed', 'cancelled', '402 payment-declined: the card was declined: card_declined', NULL FROM saga;
 -- order  checkout · view::load_existing (autocommit reads on one connection)
 SELECT id FROM sagas WHERE order_id = :order_id;
 SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;

@@ -24,11 +24,14 @@ SELECT id, order_id FROM sagas WHERE checkout_key = :checkout_scoped;
 SELECT sku, name, price_cents, available, reserved, sold, stocked FROM products WHERE sku = :sku;
 -- order  log::insert_saga
 BEGIN;
-INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
-VALUES (:saga_id, :order_id, :checkout_scoped,
-        '{"customer_email":"load1@example.com","payment_token":"tok_visa","items":[{"sku":"SKU-001","quantity":1,"unit_price_cents":2100}],"total_cents":2100}',
-        '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', NULL)
-ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id;
+WITH saga AS (
+    INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
+    VALUES (:saga_id, :order_id, :checkout_scoped,
+            '{"customer_email":"load1@example.com","payment_token":"tok_visa","items":[{"sku":"SKU-001","quantity":1,"unit_price_cents":2100}],"total_cents":2100}',
+            '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', NULL)
+    ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id),
+started AS (INSERT INTO saga_events (saga_id, kind) SELECT id, 'saga_started' FROM saga)
+SELECT id, order_id FROM saga;
 INSERT INTO saga_steps (saga_id, position, step)
 SELECT :saga_id, (ordinality - 1)::smallint, step
 FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
@@ -39,7 +42,11 @@ SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE
 
 -- step 0 create_order ---------------------------------------------------------
 -- order  Engine::drive · log::update_step (before the attempt)
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- order  POST /orders · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_create_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -64,11 +71,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'order' AND key = :key_create_order AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  log::update_step (after the outcome)
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 0;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 0 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 1 reserve_inventory ----------------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- inventory  POST /reservations · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_reserve_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -91,11 +106,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'inventory' AND key = :key_reserve_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 1;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 1 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 2 charge_payment (the pivot) -------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- payment  POST /charges · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('payment', :key_charge_payment, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -114,11 +137,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'payment' AND key = :key_charge_payment AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 2;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 2 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 3 commit_inventory -----------------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 3 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- inventory  POST /reservations/{id}/commit · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('inventory', :key_commit_inventory, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -136,11 +167,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'inventory' AND key = :key_commit_inventory AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 3;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 3 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 4 confirm_order --------------------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 4 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- order  POST /orders/{id}/confirm · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('order', :key_confirm_order, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -161,11 +200,19 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'order' AND key = :key_confirm_order AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 4;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 4 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- step 5 send_email -----------------------------------------------------------
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
+WITH step AS (
+    UPDATE saga_steps SET status = 'running', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 5 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_started', step, 1, NULL, NULL, NULL, NULL FROM step;
 -- email  POST /emails · IdempotencyStore::claim (the idempotency claim)
 INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_token, locked_until)
 VALUES ('email', :key_send_email, sha256(:saga_id::bytea), 'in_flight', :lease, now() + make_interval(secs => 10000 / 1000.0))
@@ -184,13 +231,20 @@ UPDATE idempotency_keys SET state = 'completed', locked_until = NULL, completed_
 WHERE scope = 'email' AND key = :key_send_email AND lease_token = :lease AND state = 'in_flight';
 COMMIT;
 -- order  Engine::drive · log::update_step
-UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now() WHERE saga_id = :saga_id AND position = 5;
+WITH step AS (
+    UPDATE saga_steps SET status = 'succeeded', attempts = 1, compensation_attempts = 0, last_error = NULL, updated_at = now()
+    WHERE saga_id = :saga_id AND position = 5 RETURNING saga_id, step)
+INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+SELECT saga_id, 'step_ended', step, 1, 'succeeded', 201, NULL, 12.5 FROM step;
 
 -- the end -----------------------------------------------------------------------
 -- order  Engine::drive · log::update_saga (running → confirmed)
-UPDATE sagas SET status = 'confirmed', reason = NULL, parked_reason = NULL,
-       parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
-WHERE id = :saga_id;
+WITH saga AS (
+    UPDATE sagas SET status = 'confirmed', reason = NULL, parked_reason = NULL,
+           parked_compensating = false, parked_on = NULL, next_attempt_at = now() + make_interval(secs => 0), updated_at = now()
+    WHERE id = :saga_id RETURNING id)
+INSERT INTO saga_events (saga_id, kind, status, detail, participant)
+SELECT id, 'status_changed', 'confirmed', NULL, NULL FROM saga;
 -- order  checkout · view::load_existing (autocommit reads on one connection)
 SELECT id FROM sagas WHERE order_id = :order_id;
 SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::{OrderView, SagaList, SagaStatus, StepStatus};
+use api::{OrderView, SagaHistory, SagaList, SagaStatus, StepStatus};
 use serde_json::{Value, json};
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, new_key, step, view};
@@ -273,6 +273,132 @@ async fn sagas_are_listed_newest_first_by_state_and_a_page_at_a_time() {
         "?colour=red",
     ] {
         let (status, body) = problem(platform.order.get(&format!("/sagas{bad}")).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+/// `GET /sagas/{id}/history`: the saga log as events, oldest first, a page at a time.
+#[actix_web::test]
+async fn a_sagas_history_shows_each_attempt_its_compensations_and_why_it_changed() {
+    let platform = Platform::start().await;
+    let history = |saga_id: uuid::Uuid, query: &'static str| {
+        let app = &platform.order;
+        async move {
+            let response = app.get(&format!("/sagas/{saga_id}/history{query}")).await;
+            assert_eq!(response.status(), 200, "history{query}");
+            response.json::<SagaHistory>().await.unwrap()
+        }
+    };
+    let described = |h: &SagaHistory| -> Vec<String> {
+        h.events
+            .iter()
+            .map(|e| {
+                let mut line = e.kind.to_string();
+                for part in [
+                    e.step.clone(),
+                    e.outcome.map(|o| o.to_string()),
+                    e.status_code.map(|c| c.to_string()),
+                    e.status.map(|s| s.to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    line = format!("{line} {part}");
+                }
+                line
+            })
+            .collect()
+    };
+
+    let (_, _, confirmed) = platform
+        .checkout(&checkout_body("SKU-004", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let confirmed = view::<OrderView>(&confirmed);
+    let saga_id = confirmed.saga.as_ref().unwrap().saga_id;
+    let shown = history(saga_id, "").await;
+    assert_eq!((shown.saga_id, shown.order_id), (saga_id, confirmed.order_id));
+    let mut expected = vec!["saga_started".to_owned()];
+    for (name, code) in [
+        ("create_order", 201),
+        ("reserve_inventory", 201),
+        ("charge_payment", 201),
+        ("commit_inventory", 200),
+        ("confirm_order", 200),
+        ("send_email", 201),
+    ] {
+        expected.push(format!("step_started {name}"));
+        expected.push(format!("step_ended {name} succeeded {code}"));
+    }
+    expected.push("status_changed confirmed".to_owned());
+    assert_eq!(described(&shown), expected);
+    assert!(
+        shown
+            .events
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].at <= w[1].at)
+    );
+    let ended = &shown.events[2];
+    assert_eq!((ended.attempt, ended.detail.as_deref()), (Some(1), None), "{ended:?}");
+    assert!(ended.duration_ms.is_some_and(|ms| ms > 0.0), "{ended:?}");
+    assert_eq!(shown.next_cursor, None);
+
+    // A page at a time.
+    let first = history(saga_id, "?limit=5").await;
+    assert_eq!(first.events, shown.events[..5]);
+    let cursor = first.next_cursor.expect("a full page says where the next begins");
+    let response = platform
+        .order
+        .get(&format!("/sagas/{saga_id}/history?cursor={cursor}"))
+        .await;
+    let rest: SagaHistory = response.json().await.unwrap();
+    assert_eq!(rest.events, shown.events[5..]);
+
+    // A declined card: the refusal, why the saga turned back, and the compensations
+    // newest first.
+    let (_, _, declined) = platform
+        .checkout(&checkout_body("SKU-004", 1, "tok_chargeDeclined"), &new_key(), None)
+        .await;
+    let declined = view::<OrderView>(&declined);
+    let shown = history(declined.saga.as_ref().unwrap().saga_id, "").await;
+    assert_eq!(
+        described(&shown)[5..],
+        [
+            "step_started charge_payment",
+            "step_ended charge_payment refused 402",
+            "status_changed compensating",
+            "compensation_started charge_payment",
+            "compensation_ended charge_payment succeeded 200",
+            "compensation_started reserve_inventory",
+            "compensation_ended reserve_inventory succeeded 200",
+            "compensation_started create_order",
+            "compensation_ended create_order succeeded 200",
+            "status_changed cancelled",
+        ]
+    );
+    let refused = &shown.events[6];
+    assert!(
+        refused
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("payment-declined")),
+        "{refused:?}"
+    );
+    let turned = &shown.events[7];
+    assert!(
+        turned.detail.as_deref().is_some_and(|d| d.contains("charge_payment")),
+        "{turned:?}"
+    );
+
+    let (status, body) = problem(
+        platform
+            .order
+            .get(&format!("/sagas/{}/history", uuid::Uuid::now_v7()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    for bad in ["?limit=0", "?limit=1001", "?cursor=-1", "?cursor=x", "?colour=red"] {
+        let (status, body) = problem(platform.order.get(&format!("/sagas/{saga_id}/history{bad}")).await).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }

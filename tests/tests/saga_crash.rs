@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use api::{OrderView, StepStatus};
+use api::{OrderView, SagaEventKind, SagaHistory, SagaStatus, StepStatus};
 use base::config::Service;
 use serde_json::Value;
 use testing::eventually;
@@ -58,8 +58,40 @@ async fn crash_and_recover(body: Value, baggage: &str, at: impl Fn(&Value) -> bo
     let order = platform.settled(&order_id).await;
     let settled: OrderView = view(&order);
     assert_eq!(settled.status.name(), expected, "{order}");
-    assert_eq!(settled.saga.map(|s| s.status.name()), Some(expected), "{order}");
+    assert_eq!(
+        settled.saga.as_ref().map(|s| s.status.name()),
+        Some(expected),
+        "{order}"
+    );
     platform.assert_consistent(&order).await;
+    // Its history says it was taken up again after the crash, and where it was.
+    let saga_id = order["saga"]["saga_id"].as_str().unwrap();
+    let history: SagaHistory = platform
+        .order
+        .get(&format!("/sagas/{saga_id}/history"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resumed: Vec<_> = history
+        .events
+        .iter()
+        .filter(|e| e.kind == SagaEventKind::Resumed)
+        .collect();
+    assert!(
+        resumed
+            .iter()
+            .any(|e| matches!(e.status, Some(SagaStatus::Running | SagaStatus::Compensating))),
+        "{history:?}"
+    );
+    assert_eq!(
+        history.events.last().map(|e| (e.kind, e.status)),
+        Some((
+            SagaEventKind::StatusChanged,
+            Some(settled.saga.as_ref().unwrap().status)
+        )),
+        "{history:?}"
+    );
 
     // The client never got its answer; retrying with the same key finds the same order.
     let retried = eventually(Duration::from_secs(20), || async {

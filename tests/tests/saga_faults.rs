@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::{OrderStatus, OrderView, SagaList};
+use api::{AttemptOutcome, OrderStatus, OrderView, SagaEventKind, SagaHistory, SagaList, SagaStatus};
 use testing::eventually;
 use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step, view};
 
@@ -142,6 +142,31 @@ async fn an_email_outage_never_refunds_and_the_email_goes_out_once_it_is_over() 
         parked["total_cents"],
         "never refunded"
     );
+    // Its history: the email's failed attempts, then the parking, why, and on whom.
+    let history: SagaHistory = platform
+        .order
+        .get(&format!("/sagas/{}/history", saga.saga_id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed = history
+        .events
+        .iter()
+        .filter(|e| e.kind == SagaEventKind::StepEnded && e.step.as_deref() == Some("send_email"))
+        .filter(|e| e.outcome == Some(AttemptOutcome::Unknown) && e.status_code == Some(500))
+        .count();
+    assert!(failed > 1, "{history:?}");
+    let parking = history
+        .events
+        .iter()
+        .find(|e| e.kind == SagaEventKind::StatusChanged && e.status == Some(SagaStatus::Parked))
+        .expect("the parking is in the history");
+    assert!(
+        parking.detail.as_deref().is_some_and(|d| d.contains("send_email")),
+        "{parking:?}"
+    );
+    assert_eq!(parking.participant, Some(api::Participant::Email), "{parking:?}");
 
     let cleared = platform.email.client.delete(platform.email.url("/admin/faults"));
     assert_eq!(platform.email.send(cleared).await.status(), 200);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList, SagaList, SagaStatus};
+use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList, SagaHistory, SagaList, SagaStatus};
 use base::Problem;
 use serde::Deserialize;
 use shared::{
@@ -49,7 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         Idempotency::optional(),
     ))
     .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)))
-    .service(web::resource("/sagas").route(web::get().to(list_sagas)));
+    .service(web::resource("/sagas").route(web::get().to(list_sagas)))
+    .service(web::resource("/sagas/{saga_id}/history").route(web::get().to(saga_history)));
 }
 
 /// Creates a pending order with priced lines (the saga's first step). A repeat with
@@ -216,6 +217,44 @@ async fn list_sagas(pool: web::Data<PgPool>, query: web::Query<SagasQuery>) -> R
     ok(&crate::view::sagas(&pool, &filter, limit).await?)
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct HistoryQuery {
+    /// 1–1000; 200 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(minimum = 0)]
+    cursor: Option<i64>,
+}
+
+/// A saga's log as events, oldest first: each attempt started and ended (its outcome,
+/// status code, error and duration), compensations, status changes (parking with its
+/// reason), resumptions after a restart or out of parking.
+#[utoipa::path(get, path = "/sagas/{saga_id}/history", tag = "sagas",
+    params(("saga_id" = Uuid, Path, description = "The saga"), HistoryQuery),
+    responses((status = 200, description = "A page of the saga's history", body = SagaHistory)))]
+async fn saga_history(
+    pool: web::Data<PgPool>,
+    id: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, Problem> {
+    let limit = query.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid(format!(
+            "limit must be between 1 and 1000, got {limit}"
+        )));
+    }
+    if let Some(cursor) = query.cursor.filter(|c| *c < 0) {
+        return Err(Problem::invalid(format!("cursor must not be negative, got {cursor}")));
+    }
+    match crate::view::history(&pool, *id, query.cursor, limit).await? {
+        Some(history) => ok(&history),
+        None => Err(Problem::not_found(format!("no saga {}", *id))),
+    }
+}
+
 /// The order service's own endpoints, for its OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
@@ -225,6 +264,7 @@ async fn list_sagas(pool: web::Data<PgPool>, query: web::Query<SagasQuery>) -> R
     show_order,
     confirm_order,
     cancel_order,
-    list_sagas
+    list_sagas,
+    saga_history
 ))]
 pub struct Api;

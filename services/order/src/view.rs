@@ -1,8 +1,8 @@
 //! An order as `GET /orders/{id}` and `POST /checkout` show it: the contract's
-//! checkout shape, with the saga's steps when the order came from a checkout; and
-//! sagas as `GET /sagas` lists them.
+//! checkout shape, with the saga's steps when the order came from a checkout; sagas
+//! as `GET /sagas` lists them; and a saga's history (`GET /sagas/{id}/history`).
 
-use api::{SagaList, SagaSummary};
+use api::{SagaEvent, SagaHistory, SagaList, SagaSummary};
 use base::{Problem, telemetry::trace_id_of};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -42,6 +42,47 @@ pub async fn sagas(pool: &PgPool, filter: &log::SagaFilter, limit: i64) -> Resul
         sagas: rows.into_iter().map(saga_summary).collect(),
         next_cursor,
     })
+}
+
+/// A page of a saga's history, oldest first; `None` when there is no such saga.
+pub async fn history(
+    pool: &PgPool,
+    saga_id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Option<SagaHistory>, Problem> {
+    let mut conn = pool.acquire().await?;
+    let Some(ids) = log::fetch_saga_ids(&mut conn, saga_id).await? else {
+        return Ok(None);
+    };
+    let rows = log::fetch_events(&mut conn, saga_id, after, limit).await?;
+    let next_cursor = match rows.last() {
+        Some(last) if i64::try_from(rows.len()).is_ok_and(|n| n == limit) => Some(last.seq),
+        _ => None,
+    };
+    Ok(Some(SagaHistory {
+        saga_id: ids.id,
+        order_id: ids.order_id,
+        events: rows.into_iter().map(saga_event).collect(),
+        next_cursor,
+    }))
+}
+
+fn saga_event(row: log::EventRow) -> SagaEvent {
+    SagaEvent {
+        seq: row.seq,
+        at: row.at,
+        kind: row.kind,
+        step: row.step,
+        attempt: row.attempt.and_then(|a| u32::try_from(a).ok()),
+        outcome: row.outcome,
+        status_code: row.status_code.and_then(|c| u16::try_from(c).ok()),
+        detail: row.detail,
+        duration_ms: row.duration_ms,
+        status: row.status,
+        // Written from a participant's name; anything else was never written here.
+        participant: row.participant.and_then(|name| name.parse().ok()),
+    }
 }
 
 fn saga_summary(row: log::SagaListing) -> SagaSummary {

@@ -177,6 +177,110 @@ pub struct SagaList {
     pub next_cursor: Option<Uuid>,
 }
 
+/// What happened to a saga: the kinds of its history's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "saga_event_kind", rename_all = "snake_case")
+)]
+pub enum SagaEventKind {
+    /// The checkout was accepted and its saga logged.
+    SagaStarted,
+    /// An unfinished saga was taken up again: after a restart of the orchestrator, or
+    /// out of parking (`status` is the one it was resumed from).
+    Resumed,
+    /// An attempt of a step's action was logged, before its call.
+    StepStarted,
+    /// What the attempt established (`outcome`, `status_code`, `detail`, `duration_ms`).
+    StepEnded,
+    /// An attempt of a step's compensation was logged, before its call.
+    CompensationStarted,
+    CompensationEnded,
+    /// The saga's status changed (`status`; `detail` says why; `participant` is the one
+    /// a parked saga waits for).
+    StatusChanged,
+}
+
+api_names!("a saga event kind", SagaEventKind {
+    SagaStarted => "saga_started",
+    Resumed => "resumed",
+    StepStarted => "step_started",
+    StepEnded => "step_ended",
+    CompensationStarted => "compensation_started",
+    CompensationEnded => "compensation_ended",
+    StatusChanged => "status_changed",
+});
+
+/// What one call of a step (or of its compensation) established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "attempt_outcome", rename_all = "snake_case")
+)]
+pub enum AttemptOutcome {
+    /// A 2xx answer: the step is done.
+    Succeeded,
+    /// A definite refusal (a 4xx with its problem).
+    Refused,
+    /// No definite answer (a timeout, a 5xx, a lost connection): retried with the same key.
+    Unknown,
+    /// Refused on the orchestrator's side (an open breaker, a full bulkhead, the retry
+    /// budget): certainly not done.
+    NotSent,
+    /// An earlier call with the same key was still being worked on.
+    InFlight,
+}
+
+api_names!("an attempt outcome", AttemptOutcome {
+    Succeeded => "succeeded",
+    Refused => "refused",
+    Unknown => "unknown",
+    NotSent => "not_sent",
+    InFlight => "in_flight",
+});
+
+/// One event of a saga's history. Which fields are set depends on `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaEvent {
+    /// Increases with every event of the saga; pass the last one as `cursor` for more.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: SagaEventKind,
+    #[cfg_attr(feature = "openapi", schema(example = "charge_payment"))]
+    pub step: Option<String>,
+    /// The attempt's number for its step (or its compensation), from 1.
+    pub attempt: Option<u32>,
+    pub outcome: Option<AttemptOutcome>,
+    /// The participant's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// An attempt's error, or why the status changed.
+    pub detail: Option<String>,
+    /// How long the attempt's call took.
+    pub duration_ms: Option<f64>,
+    /// `status_changed`: the new status; `resumed`: the one it was resumed from.
+    pub status: Option<SagaStatus>,
+    /// The participant a parked saga waits for.
+    pub participant: Option<Participant>,
+}
+
+/// `GET /sagas/{id}/history`: a saga's log as events, oldest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SagaHistory {
+    pub saga_id: Uuid,
+    pub order_id: Uuid,
+    pub events: Vec<SagaEvent>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<i64>,
+}
+
 /// An order in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

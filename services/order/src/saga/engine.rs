@@ -2,9 +2,12 @@
 //! to the saga log before and after each call, calls the participants with the
 //! step's idempotency key and timeout, and backs off between attempts.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use api::{CancelOrder, NoFields, RefundRequest, Request};
+use api::{CancelOrder, NoFields, RefundRequest, Request, SagaEventKind};
 use base::config::PeerSettings;
 use client::{
     http_client::{CallOutcome, HttpClient},
@@ -16,7 +19,7 @@ use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 use super::{
-    log::{self, SagaRecord},
+    log::{self, AttemptEvent, Ended, SagaRecord},
     state::{Next, Outcome, SagaState, SagaStatus},
     steps::{COMPENSATION, Call, STEPS, is_before_or_at_pivot},
 };
@@ -47,11 +50,17 @@ impl Engine {
             saga.resumed_from = Empty,
             saga.outcome = Empty,
         );
-        if !saga.state.is_new() {
+        let resumed = !saga.state.is_new();
+        if resumed {
             span.record("saga.resumed_from", tracing::field::display(saga.state.status));
         }
         if let Some(traceparent) = &saga.traceparent {
             base::telemetry::continue_trace(&span, traceparent);
+        }
+        if resumed && !saga.state.status.is_final() {
+            log::insert_resumed(&self.pool, saga.id, saga.state.status)
+                .instrument(span.clone())
+                .await?;
         }
         let outcome = self.drive(saga).instrument(span.clone()).await;
         if let Ok(status) = &outcome {
@@ -88,21 +97,41 @@ impl Engine {
             }
             match next {
                 Next::Stop(status) => return Ok(status),
-                Next::Act(i) => {
-                    let attempt = saga.state.begin_action(i);
-                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
-                    let (outcome, pause) = self.attempt(&saga, i, false, attempt).await;
-                    saga.state.record_action(i, outcome);
-                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i]).await?;
-                    wait = Some((next, pause));
-                }
-                Next::Compensate(j) => {
-                    let attempt = saga.state.begin_compensation(j);
-                    log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
-                    let (outcome, pause) = self.attempt(&saga, j, true, attempt).await;
-                    saga.state.record_compensation(j, outcome);
-                    log::update_step(&self.pool, saga.id, j, &saga.state.steps[j]).await?;
-                    wait = Some((next, pause));
+                Next::Act(i) | Next::Compensate(i) => {
+                    let compensation = matches!(next, Next::Compensate(_));
+                    let (attempt, started, ended) = if compensation {
+                        let attempt = saga.state.begin_compensation(i);
+                        (
+                            attempt,
+                            SagaEventKind::CompensationStarted,
+                            SagaEventKind::CompensationEnded,
+                        )
+                    } else {
+                        (
+                            saga.state.begin_action(i),
+                            SagaEventKind::StepStarted,
+                            SagaEventKind::StepEnded,
+                        )
+                    };
+                    let event = AttemptEvent {
+                        kind: started,
+                        attempt,
+                        ended: None,
+                    };
+                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i], event).await?;
+                    let done = self.attempt(&saga, i, compensation, attempt).await;
+                    if compensation {
+                        saga.state.record_compensation(i, done.outcome.clone());
+                    } else {
+                        saga.state.record_action(i, done.outcome.clone());
+                    }
+                    let event = AttemptEvent {
+                        kind: ended,
+                        attempt,
+                        ended: Some(done.ended()),
+                    };
+                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i], event).await?;
+                    wait = Some((next, done.pause));
                 }
             }
         }
@@ -110,7 +139,7 @@ impl Engine {
 
     /// One call of step `i` (or of its compensation): what it established, and how
     /// long to wait before making the same call again if it comes to that.
-    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> (Outcome, Duration) {
+    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> Attempted {
         let step = &STEPS[i];
         let (call, key, verb) = match (compensation, step.compensation) {
             (true, Some(call)) => (
@@ -149,11 +178,15 @@ impl Engine {
         }
         let held_back = saga.state.held_back_count(i) + 1;
         async {
+            let started = Instant::now();
+            let sent = request.send().await;
+            let status_code = sent.as_ref().ok().map(|response| response.status().as_u16());
             // Any 2xx means the step is done: its body is not needed.
-            let outcome: CallOutcome<serde::de::IgnoredAny> = CallOutcome::of(request.send().await).await;
+            let outcome: CallOutcome<serde::de::IgnoredAny> = CallOutcome::of(sent).await;
+            let took = started.elapsed();
             let described = outcome.describe();
             tracing::Span::current().record("saga.step.outcome", described.as_str());
-            match outcome {
+            let (outcome, pause) = match outcome {
                 CallOutcome::Succeeded(_) => (Outcome::Succeeded, Duration::ZERO),
                 CallOutcome::Refused { .. } => {
                     tracing::info!(outcome = %described, "step refused");
@@ -179,6 +212,12 @@ impl Engine {
                     };
                     (Outcome::NotSent(described), pause)
                 }
+            };
+            Attempted {
+                outcome,
+                status_code,
+                took,
+                pause,
             }
         }
         .instrument(span)
@@ -235,6 +274,28 @@ impl Engine {
                 format!("{}/emails", p.email),
                 Request::EnqueueEmail(checkout.confirmation_email(order_id)),
             ),
+        }
+    }
+}
+
+/// What one call established, and how long to wait before making it again if it
+/// comes to that.
+struct Attempted {
+    outcome: Outcome,
+    /// The participant's HTTP status, when it answered.
+    status_code: Option<u16>,
+    took: Duration,
+    pause: Duration,
+}
+
+impl Attempted {
+    /// The attempt's end, as its history records it.
+    fn ended(&self) -> Ended<'_> {
+        Ended {
+            outcome: self.outcome.kind(),
+            status_code: self.status_code,
+            detail: self.outcome.detail(),
+            took: self.took,
         }
     }
 }

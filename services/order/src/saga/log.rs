@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use api::{AttemptOutcome, SagaEventKind};
 use chrono::{DateTime, Utc};
 pub use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
@@ -65,8 +66,11 @@ pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<SagaIds, sql
     let mut tx = base::db::begin(pool).await?;
     let id = Uuid::now_v7();
     let inserted: Option<SagaIds> = sqlx::query_as(
-        "INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id",
+        "WITH saga AS (
+             INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id),
+         started AS (INSERT INTO saga_events (saga_id, kind) SELECT id, 'saga_started' FROM saga)
+         SELECT id, order_id FROM saga",
     )
     .bind(id)
     .bind(Uuid::now_v7())
@@ -158,11 +162,40 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
     }))
 }
 
+/// An attempt of a step or of its compensation, as its history records it: started
+/// (logged before the call), or ended with what the call established.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEvent<'a> {
+    pub kind: SagaEventKind,
+    pub attempt: u32,
+    pub ended: Option<Ended<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ended<'a> {
+    pub outcome: AttemptOutcome,
+    /// The participant's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    pub detail: Option<&'a str>,
+    pub took: Duration,
+}
+
+/// Saves a step's state and the attempt event that changed it, in one statement.
 #[tracing::instrument(name = "db.update_saga_step", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn update_step(pool: &PgPool, saga_id: Uuid, position: usize, step: &StepState) -> Result<(), sqlx::Error> {
+pub async fn update_step(
+    pool: &PgPool,
+    saga_id: Uuid,
+    position: usize,
+    step: &StepState,
+    event: AttemptEvent<'_>,
+) -> Result<(), sqlx::Error> {
+    let ended = event.ended;
     sqlx::query(
-        "UPDATE saga_steps SET status = $3, attempts = $4, compensation_attempts = $5, last_error = $6, updated_at = now()
-         WHERE saga_id = $1 AND position = $2",
+        "WITH step AS (
+             UPDATE saga_steps SET status = $3, attempts = $4, compensation_attempts = $5, last_error = $6, updated_at = now()
+             WHERE saga_id = $1 AND position = $2 RETURNING saga_id, step)
+         INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
+         SELECT saga_id, $7, step, $8, $9, $10, $11, $12 FROM step",
     )
     .bind(saga_id)
     .bind(position as i16)
@@ -170,12 +203,72 @@ pub async fn update_step(pool: &PgPool, saga_id: Uuid, position: usize, step: &S
     .bind(step.attempts as i32)
     .bind(step.compensation_attempts as i32)
     .bind(step.last_error.as_deref())
+    .bind(event.kind)
+    .bind(i32::try_from(event.attempt).unwrap_or(i32::MAX))
+    .bind(ended.map(|e| e.outcome))
+    .bind(ended.and_then(|e| e.status_code).map(|code| code as i16))
+    .bind(ended.and_then(|e| e.detail))
+    .bind(ended.map(|e| e.took.as_secs_f64() * 1000.0))
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// Saves the saga's status; a parked saga is due again after `retry_parked_in`.
+/// Records that an unfinished saga was taken up again, from `from`.
+#[tracing::instrument(name = "db.insert_saga_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_resumed(pool: &PgPool, saga_id: Uuid, from: SagaStatus) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO saga_events (saga_id, kind, status) VALUES ($1, 'resumed', $2)")
+        .bind(saga_id)
+        .bind(from)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// An event of a saga's history, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: SagaEventKind,
+    pub step: Option<String>,
+    pub attempt: Option<i32>,
+    pub outcome: Option<AttemptOutcome>,
+    pub status_code: Option<i16>,
+    pub detail: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub status: Option<SagaStatus>,
+    pub participant: Option<String>,
+}
+
+/// A page of a saga's history, oldest first: the events after `after` (a `seq`).
+#[tracing::instrument(name = "db.fetch_saga_events", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_events(
+    conn: &mut PgConnection,
+    saga_id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT seq, at, kind, step, attempt, outcome, status_code, detail, duration_ms, status, participant
+         FROM saga_events WHERE saga_id = $1 AND seq > coalesce($2, 0) ORDER BY seq LIMIT $3",
+    )
+    .bind(saga_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+#[tracing::instrument(name = "db.fetch_saga_ids", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_saga_ids(conn: &mut PgConnection, saga_id: Uuid) -> Result<Option<SagaIds>, sqlx::Error> {
+    sqlx::query_as("SELECT id, order_id FROM sagas WHERE id = $1")
+        .bind(saga_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Saves the saga's status, and the change as an event of its history; a parked saga is due again after `retry_parked_in`.
 #[tracing::instrument(name = "db.update_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn update_saga(
     pool: &PgPool,
@@ -189,9 +282,12 @@ pub async fn update_saga(
         0.0
     };
     sqlx::query(
-        "UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4, parked_on = $7,
-                next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
-         WHERE id = $1",
+        "WITH saga AS (
+             UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4, parked_on = $7,
+                    next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
+             WHERE id = $1 RETURNING id)
+         INSERT INTO saga_events (saga_id, kind, status, detail, participant)
+         SELECT id, 'status_changed', $2, $8, $7 FROM saga",
     )
     .bind(saga_id)
     .bind(state.status)
@@ -200,6 +296,7 @@ pub async fn update_saga(
     .bind(due_in)
     .bind(state.parked_reason.as_deref())
     .bind(state.parked_on.map(api::Participant::name))
+    .bind(state.parked_reason.as_deref().or(state.reason.as_deref()))
     .execute(pool)
     .await?;
     Ok(())

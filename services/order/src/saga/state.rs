@@ -65,6 +65,30 @@ pub enum Outcome {
     InFlight(String),
 }
 
+impl Outcome {
+    /// Its kind, as the saga's history names it.
+    pub fn kind(&self) -> api::AttemptOutcome {
+        match self {
+            Outcome::Succeeded => api::AttemptOutcome::Succeeded,
+            Outcome::Refused(_) => api::AttemptOutcome::Refused,
+            Outcome::Unknown(_) => api::AttemptOutcome::Unknown,
+            Outcome::NotSent(_) => api::AttemptOutcome::NotSent,
+            Outcome::InFlight(_) => api::AttemptOutcome::InFlight,
+        }
+    }
+
+    /// What went wrong, when something did.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Succeeded => None,
+            Outcome::Refused(detail)
+            | Outcome::Unknown(detail)
+            | Outcome::NotSent(detail)
+            | Outcome::InFlight(detail) => Some(detail),
+        }
+    }
+}
+
 /// What the engine does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
