@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use api::{ChargeRequest, ParticipantOutcome, ParticipantVote, PreparedList, TransactionStatus, TransactionView};
+use api::{
+    ChargeRequest, Decision, ParticipantOutcome, ParticipantVote, PreparedList, TransactionEventKind,
+    TransactionHistory, TransactionState, TransactionStatus, TransactionView,
+};
 use serde_json::Value;
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, fault_rule, hold_lock, new_key, participant, view};
@@ -29,6 +32,61 @@ async fn a_committed_checkout_changes_every_participant_once() {
     let order = platform.order(order_id).await;
     assert_eq!(order["status"], "confirmed");
     assert_eq!(platform.stock("SKU-002").await.available, before - 2);
+
+    // Its history: logged, four votes, the decision (the commit point), each
+    // participant told once, the final state.
+    let history = history(&platform, tx["transaction_id"].as_str().unwrap()).await;
+    let kinds: Vec<_> = history.events.iter().map(|e| e.kind).collect();
+    use TransactionEventKind::*;
+    assert_eq!(
+        kinds,
+        [
+            Logged,
+            Vote,
+            Vote,
+            Vote,
+            Vote,
+            DecisionLogged,
+            PhaseTwoAttempt,
+            PhaseTwoAttempt,
+            PhaseTwoAttempt,
+            PhaseTwoAttempt,
+            Finished
+        ],
+        "{history:?}"
+    );
+    for event in &history.events[1..5] {
+        assert_eq!(event.vote, Some(ParticipantVote::Yes), "{event:?}");
+        assert!(event.participant.is_some() && event.duration_ms.is_some(), "{event:?}");
+    }
+    assert_eq!(history.events[5].decision, Some(Decision::Commit));
+    for event in &history.events[6..10] {
+        assert_eq!((event.attempt, event.acknowledged), (Some(1), Some(true)), "{event:?}");
+    }
+    assert_eq!(history.events[10].state, Some(TransactionState::Committed));
+    assert_eq!(history.order_id.to_string(), order_id);
+    let first: TransactionHistory = platform
+        .coordinator
+        .get(&format!("/transactions/{}/history?limit=6", history.transaction_id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first.events, history.events[..6]);
+    assert_eq!(first.next_cursor, Some(history.events[5].seq));
+    let (status, body) = problem(
+        platform
+            .coordinator
+            .get(&format!("/transactions/{}/history", uuid::Uuid::now_v7()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    for bad in ["?limit=0", "?cursor=-2", "?colour=red"] {
+        let path = format!("/transactions/{}/history{bad}", history.transaction_id);
+        let (status, body) = problem(platform.coordinator.get(&path).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
     platform.assert_consistent(&order).await;
     platform.assert_no_prepared_left().await;
 }
@@ -128,6 +186,26 @@ async fn a_participant_that_does_not_vote_in_time_aborts_the_transaction() {
     assert_eq!(tx["status"], "aborted", "{tx}");
     assert_eq!(participant(&tx, "payment").vote, ParticipantVote::Timeout, "{tx}");
     platform.finished(tx["transaction_id"].as_str().unwrap()).await;
+    let history = history(&platform, tx["transaction_id"].as_str().unwrap()).await;
+    let timed_out = history
+        .events
+        .iter()
+        .find(|e| e.kind == TransactionEventKind::Vote && e.participant == Some(api::Participant::Payment))
+        .expect("the payment's vote is in the history");
+    assert_eq!(timed_out.vote, Some(ParticipantVote::Timeout), "{timed_out:?}");
+    let decided = history
+        .events
+        .iter()
+        .find(|e| e.kind == TransactionEventKind::DecisionLogged)
+        .expect("the decision is in the history");
+    assert_eq!(decided.decision, Some(Decision::Abort));
+    assert!(
+        decided
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("payment voted timeout")),
+        "{decided:?}"
+    );
     // The late prepare arrives after the abort: it votes no, or is rolled back by the
     // payment service's resolver after asking the coordinator. Nothing stays prepared.
     platform.assert_no_prepared_left().await;
@@ -258,6 +336,27 @@ async fn a_participant_slow_to_acknowledge_does_not_hold_up_the_answer() {
         participant(&tx, "inventory").outcome,
         ParticipantOutcome::Committed,
         "{tx}"
+    );
+    // Each attempt to tell the inventory is in the history, the refused ones with why.
+    let history = history(&platform, tx["transaction_id"].as_str().unwrap()).await;
+    let told: Vec<_> = history
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == TransactionEventKind::PhaseTwoAttempt && e.participant == Some(api::Participant::Inventory)
+        })
+        .collect();
+    assert!(told.len() > 1, "{told:?}");
+    assert!(
+        told[..told.len() - 1]
+            .iter()
+            .all(|e| e.acknowledged == Some(false) && e.detail.is_some()),
+        "{told:?}"
+    );
+    assert_eq!(told.last().unwrap().acknowledged, Some(true), "{told:?}");
+    assert_eq!(
+        told.iter().map(|e| e.attempt.unwrap()).collect::<Vec<_>>(),
+        (1..=u32::try_from(told.len()).unwrap()).collect::<Vec<_>>()
     );
     let order = platform.order(tx["order_id"].as_str().unwrap()).await;
     platform.assert_consistent(&order).await;
@@ -591,4 +690,10 @@ async fn concurrent_commits_and_aborts_of_one_transaction_all_acknowledge() {
             .unwrap();
         assert_eq!(charged, if verb == "commit" { 1 } else { 0 }, "{verb}");
     }
+}
+
+async fn history(platform: &Platform, id: &str) -> TransactionHistory {
+    let response = platform.coordinator.get(&format!("/transactions/{id}/history")).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }

@@ -113,6 +113,27 @@ async fn a_coordinator_killed_before_deciding_aborts_everywhere_on_restart() {
     let tx = platform.finished(&id).await;
     assert!(tx["reason"].as_str().unwrap().contains("presumed abort"), "{tx}");
     everywhere(&platform, &tx, "aborted").await;
+    // The history: the votes before the crash, then the resumption and the presumed abort.
+    let history: api::TransactionHistory = platform
+        .coordinator
+        .get(&format!("/transactions/{id}/history"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<_> = history.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds[..7],
+        ["logged", "vote", "vote", "vote", "vote", "resumed", "decision_logged"],
+        "{history:?}"
+    );
+    assert!(
+        history.events[6]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("presumed abort")),
+        "{history:?}"
+    );
 }
 
 #[actix_web::test]

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use api::{CheckoutRequest, TransactionFilter, TransactionList, TransactionView};
+use api::{CheckoutRequest, TransactionFilter, TransactionHistory, TransactionList, TransactionView};
 use base::Problem;
 use serde::Deserialize;
 use shared::{
@@ -28,7 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "coordinator.checkout",
     ))
     .service(web::resource("/transactions").route(web::get().to(list_transactions)))
-    .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)));
+    .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)))
+    .service(web::resource("/transactions/{id}/history").route(web::get().to(transaction_history)));
 }
 
 /// `POST /checkout`: validate, price, log the transaction, run the protocol, and
@@ -81,6 +82,41 @@ async fn show_transaction(pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Resul
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+struct HistoryQuery {
+    /// 1–1000; 200 when absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(minimum = 0)]
+    cursor: Option<i64>,
+}
+
+/// A transaction's log as events, oldest first: logged, each vote (or its timeout),
+/// the decision logged (the commit point), each phase-two attempt, resumption after
+/// a restart, the final state.
+#[utoipa::path(get, path = "/transactions/{id}/history", tag = "transactions",
+    params(("id" = Uuid, Path, description = "The transaction"), HistoryQuery),
+    responses((status = 200, description = "A page of the transaction's history", body = TransactionHistory)))]
+async fn transaction_history(
+    pool: web::Data<PgPool>,
+    id: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, Problem> {
+    let limit = query.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid(format!(
+            "limit must be between 1 and 1000, got {limit}"
+        )));
+    }
+    if let Some(cursor) = query.cursor.filter(|c| *c < 0) {
+        return Err(Problem::invalid(format!("cursor must not be negative, got {cursor}")));
+    }
+    ok(&transactions::history(&mut *pool.acquire().await?, *id, query.cursor, limit).await?)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TransactionsQuery {
     /// `in_doubt` (unfinished, with a participant that has or may have prepared and
     /// not heard the decision), or a state.
@@ -117,5 +153,5 @@ async fn list_transactions(
 
 /// The coordinator's own endpoints, for its OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(checkout, list_transactions, show_transaction))]
+#[openapi(paths(checkout, list_transactions, show_transaction, transaction_history))]
 pub struct Api;

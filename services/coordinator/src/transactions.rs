@@ -1,10 +1,14 @@
 //! The coordinator's transactions: a checkout's transaction found by its key or
-//! priced and logged, run until it can be answered, and shown as the API shows it.
+//! priced and logged, run until it can be answered, and shown as the API shows it
+//! (with its history).
 
 use std::time::Duration;
 
 use actix::Addr;
-use api::{CheckoutRequest, ParticipantView, TransactionFilter, TransactionStatus, TransactionView};
+use api::{
+    CheckoutRequest, ParticipantView, TransactionEvent, TransactionFilter, TransactionHistory, TransactionStatus,
+    TransactionView,
+};
 use base::{
     Problem,
     telemetry::{current_traceparent, trace_id_of},
@@ -116,4 +120,44 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<TransactionView, 
         .await?
         .map(view)
         .ok_or_else(|| Problem::not_found(format!("no transaction {id}")))
+}
+
+/// A page of a transaction's history, oldest first (404 when there is no such
+/// transaction); the cursor of the next page when this one is full.
+pub async fn history(
+    conn: &mut PgConnection,
+    id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<TransactionHistory, Problem> {
+    let (order_id, rows) = log::fetch_events(conn, id, after, limit)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no transaction {id}")))?;
+    let next_cursor = match rows.last() {
+        Some(last) if i64::try_from(rows.len()).is_ok_and(|n| n == limit) => Some(last.seq),
+        _ => None,
+    };
+    Ok(TransactionHistory {
+        transaction_id: id,
+        order_id,
+        events: rows.into_iter().map(event).collect(),
+        next_cursor,
+    })
+}
+
+fn event(row: log::EventRow) -> TransactionEvent {
+    TransactionEvent {
+        seq: row.seq,
+        at: row.at,
+        kind: row.kind,
+        // Written from the contract's names; anything else was never written here.
+        participant: row.participant.and_then(|name| name.parse().ok()),
+        vote: row.vote,
+        attempt: row.attempt.and_then(|a| u32::try_from(a).ok()),
+        acknowledged: row.acknowledged,
+        decision: row.decision.and_then(|d| d.parse().ok()),
+        state: row.state,
+        detail: row.detail,
+        duration_ms: row.duration_ms,
+    }
 }

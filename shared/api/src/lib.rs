@@ -93,8 +93,8 @@ pub use tpc::{
     PrepareAnswer, Prepared, PreparedList, PreparedTransaction, StockSold, Vote,
 };
 pub use transactions::{
-    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionFilter, TransactionList, TransactionState,
-    TransactionStatus, TransactionView,
+    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionEvent, TransactionEventKind, TransactionFilter,
+    TransactionHistory, TransactionList, TransactionState, TransactionStatus, TransactionView,
 };
 
 #[cfg(test)]

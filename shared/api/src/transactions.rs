@@ -190,3 +190,70 @@ pub struct ParticipantView {
 pub struct TransactionList {
     pub transactions: Vec<TransactionView>,
 }
+
+/// What happened to a 2PC transaction: the kinds of its history's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "db",
+    derive(sqlx::Type),
+    sqlx(type_name = "tx_event_kind", rename_all = "snake_case")
+)]
+pub enum TransactionEventKind {
+    /// The checkout was accepted and its transaction logged, before anything was prepared.
+    Logged,
+    /// An unfinished transaction was taken up again, after a restart (`state` is the
+    /// one it was found in).
+    Resumed,
+    /// A participant's vote (`vote`; `timeout` when it did not answer in time;
+    /// `detail`, `duration_ms`).
+    Vote,
+    /// The decision, logged before anyone hears it: the commit point (`decision`,
+    /// `detail` its reason).
+    DecisionLogged,
+    /// A participant told the decision (`attempt`, `acknowledged`, `detail`, `duration_ms`).
+    PhaseTwoAttempt,
+    /// Every participant acknowledged: the final state (`state`).
+    Finished,
+}
+
+api_names!("a transaction event kind", TransactionEventKind {
+    Logged => "logged",
+    Resumed => "resumed",
+    Vote => "vote",
+    DecisionLogged => "decision_logged",
+    PhaseTwoAttempt => "phase_two_attempt",
+    Finished => "finished",
+});
+
+/// One event of a transaction's history. Which fields are set depends on `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionEvent {
+    /// Increases with every event of the transaction; pass the last one as `cursor` for more.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: TransactionEventKind,
+    pub participant: Option<Participant>,
+    pub vote: Option<ParticipantVote>,
+    /// A phase-two attempt's round, from 1.
+    pub attempt: Option<u32>,
+    pub acknowledged: Option<bool>,
+    pub decision: Option<Decision>,
+    pub state: Option<TransactionState>,
+    pub detail: Option<String>,
+    pub duration_ms: Option<f64>,
+}
+
+/// `GET /transactions/{id}/history`: the coordinator's log as events, oldest first,
+/// a page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransactionHistory {
+    pub transaction_id: Uuid,
+    pub order_id: Uuid,
+    pub events: Vec<TransactionEvent>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<i64>,
+}

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use api::TransactionFilter;
+use api::{TransactionEventKind, TransactionFilter};
 use chrono::{DateTime, Utc};
 use shared::domain::PricedCheckout;
 use sqlx::{PgConnection, PgPool};
@@ -61,8 +61,11 @@ pub struct NewTransaction<'a> {
 pub async fn insert_transaction(pool: &PgPool, new: NewTransaction<'_>) -> Result<Uuid, sqlx::Error> {
     let mut db = base::db::begin(pool).await?;
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO transactions (id, order_id, checkout_key, request, traceparent, baggage, started_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (checkout_key) DO NOTHING RETURNING id",
+        "WITH tx AS (
+             INSERT INTO transactions (id, order_id, checkout_key, request, traceparent, baggage, started_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (checkout_key) DO NOTHING RETURNING id),
+         logged AS (INSERT INTO tx_events (transaction_id, kind) SELECT id, 'logged' FROM tx)
+         SELECT id FROM tx",
     )
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
@@ -171,37 +174,87 @@ fn record(row: TxRow) -> Result<TxRecord, sqlx::Error> {
     })
 }
 
+/// What happened to a participant's part, as the transaction's history records it.
+#[derive(Debug, Clone, Copy)]
+pub enum ParticipantEvent<'a> {
+    /// Its vote came in (or its time ran out).
+    Vote { took: Duration },
+    /// It was told the decision: a phase-two attempt.
+    PhaseTwo {
+        attempt: u32,
+        acknowledged: bool,
+        /// Why it was not acknowledged.
+        error: Option<&'a str>,
+        took: Duration,
+    },
+    /// Aborted without a call: its prepare was never sent, so it has nothing to abort.
+    NeverAsked,
+}
+
+/// Saves a participant's part and the event that changed it, in one statement.
 #[tracing::instrument(name = "db.update_participant", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn update_participant(
     pool: &PgPool,
     id: Uuid,
     position: usize,
     p: &Participant,
-    phase2_attempt: bool,
+    event: ParticipantEvent<'_>,
 ) -> Result<(), sqlx::Error> {
+    let (vote, attempt, acknowledged, detail, took) = match event {
+        ParticipantEvent::Vote { took } => (Some(p.vote), None, None, p.detail.as_deref(), Some(took)),
+        ParticipantEvent::PhaseTwo {
+            attempt,
+            acknowledged,
+            error,
+            took,
+        } => (None, Some(attempt), Some(acknowledged), error, Some(took)),
+        ParticipantEvent::NeverAsked => (
+            None,
+            None,
+            Some(true),
+            Some("its prepare was never sent: nothing to abort"),
+            None,
+        ),
+    };
+    let kind = match event {
+        ParticipantEvent::Vote { .. } => TransactionEventKind::Vote,
+        ParticipantEvent::PhaseTwo { .. } | ParticipantEvent::NeverAsked => TransactionEventKind::PhaseTwoAttempt,
+    };
     sqlx::query(
-        "UPDATE tx_participants SET vote = $3, outcome = $4, detail = $5,
-                phase2_attempts = phase2_attempts + CASE WHEN $6 THEN 1 ELSE 0 END
-         WHERE transaction_id = $1 AND position = $2",
+        "WITH part AS (
+             UPDATE tx_participants SET vote = $3, outcome = $4, detail = $5,
+                    phase2_attempts = phase2_attempts + CASE WHEN $6 THEN 1 ELSE 0 END
+             WHERE transaction_id = $1 AND position = $2 RETURNING transaction_id, name)
+         INSERT INTO tx_events (transaction_id, kind, participant, vote, attempt, acknowledged, detail, duration_ms)
+         SELECT transaction_id, $7, name, $8, $9, $10, $11, $12 FROM part",
     )
     .bind(id)
     .bind(position as i16)
     .bind(p.vote)
     .bind(p.ack)
     .bind(p.detail.as_deref())
-    .bind(phase2_attempt)
+    .bind(kind == TransactionEventKind::PhaseTwoAttempt)
+    .bind(kind)
+    .bind(vote)
+    .bind(attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)))
+    .bind(acknowledged)
+    .bind(detail)
+    .bind(took.map(|t| t.as_secs_f64() * 1000.0))
     .execute(pool)
     .await?;
     Ok(())
 }
 
-/// The commit point: the decision, durably, before anyone hears it. Refuses to
-/// change a decision already logged.
+/// The commit point: the decision, durably, before anyone hears it (and as an event
+/// of the history). Refuses to change a decision already logged.
 #[tracing::instrument(name = "db.log_decision", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn log_decision(pool: &PgPool, id: Uuid, tx: &Transaction) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE transactions SET state = $2, decision = $3::tx_decision, reason = $4, decided_at = now(), updated_at = now()
-         WHERE id = $1 AND decision IS NULL",
+        "WITH tx AS (
+             UPDATE transactions SET state = $2, decision = $3::tx_decision, reason = $4, decided_at = now(), updated_at = now()
+             WHERE id = $1 AND decision IS NULL RETURNING id)
+         INSERT INTO tx_events (transaction_id, kind, decision, detail)
+         SELECT id, 'decision_logged', $3::tx_decision, $4 FROM tx",
     )
     .bind(id)
     .bind(tx.state)
@@ -213,18 +266,76 @@ pub async fn log_decision(pool: &PgPool, id: Uuid, tx: &Transaction) -> Result<b
     Ok(updated == 1)
 }
 
+/// The final state, once every participant has acknowledged.
 #[tracing::instrument(name = "db.update_transaction_state", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn update_state(pool: &PgPool, id: Uuid, state: TransactionState) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE transactions SET state = $2, updated_at = now(),
-                completed_at = CASE WHEN $2 IN ('committed', 'aborted') THEN now() ELSE completed_at END
-         WHERE id = $1",
+        "WITH tx AS (
+             UPDATE transactions SET state = $2, updated_at = now(),
+                    completed_at = CASE WHEN $2 IN ('committed', 'aborted') THEN now() ELSE completed_at END
+             WHERE id = $1 RETURNING id)
+         INSERT INTO tx_events (transaction_id, kind, state) SELECT id, 'finished', $2 FROM tx",
     )
     .bind(id)
     .bind(state)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Records that an unfinished transaction was taken up again, in `state`.
+#[tracing::instrument(name = "db.insert_tx_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_resumed(pool: &PgPool, id: Uuid, state: TransactionState) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO tx_events (transaction_id, kind, state) VALUES ($1, 'resumed', $2)")
+        .bind(id)
+        .bind(state)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// An event of a transaction's history, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: TransactionEventKind,
+    pub participant: Option<String>,
+    pub vote: Option<ParticipantVote>,
+    pub attempt: Option<i32>,
+    pub acknowledged: Option<bool>,
+    /// As text: the contract's `Decision` knows nothing of the database.
+    pub decision: Option<String>,
+    pub state: Option<TransactionState>,
+    pub detail: Option<String>,
+    pub duration_ms: Option<f64>,
+}
+
+/// The transaction's order id, and a page of its history, oldest first: the events
+/// after `after` (a `seq`). `None` when there is no such transaction.
+#[tracing::instrument(name = "db.fetch_tx_events", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_events(
+    conn: &mut PgConnection,
+    id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Option<(Uuid, Vec<EventRow>)>, sqlx::Error> {
+    let order_id: Option<Uuid> = sqlx::query_scalar("SELECT order_id FROM transactions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(order_id) = order_id else { return Ok(None) };
+    let events = sqlx::query_as(
+        "SELECT seq, at, kind, participant, vote, attempt, acknowledged, decision::text AS decision, state, detail,
+                duration_ms
+         FROM tx_events WHERE transaction_id = $1 AND seq > coalesce($2, 0) ORDER BY seq LIMIT $3",
+    )
+    .bind(id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(Some((order_id, events)))
 }
 
 /// Unfinished transactions that are due, oldest first, for the recovery sweep; each

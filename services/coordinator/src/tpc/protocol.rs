@@ -15,7 +15,11 @@
 //! one request away. They apply in the process that began the transaction only: the
 //! one resuming it after the crash must not crash again.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use api::{FinishAnswer, NoFields, PrepareAnswer, Request};
 use base::{config::PeerSettings, retry::RetryPolicy};
@@ -34,7 +38,7 @@ use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 use super::{
-    log::{self, TxRecord},
+    log::{self, ParticipantEvent, TxRecord},
     state::{Decision, ParticipantVote, TransactionState},
 };
 
@@ -133,7 +137,13 @@ impl Coordinator {
     }
 
     async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TransactionState> {
+        if record.tx.state.is_final() {
+            return Ok(record.tx.state);
+        }
         let ours = record.started_by == self.boot_id;
+        if !ours || record.tx.state != TransactionState::Preparing {
+            log::insert_resumed(&self.pool, record.id, record.tx.state).await?;
+        }
         let mut never_asked = Vec::new();
         if record.tx.state == TransactionState::Preparing {
             if ours {
@@ -175,7 +185,8 @@ impl Coordinator {
             // same breaker.
             for i in never_asked {
                 record.tx.record_ack(i);
-                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
+                let event = ParticipantEvent::NeverAsked;
+                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
             }
         }
         self.finish_all(&mut record, ours).await?;
@@ -205,6 +216,7 @@ impl Coordinator {
             );
             async move {
                 // Any answer but a yes is a no; only silence is a timeout.
+                let started = Instant::now();
                 let answered = request.send().await;
                 let silent = answered.is_err();
                 let outcome: CallOutcome<PrepareAnswer<serde::de::IgnoredAny>> = CallOutcome::of(answered).await;
@@ -220,14 +232,15 @@ impl Coordinator {
                     other => (ParticipantVote::No, Some(other.describe())),
                 };
                 tracing::Span::current().record("tx.vote", tracing::field::display(vote));
-                (i, vote, detail, asked)
+                (i, vote, detail, asked, started.elapsed())
             }
             .instrument(span)
         });
         let mut never_asked = Vec::new();
-        for (i, vote, detail, asked) in join_all(calls).await {
+        for (i, vote, detail, asked, took) in join_all(calls).await {
             record.tx.record_vote(i, vote, detail);
-            log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], false).await?;
+            let event = ParticipantEvent::Vote { took };
+            log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
             if !asked {
                 never_asked.push(i);
             }
@@ -282,20 +295,30 @@ impl Coordinator {
                     tx.outcome = Empty,
                 );
                 async move {
+                    let started = Instant::now();
                     let outcome: CallOutcome<FinishAnswer> = CallOutcome::of(request.send().await).await;
-                    tracing::Span::current().record("tx.outcome", outcome.describe().as_str());
-                    if !matches!(outcome, CallOutcome::Succeeded(_)) {
-                        tracing::warn!(participant = %name, outcome = %outcome.describe(), "not acknowledged yet; retrying");
+                    let took = started.elapsed();
+                    let described = outcome.describe();
+                    tracing::Span::current().record("tx.outcome", described.as_str());
+                    let acknowledged = matches!(outcome, CallOutcome::Succeeded(_));
+                    if !acknowledged {
+                        tracing::warn!(participant = %name, outcome = %described, "not acknowledged yet; retrying");
                     }
-                    (i, matches!(outcome, CallOutcome::Succeeded(_)))
+                    (i, (!acknowledged).then_some(described), took)
                 }
                 .instrument(span)
             });
-            for (i, acknowledged) in join_all(calls).await {
-                if acknowledged {
+            for (i, error, took) in join_all(calls).await {
+                if error.is_none() {
                     record.tx.record_ack(i);
                 }
-                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], true).await?;
+                let event = ParticipantEvent::PhaseTwo {
+                    attempt: round,
+                    acknowledged: error.is_none(),
+                    error: error.as_deref(),
+                    took,
+                };
+                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
             }
             if round == 1 && !record.tx.unacknowledged().is_empty() {
                 // Everyone has been told once; the checkout need not wait for the rest.
