@@ -38,6 +38,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
         crate::fault::put_rules,
         crate::fault::delete_rules,
         crate::shedding::show,
+        crate::idempotency::admin::list,
     ),
     components(schemas(ProblemBody))
 )]

@@ -205,6 +205,7 @@ impl Prepared {
                         .wrap(from_fn(require_admin))
                         .configure(fault::admin_routes)
                         .configure(crate::shedding::admin_routes)
+                        .configure(crate::idempotency::admin_routes)
                         .configure(admin.clone()),
                 )
                 .configure(public.clone())

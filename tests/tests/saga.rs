@@ -402,3 +402,67 @@ async fn a_sagas_history_shows_each_attempt_its_compensations_and_why_it_changed
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+/// `GET /admin/idempotency-keys`: a service's keys with a prefix, a page at a time.
+#[actix_web::test]
+async fn each_participant_lists_a_sagas_keys_with_their_state() {
+    use api::idempotency::{IdempotencyKeyList, KeyState};
+    let platform = Platform::start().await;
+    let (_, _, order) = platform
+        .checkout(&checkout_body("SKU-005", 1, "tok_chargeDeclined"), &new_key(), None)
+        .await;
+    let saga_id = view::<OrderView>(&order).saga.unwrap().saga_id;
+    let keys = |query: String| {
+        let inventory = &platform.inventory;
+        async move {
+            let response = inventory.get(&format!("/admin/idempotency-keys{query}")).await;
+            assert_eq!(response.status(), 200, "{query}");
+            response.json::<IdempotencyKeyList>().await.unwrap()
+        }
+    };
+    let listed = keys(format!("?prefix={saga_id}")).await;
+    let names: Vec<_> = listed.keys.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("{saga_id}:reserve_inventory"),
+            format!("{saga_id}:reserve_inventory:compensation")
+        ]
+    );
+    assert!(
+        listed
+            .keys
+            .iter()
+            .all(|k| k.state == KeyState::Completed && k.replays == 0 && k.response_status.is_some()),
+        "{listed:?}"
+    );
+    assert_eq!(listed.next_cursor, None);
+
+    // A page at a time, and nothing of another saga's.
+    let first = keys(format!("?prefix={saga_id}&limit=1")).await;
+    assert_eq!(first.keys, listed.keys[..1]);
+    let cursor = first.next_cursor.expect("a full page says where the next begins");
+    let rest = keys(format!("?prefix={saga_id}&limit=1&cursor={}", urlencoding(&cursor))).await;
+    assert_eq!(rest.keys, listed.keys[1..]);
+    assert!(keys(format!("?prefix={}", uuid::Uuid::now_v7())).await.keys.is_empty());
+
+    for bad in [
+        "?limit=0",
+        "?limit=501",
+        "?cursor=nospace",
+        "?prefix=%C3%A9",
+        "?colour=red",
+    ] {
+        let (status, body) = problem(platform.inventory.get(&format!("/admin/idempotency-keys{bad}")).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+fn urlencoding(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use api::{AttemptOutcome, OrderStatus, OrderView, SagaEventKind, SagaHistory, SagaList, SagaStatus};
+use api::{
+    AttemptOutcome, OrderStatus, OrderView, SagaEventKind, SagaHistory, SagaList, SagaStatus,
+    idempotency::{IdempotencyKeyList, KeyState},
+};
 use testing::eventually;
 use txlab_tests::{Platform, checkout_body, fault_rule, new_key, step, view};
 
@@ -26,6 +29,28 @@ async fn one_fault(operation: &str, kind: &str, step_name: &str) {
     assert!(step(&order, step_name).attempts >= 2, "{baggage}: retried: {order}");
     assert_eq!(platform.stock("SKU-010").await.available, before - 2);
     platform.assert_consistent(&order).await;
+    if kind == "lost_response" {
+        // The retry was answered from the stored response: the participant's key for
+        // the step says so.
+        let participant = match operation.split('.').next() {
+            Some("inventory") => &platform.inventory,
+            Some("payment") => &platform.payment,
+            Some("email") => &platform.email,
+            _ => &platform.order,
+        };
+        let saga_id = view::<OrderView>(&order).saga.unwrap().saga_id;
+        let keys: IdempotencyKeyList = participant
+            .get(&format!("/admin/idempotency-keys?prefix={saga_id}:{step_name}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keys.keys.len(), 1, "{keys:?}");
+        let key = &keys.keys[0];
+        assert_eq!(key.key, format!("{saga_id}:{step_name}"));
+        assert_eq!((key.state, key.replays), (KeyState::Completed, 1), "{key:?}");
+        assert!(key.response_status.is_some_and(|s| (200..300).contains(&s)), "{key:?}");
+    }
 }
 
 macro_rules! fault_cases {

@@ -10,13 +10,15 @@
 //! - [`tpc`]: the two-phase-commit exchange: what a participant prepares, its vote,
 //!   the coordinator's decision and the participant's acknowledgement; the
 //!   transactions a participant holds prepared.
-//! - [`orders`]: orders, the saga that runs a checkout and its steps, and sagas listed.
-//! - [`transactions`]: 2PC transactions as the coordinator shows them.
+//! - [`orders`]: orders, the saga that runs a checkout and its steps, sagas listed,
+//!   and a saga's history.
+//! - [`transactions`]: 2PC transactions as the coordinator shows them, and their history.
 //! - [`reservations`]: stock held for an order.
 //! - [`resilience`]: what `GET /admin/resilience` shows.
 //! - [`payments`]: charges, refunds and an order's balance.
 //! - [`emails`]: the outbox and each email's delivery.
 //! - [`faults`]: fault injection's rules and the kinds of fault.
+//! - [`idempotency`]: a service's idempotency keys, as its admin listing shows them.
 //! - [`headers`]: the names of the headers the contract uses.
 //! - [`health`]: what the health checks answer.
 //! - [`problem`]: the error-code table and the problem+json body of every error.
@@ -66,6 +68,7 @@ pub mod emails;
 pub mod faults;
 pub mod headers;
 pub mod health;
+pub mod idempotency;
 pub mod orders;
 pub mod participants;
 pub mod payments;

@@ -21,6 +21,7 @@
 //! never cancels a unit of work half-way. Requests without a key (allowed everywhere
 //! but `POST /checkout`) get the same unit of work, without a stored response.
 
+pub(crate) mod admin;
 mod key;
 mod purge;
 mod store;
@@ -46,9 +47,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+pub use admin::admin_routes;
 pub use key::{IdempotencyKey, MAX_KEY_LENGTH, fingerprint};
 pub use purge::{IdempotencyPurger, PurgeNow};
-pub use store::{Claim, ClaimOutcome, IdempotencyStore, KeyState, StoredResponse, purge_expired};
+pub use store::{Claim, ClaimOutcome, IdempotencyStore, KeyState, ListedKey, StoredResponse, list_keys, purge_expired};
 
 use api::headers::IDEMPOTENCY_KEY;
 use base::{ErrorCode, Problem};

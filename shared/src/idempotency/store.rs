@@ -88,14 +88,20 @@ impl IdempotencyStore {
             if inserted == 1 {
                 return Ok(ClaimOutcome::Claimed(claim));
             }
+            // A retry of a completed request is answered from the stored response:
+            // counted as a replay by the same statement.
             let existing: Option<ExistingKey> = sqlx::query_as(
-                "SELECT fingerprint, state,
+                "WITH replayed AS (
+                     UPDATE idempotency_keys SET replays = replays + 1
+                     WHERE scope = $1 AND key = $2 AND state = 'completed' AND fingerprint = $3)
+                 SELECT fingerprint, state,
                         (extract(epoch FROM (locked_until - now())) * 1000)::float8 AS lease_remaining_ms,
                         response_status, response_headers, response_body
                  FROM idempotency_keys WHERE scope = $1 AND key = $2",
             )
             .bind(scope)
             .bind(key)
+            .bind(fingerprint)
             .fetch_optional(&self.pool)
             .await?;
             let Some(existing) = existing else { continue };
@@ -186,6 +192,47 @@ impl IdempotencyStore {
         .await?;
         Ok(())
     }
+}
+
+/// A key as the admin listing shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListedKey {
+    pub scope: String,
+    pub key: String,
+    pub state: KeyState,
+    pub replays: i32,
+    pub response_status: Option<i16>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub locked_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A page of the keys that start with `prefix`, in (key, scope) order, after
+/// `after`, from the `idempotency_keys_by_key` index. Keys are printable ASCII, so
+/// every key with the prefix sorts below the prefix followed by DEL.
+#[tracing::instrument(name = "idempotency.list", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn list_keys(
+    pool: &PgPool,
+    prefix: &str,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<ListedKey>, sqlx::Error> {
+    let (after_key, after_scope) = after.unzip();
+    sqlx::query_as(
+        "SELECT scope, key, state, replays, response_status, created_at, completed_at, locked_until
+         FROM idempotency_keys
+         WHERE key ~>=~ $1 AND key ~<~ $2
+           AND ($3::text IS NULL OR key ~>~ $3 OR (key = $3 AND scope ~>~ $4))
+         ORDER BY key USING ~<~, scope USING ~<~
+         LIMIT $5",
+    )
+    .bind(prefix)
+    .bind(format!("{prefix}\u{7f}"))
+    .bind(after_key)
+    .bind(after_scope)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// Deletes keys older than `retention`, at most `batch` rows per statement, until
