@@ -13,6 +13,14 @@ use crate::{
 /// Body limits, extractor errors as problem+json, health routes and a problem+json 404.
 pub fn common(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        cfg.configure(limits_and_errors(admin_token)).configure(health::routes);
+    }
+}
+
+/// Body limits, extractor errors as problem+json, the admin token and a problem+json
+/// 404: [`common`] without the health routes, for a service without a database.
+pub fn limits_and_errors(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
         cfg.app_data(web::Data::new(AdminToken(admin_token)))
             .app_data(
                 web::JsonConfig::default()
@@ -22,7 +30,6 @@ pub fn common(admin_token: Option<String>) -> impl FnOnce(&mut web::ServiceConfi
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e).into()))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
-            .configure(health::routes)
             .default_service(web::to(not_found));
     }
 }

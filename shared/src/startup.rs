@@ -1,10 +1,10 @@
 //! The `main` every service shares: settings, telemetry, build, serve, flush.
 //! A bad environment ends the process with one line naming the variable.
 
-use std::{future::Future, process::ExitCode};
+use std::{future::Future, net::SocketAddr, process::ExitCode};
 
 use base::{
-    config::{Env, Service, Settings},
+    config::{ConfigError, Env, OtelSettings, Service, Settings},
     problem::one_line,
     telemetry,
 };
@@ -14,24 +14,52 @@ pub trait Application: Sized {
     fn run_until_stopped(self) -> impl Future<Output = std::io::Result<()>>;
 }
 
-/// Runs a service: `build` gets the common settings and the environment (for the
-/// service's own variables).
-pub async fn run<A, F, Fut>(service: Service, build: F) -> ExitCode
+/// What [`run`] needs of a service's settings: every service's are [`Settings`]; the
+/// console, which has no database, has its own.
+pub trait ServiceSettings: Sized {
+    fn from_env(service: Service, env: &Env) -> Result<Self, ConfigError>;
+    fn otel(&self) -> &OtelSettings;
+    fn log_filter(&self) -> &str;
+    fn bind_addr(&self) -> SocketAddr;
+}
+
+impl ServiceSettings for Settings {
+    fn from_env(service: Service, env: &Env) -> Result<Self, ConfigError> {
+        Settings::from_env(service, env)
+    }
+
+    fn otel(&self) -> &OtelSettings {
+        &self.otel
+    }
+
+    fn log_filter(&self) -> &str {
+        &self.log_filter
+    }
+
+    fn bind_addr(&self) -> SocketAddr {
+        self.bind_addr
+    }
+}
+
+/// Runs a service: `build` gets the settings and the environment (for the service's
+/// own variables).
+pub async fn run<S, A, F, Fut>(service: Service, build: F) -> ExitCode
 where
+    S: ServiceSettings,
     A: Application,
-    F: FnOnce(Settings, Env) -> Fut,
+    F: FnOnce(S, Env) -> Fut,
     Fut: Future<Output = anyhow::Result<A>>,
 {
     let env = Env::from_process();
-    let settings = match Settings::from_env(service, &env) {
+    let settings = match S::from_env(service, &env) {
         Ok(settings) => settings,
         Err(e) => return fail(service, &e),
     };
-    let telemetry = match telemetry::init(&settings.otel, &settings.log_filter) {
+    let telemetry = match telemetry::init(settings.otel(), settings.log_filter()) {
         Ok(guard) => guard,
         Err(e) => return fail(service, &e),
     };
-    let bind_addr = settings.bind_addr;
+    let bind_addr = settings.bind_addr();
     let app = match build(settings, env).await {
         Ok(app) => app,
         Err(e) => {

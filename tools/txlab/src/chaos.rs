@@ -275,8 +275,12 @@ async fn campaign(platform: &mut Platform, args: &ChaosArgs, seed: u64) -> anyho
         started.elapsed().as_secs_f64()
     );
 
-    let orders = platform.database_url(Service::Order);
-    let coordinator = platform.database_url(Service::Coordinator);
+    let orders = platform
+        .database_url(Service::Order)
+        .context("the order service has a database")?;
+    let coordinator = platform
+        .database_url(Service::Coordinator)
+        .context("the coordinator has a database")?;
     let deadline = Instant::now() + Duration::from_secs(args.settle_secs);
     while unfinished(&orders, &coordinator).await? > 0 && Instant::now() < deadline {
         watch(platform, &mut report, Duration::from_secs(1)).await?;

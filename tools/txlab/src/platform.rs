@@ -85,13 +85,17 @@ pub fn free_port_like(wanted: u16) -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
-/// `wanted` when it and the four ports after it are free, else the first base
-/// above it, in steps of ten, that is.
+/// `wanted` when the services' ports from it are free (the four after it, and the
+/// console's ten above it), else the first base above it, in steps of twenty, that is.
 pub fn free_port_base_like(wanted: u16) -> anyhow::Result<u16> {
+    let offsets: Vec<u16> = Service::ALL
+        .iter()
+        .map(|s| s.default_port() - Service::Order.default_port())
+        .collect();
     (0..200)
-        .map(|step| wanted.saturating_add(step * 10))
-        .find(|base| (0..5).all(|i| is_free(base.saturating_add(i))))
-        .with_context(|| format!("no five free ports above {wanted}"))
+        .map(|step| wanted.saturating_add(step * 20))
+        .find(|base| offsets.iter().all(|offset| is_free(base.saturating_add(*offset))))
+        .with_context(|| format!("no free ports for the services above {wanted}"))
 }
 
 impl Platform {
@@ -152,20 +156,20 @@ impl Platform {
         self.settings.state.join("logs")
     }
 
-    /// A superuser URL of the service's own database.
-    pub fn database_url(&self, service: Service) -> String {
-        self.cluster.url(service.database())
+    /// A superuser URL of the service's own database (the console has none).
+    pub fn database_url(&self, service: Service) -> Option<String> {
+        service.database().map(|database| self.cluster.url(database))
     }
 
     async fn start_services(&mut self) -> anyhow::Result<()> {
         let mut admin = PgConnection::connect(&self.cluster.url("postgres")).await?;
-        for service in &self.services {
+        for database in self.services.iter().filter_map(|s| s.database()) {
             let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(service.database())
+                .bind(database)
                 .fetch_one(&mut admin)
                 .await?;
             if !exists {
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {}", service.database())))
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
                     .execute(&mut admin)
                     .await?;
             }
@@ -192,7 +196,6 @@ impl Platform {
         let mut command = Command::new(self.bin_dir.join(service.binary()));
         command
             .env("BIND_ADDR", format!("127.0.0.1:{}", self.settings.port_of(service)))
-            .env("DATABASE_URL", self.database_url(service))
             .env(
                 "FAULT_INJECTION",
                 std::env::var("FAULT_INJECTION").unwrap_or_else(|_| "on".into()),
@@ -202,6 +205,9 @@ impl Platform {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        if let Some(url) = self.database_url(service) {
+            command.env("DATABASE_URL", url);
+        }
         for peer in Service::ALL {
             command.env(peer.url_variable(), self.settings.url_of(peer));
         }

@@ -13,6 +13,8 @@ pub enum Service {
     Payment,
     Email,
     Coordinator,
+    /// The lab console: web pages over the others' public APIs; no database.
+    Console,
 }
 
 impl From<api::Participant> for Service {
@@ -27,12 +29,13 @@ impl From<api::Participant> for Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Order,
         Service::Inventory,
         Service::Payment,
         Service::Email,
         Service::Coordinator,
+        Service::Console,
     ];
 
     /// Short name, used in fault keys (`fault.<name>.<op>`) and idempotency scopes.
@@ -43,6 +46,7 @@ impl Service {
             Service::Payment => "payment",
             Service::Email => "email",
             Service::Coordinator => "coordinator",
+            Service::Console => "console",
         }
     }
 
@@ -54,17 +58,19 @@ impl Service {
             Service::Payment => "payment-service",
             Service::Email => "email-service",
             Service::Coordinator => "coordinator",
+            Service::Console => "console",
         }
     }
 
-    /// The database the service owns (database-per-service).
-    pub fn database(self) -> &'static str {
+    /// The database the service owns (database-per-service); the console has none.
+    pub fn database(self) -> Option<&'static str> {
         match self {
-            Service::Order => "orders",
-            Service::Inventory => "inventory",
-            Service::Payment => "payments",
-            Service::Email => "email",
-            Service::Coordinator => "coordinator",
+            Service::Order => Some("orders"),
+            Service::Inventory => Some("inventory"),
+            Service::Payment => Some("payments"),
+            Service::Email => Some("email"),
+            Service::Coordinator => Some("coordinator"),
+            Service::Console => None,
         }
     }
 
@@ -75,6 +81,7 @@ impl Service {
             Service::Payment => 8082,
             Service::Email => 8083,
             Service::Coordinator => 8084,
+            Service::Console => 8090,
         }
     }
 
@@ -86,6 +93,7 @@ impl Service {
             Service::Payment => "PAYMENT_URL",
             Service::Email => "EMAIL_URL",
             Service::Coordinator => "COORDINATOR_URL",
+            Service::Console => "CONSOLE_URL",
         }
     }
 }
@@ -211,6 +219,7 @@ pub struct PeerSettings {
     pub payment: String,
     pub email: String,
     pub coordinator: String,
+    pub console: String,
 }
 
 impl PeerSettings {
@@ -221,7 +230,46 @@ impl PeerSettings {
             Service::Payment => &self.payment,
             Service::Email => &self.email,
             Service::Coordinator => &self.coordinator,
+            Service::Console => &self.console,
         }
+    }
+
+    /// `ORDER_URL`, `INVENTORY_URL`, … (each an http(s) URL; the contract's
+    /// loopback default when unset).
+    pub fn from_env(env: &Env) -> Result<PeerSettings, ConfigError> {
+        let peer = |s: Service| -> Result<String, ConfigError> {
+            let url = env
+                .optional(s.url_variable())
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}", s.default_port()));
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError {
+                    variable: s.url_variable(),
+                    reason: format!("must be an http:// or https:// URL, got {url:?}"),
+                });
+            }
+            Ok(url.trim_end_matches('/').to_owned())
+        };
+        Ok(PeerSettings {
+            order: peer(Service::Order)?,
+            inventory: peer(Service::Inventory)?,
+            payment: peer(Service::Payment)?,
+            email: peer(Service::Email)?,
+            coordinator: peer(Service::Coordinator)?,
+            console: peer(Service::Console)?,
+        })
+    }
+}
+
+impl OtelSettings {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_SERVICE_NAME`.
+    pub fn from_env(service: Service, env: &Env) -> Result<OtelSettings, ConfigError> {
+        Ok(OtelSettings {
+            endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            protocol: env.parse_or("OTEL_EXPORTER_OTLP_PROTOCOL", OtlpProtocol::Grpc)?,
+            service_name: env
+                .optional("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| service.binary().into()),
+        })
     }
 }
 
@@ -281,43 +329,19 @@ impl Settings {
                 reason: "must be a postgres:// or postgresql:// URL".into(),
             });
         }
-        let peer = |s: Service| -> Result<String, ConfigError> {
-            let url = env
-                .optional(s.url_variable())
-                .unwrap_or_else(|| format!("http://127.0.0.1:{}", s.default_port()));
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError {
-                    variable: s.url_variable(),
-                    reason: format!("must be an http:// or https:// URL, got {url:?}"),
-                });
-            }
-            Ok(url.trim_end_matches('/').to_owned())
-        };
         Ok(Settings {
             service,
             bind_addr,
             database_url,
             database_max_connections: env.parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
             log_filter: env.optional("RUST_LOG").unwrap_or_else(|| "info".into()),
-            otel: OtelSettings {
-                endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT"),
-                protocol: env.parse_or("OTEL_EXPORTER_OTLP_PROTOCOL", OtlpProtocol::Grpc)?,
-                service_name: env
-                    .optional("OTEL_SERVICE_NAME")
-                    .unwrap_or_else(|| service.binary().into()),
-            },
+            otel: OtelSettings::from_env(service, env)?,
             fault: FaultSettings {
                 enabled: env.switch("FAULT_INJECTION", false)?,
                 timeout_wait: env.millis_or("FAULT_TIMEOUT_WAIT_MS", Duration::from_secs(5))?,
             },
             admin_token: env.optional("ADMIN_TOKEN"),
-            peers: PeerSettings {
-                order: peer(Service::Order)?,
-                inventory: peer(Service::Inventory)?,
-                payment: peer(Service::Payment)?,
-                email: peer(Service::Email)?,
-                coordinator: peer(Service::Coordinator)?,
-            },
+            peers: PeerSettings::from_env(env)?,
             idempotency: IdempotencySettings {
                 retention: env.seconds_or("IDEMPOTENCY_RETENTION_SECS", Duration::from_secs(24 * 3600))?,
                 lease: env.seconds_or("IDEMPOTENCY_LEASE_SECS", Duration::from_secs(10))?,
