@@ -42,7 +42,7 @@ SELECT :saga_id, (ordinality - 1)::smallint, step
 FROM unnest(ARRAY['create_order','reserve_inventory','charge_payment','commit_inventory','confirm_order','send_email']) WITH ORDINALITY AS s(step, ordinality);
 COMMIT;
 -- order  Engine::run · log::fetch_saga
-SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage, checkout_key FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 
 -- step 0 create_order ---------------------------------------------------------
@@ -66,7 +66,7 @@ INSERT INTO order_lines (order_id, sku, quantity, unit_price_cents)
 SELECT :order_id, * FROM unnest(ARRAY[:sku::text], ARRAY[1]::int[], ARRAY[2100]::bigint[]);
 -- view::load_existing
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage, checkout_key FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
@@ -235,7 +235,7 @@ SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id,
 UPDATE orders SET status = 'cancelled', reason = '402 payment-declined: the card was declined: card_declined', updated_at = now() WHERE id = :order_id
 RETURNING id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at;
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage, checkout_key FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;
@@ -261,7 +261,7 @@ INSERT INTO saga_events (saga_id, kind, status, detail, participant)
 SELECT id, 'status_changed', 'cancelled', '402 payment-declined: the card was declined: card_declined', NULL FROM saga;
 -- order  checkout · view::load_existing (autocommit reads on one connection)
 SELECT id FROM sagas WHERE order_id = :order_id;
-SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage FROM sagas WHERE id = :saga_id;
+SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage, checkout_key FROM sagas WHERE id = :saga_id;
 SELECT status, attempts, compensation_attempts, last_error FROM saga_steps WHERE saga_id = :saga_id ORDER BY position;
 SELECT id, customer_email, status, reason, total_cents, payment_token, trace_id, created_at, updated_at FROM orders WHERE id = :order_id;
 SELECT sku, quantity, unit_price_cents FROM order_lines WHERE order_id = :order_id ORDER BY sku;

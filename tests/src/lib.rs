@@ -5,7 +5,8 @@
 //! - this file: [`Platform`] (in-process services) and the checks and request helpers
 //!   the tests share;
 //! - [`otlp`]: a real OTLP trace receiver (gRPC and HTTP) that keeps every span;
-//! - [`processes`]: the platform as real processes, to SIGKILL and SIGSTOP.
+//! - [`processes`]: the platform as real processes, to SIGKILL and SIGSTOP;
+//! - [`browser`]: headless Chromium driven over WebDriver, for the console.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use api::{
 use base::config::{Service, Settings};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use shared::startup as shared_startup;
 use testing::{SmtpSink, TestApp, eventually};
 use uuid::Uuid;
 
@@ -34,6 +36,7 @@ pub struct Platform {
     pub processes: Option<processes::Processes>,
 }
 
+pub mod browser;
 pub mod otlp;
 pub mod processes;
 
@@ -57,6 +60,25 @@ fn tune_participant(settings: &mut Settings, coordinator: &str) {
 /// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999), so
 /// that no outgoing connection — a database connection, say — is given one meanwhile.
 const RESERVED_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// The console, running in this process.
+pub struct ConsoleApp {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl ConsoleApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `GET path`: the status and the body.
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+}
 
 /// A port nobody listens on yet, for a service its peers must know before it starts
 /// (or that is killed and restarted on the same port). It stays this process's until
@@ -182,6 +204,38 @@ impl Platform {
             email,
             smtp,
             processes: None,
+        }
+    }
+
+    /// The console, in this process, reading these services.
+    pub async fn console(&self) -> ConsoleApp {
+        self.console_with(|_| {}).await
+    }
+
+    /// The console with its settings passed through `tune` last.
+    pub async fn console_with(&self, tune: impl FnOnce(&mut console::settings::ConsoleSettings)) -> ConsoleApp {
+        let env = base::config::Env::from_map(std::collections::HashMap::new());
+        let mut settings =
+            <console::settings::ConsoleSettings as shared_startup::ServiceSettings>::from_env(Service::Console, &env)
+                .unwrap();
+        settings.bind_addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        settings.peers = base::config::PeerSettings {
+            order: self.order.address.clone(),
+            inventory: self.inventory.address.clone(),
+            payment: self.payment.address.clone(),
+            email: self.email.address.clone(),
+            coordinator: self.coordinator.address.clone(),
+            console: testing::unreachable_url(),
+        };
+        settings.refresh = Duration::from_millis(500);
+        settings.jaeger_ui_url = "http://127.0.0.1:16686".into();
+        tune(&mut settings);
+        let server = console::startup::build(settings, env).await.unwrap();
+        let address = format!("http://127.0.0.1:{}", server.port);
+        actix_rt::spawn(shared_startup::Application::run_until_stopped(server));
+        ConsoleApp {
+            address,
+            client: reqwest::Client::new(),
         }
     }
 

@@ -36,6 +36,7 @@ const CRATES: &[(&str, &str, u8)] = &[
     ("services/payment", "payment-service", 6),
     ("services/email", "email-service", 6),
     ("services/coordinator", "coordinator", 6),
+    ("services/console", "console", 6),
     ("tools/loadgen", "loadgen", 7),
     ("tools/txlab", "txlab", 8),
     ("tests", "txlab-tests", 9),

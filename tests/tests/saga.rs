@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use api::{OrderView, SagaHistory, SagaList, SagaStatus, StepStatus};
+use api::{OrderView, SagaCounts, SagaHistory, SagaList, SagaStatus, StepStatus};
 use serde_json::{Value, json};
 use testing::{eventually, problem};
 use txlab_tests::{Platform, checkout_body, new_key, step, view};
@@ -243,6 +243,16 @@ async fn sagas_are_listed_newest_first_by_state_and_a_page_at_a_time() {
     );
     assert_eq!((declined.max_attempts, declined.retrying), (1, false), "{declined:?}");
     assert_eq!(declined.trace_id, orders[1].trace_id);
+
+    let counts: SagaCounts = platform.order.get("/sagas/counts").await.json().await.unwrap();
+    assert_eq!(
+        counts,
+        SagaCounts {
+            confirmed: 2,
+            cancelled: 1,
+            ..SagaCounts::default()
+        }
+    );
 
     let cancelled = list("?state=cancelled").await;
     assert_eq!(cancelled.sagas.len(), 1);

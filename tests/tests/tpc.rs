@@ -65,6 +65,44 @@ async fn a_committed_checkout_changes_every_participant_once() {
     }
     assert_eq!(history.events[10].state, Some(TransactionState::Committed));
     assert_eq!(history.order_id.to_string(), order_id);
+    let counts: api::TransactionCounts = platform
+        .coordinator
+        .get("/transactions/counts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        api::TransactionCounts {
+            committed: 1,
+            ..Default::default()
+        }
+    );
+    let found: api::TransactionList = platform
+        .coordinator
+        .get(&format!("/transactions?order_id={order_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found.transactions.len(), 1);
+    assert_eq!(found.transactions[0].transaction_id, history.transaction_id);
+    assert!(
+        found.transactions[0]
+            .checkout_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("coordinator:")),
+        "{found:?}"
+    );
+    let none: api::TransactionList = platform
+        .coordinator
+        .get(&format!("/transactions?order_id={}&state=aborted", order_id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(none.transactions.is_empty());
     let first: TransactionHistory = platform
         .coordinator
         .get(&format!("/transactions/{}/history?limit=6", history.transaction_id))

@@ -4,7 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use api::{CheckoutRequest, TransactionFilter, TransactionHistory, TransactionList, TransactionView};
+use api::{
+    CheckoutRequest, TransactionCounts, TransactionFilter, TransactionHistory, TransactionList, TransactionView,
+};
 use base::Problem;
 use serde::Deserialize;
 use shared::{
@@ -28,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "coordinator.checkout",
     ))
     .service(web::resource("/transactions").route(web::get().to(list_transactions)))
+    .service(web::resource("/transactions/counts").route(web::get().to(count_transactions)))
     .service(web::resource("/transactions/{id}").route(web::get().to(show_transaction)))
     .service(web::resource("/transactions/{id}/history").route(web::get().to(transaction_history)));
 }
@@ -127,6 +130,15 @@ struct TransactionsQuery {
     limit: Option<i64>,
     /// The last `transaction_id` of the previous page.
     before: Option<Uuid>,
+    /// Only the transaction of this order (the checkout's `order_id`).
+    order_id: Option<Uuid>,
+}
+
+/// How many transactions are in each state, and how many unfinished ones are in doubt.
+#[utoipa::path(get, path = "/transactions/counts", tag = "transactions",
+    responses((status = 200, description = "Transactions by state", body = TransactionCounts)))]
+async fn count_transactions(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+    ok(&crate::tpc::log::count_transactions(&pool).await?)
 }
 
 /// Transactions, newest first.
@@ -146,6 +158,18 @@ async fn list_transactions(
             "limit must be between 1 and 500, got {limit}"
         )));
     }
+    if let Some(order_id) = query.order_id {
+        let id = crate::tpc::log::fetch_transaction_id_by_order(&pool, order_id).await?;
+        let mut conn = pool.acquire().await?;
+        let transactions = match id {
+            Some(id) => vec![transactions::load(&mut conn, id).await?],
+            None => Vec::new(),
+        };
+        let wanted = |view: &TransactionView| filter.is_none_or(|f| f.matches(view));
+        return ok(&TransactionList {
+            transactions: transactions.into_iter().filter(wanted).collect(),
+        });
+    }
     ok(&TransactionList {
         transactions: transactions::list(&pool, filter, query.before, limit).await?,
     })
@@ -153,5 +177,11 @@ async fn list_transactions(
 
 /// The coordinator's own endpoints, for its OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(checkout, list_transactions, show_transaction, transaction_history))]
+#[openapi(paths(
+    checkout,
+    list_transactions,
+    count_transactions,
+    show_transaction,
+    transaction_history
+))]
 pub struct Api;

@@ -111,6 +111,7 @@ pub fn view(record: TxRecord) -> TransactionView {
             .collect(),
         created_at: record.created_at,
         decided_at: record.decided_at,
+        checkout_key: Some(record.checkout_key.clone()),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList, SagaHistory, SagaList, SagaStatus};
+use api::{CancelAnswer, CancelOrder, CreateOrder, NoFields, OrderList, SagaCounts, SagaHistory, SagaList, SagaStatus};
 use base::Problem;
 use serde::Deserialize;
 use shared::{
@@ -50,6 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     ))
     .service(web::resource("/orders/{order_id}").route(web::get().to(show_order)))
     .service(web::resource("/sagas").route(web::get().to(list_sagas)))
+    .service(web::resource("/sagas/counts").route(web::get().to(count_sagas)))
     .service(web::resource("/sagas/{saga_id}/history").route(web::get().to(saga_history)));
 }
 
@@ -217,6 +218,13 @@ async fn list_sagas(pool: web::Data<PgPool>, query: web::Query<SagasQuery>) -> R
     ok(&crate::view::sagas(&pool, &filter, limit).await?)
 }
 
+/// How many sagas are in each status, and how many unfinished ones are retrying.
+#[utoipa::path(get, path = "/sagas/counts", tag = "sagas",
+    responses((status = 200, description = "Sagas by status", body = SagaCounts)))]
+async fn count_sagas(pool: web::Data<PgPool>) -> Result<HttpResponse, Problem> {
+    ok(&crate::saga::log::count_sagas(&pool).await?)
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -265,6 +273,7 @@ async fn saga_history(
     confirm_order,
     cancel_order,
     list_sagas,
+    count_sagas,
     saga_history
 ))]
 pub struct Api;

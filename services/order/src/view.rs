@@ -13,7 +13,7 @@ use crate::{
     saga::{
         log,
         state::{SagaStatus, StepStatus},
-        steps::STEPS,
+        steps::{PIVOT, STEPS},
     },
 };
 
@@ -172,12 +172,14 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                 steps: STEPS
                     .iter()
                     .zip(&saga.state.steps)
-                    .map(|(step, state)| StepView {
+                    .enumerate()
+                    .map(|(i, (step, state))| StepView {
                         name: step.name.to_owned(),
                         status: step_status(state.status),
                         attempts: state.attempts,
                         compensation_attempts: state.compensation_attempts,
                         last_error: state.last_error.clone(),
+                        pivot: i == PIVOT,
                     })
                     .collect(),
                 saga: Some(SagaView {
@@ -185,6 +187,7 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                     status: saga.state.status,
                     reason: saga.state.parked_reason.clone().or_else(|| saga.state.reason.clone()),
                     cancel_reason: saga.state.reason.clone(),
+                    checkout_key: Some(saga.checkout_key.clone()),
                 }),
                 created_at: order.as_ref().map(|o| o.created_at),
             })

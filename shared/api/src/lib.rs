@@ -82,8 +82,8 @@ pub use catalogue::{Catalogue, Product, SetStock};
 pub use checkout::{CheckoutRequest, LineItemRequest, PricedLine};
 pub use emails::{Email, EmailState, Emails};
 pub use orders::{
-    AttemptOutcome, CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView, SagaEvent,
-    SagaEventKind, SagaHistory, SagaList, SagaStatus, SagaSummary, SagaView, StepStatus, StepView,
+    AttemptOutcome, CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView, SagaCounts,
+    SagaEvent, SagaEventKind, SagaHistory, SagaList, SagaStatus, SagaSummary, SagaView, StepStatus, StepView,
 };
 pub use participants::{
     CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, NoFields, Participant, RefundRequest, Request, ReserveStock,
@@ -96,8 +96,8 @@ pub use tpc::{
     PrepareAnswer, Prepared, PreparedList, PreparedTransaction, StockSold, Vote,
 };
 pub use transactions::{
-    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionEvent, TransactionEventKind, TransactionFilter,
-    TransactionHistory, TransactionList, TransactionState, TransactionStatus, TransactionView,
+    ParticipantOutcome, ParticipantView, ParticipantVote, TransactionCounts, TransactionEvent, TransactionEventKind,
+    TransactionFilter, TransactionHistory, TransactionList, TransactionState, TransactionStatus, TransactionView,
 };
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ pub struct StepView {
     pub attempts: u32,
     pub compensation_attempts: u32,
     pub last_error: Option<String>,
+    /// The pivot: up to it a failure compensates; after it the saga only goes forward.
+    #[serde(default)]
+    pub pivot: bool,
 }
 
 /// Where a saga stands.
@@ -144,6 +147,11 @@ pub struct SagaView {
     pub reason: Option<String>,
     /// Why it is compensating or was cancelled (the first refusal), also while parked.
     pub cancel_reason: Option<String>,
+    /// The checkout's `Idempotency-Key` as the saga was logged under it:
+    /// `<scope>:<key>`, the scope being the service (and a hash of the client's
+    /// `Authorization`, when it sent one).
+    #[serde(default)]
+    pub checkout_key: Option<String>,
 }
 
 /// A saga in a list (`GET /sagas`): where it stands, and how hard it is trying.
@@ -279,6 +287,20 @@ pub struct SagaHistory {
     pub events: Vec<SagaEvent>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<i64>,
+}
+
+/// `GET /sagas/counts`: how many sagas are in each status, and how many unfinished
+/// ones are retrying (a step or compensation past its first attempt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct SagaCounts {
+    pub running: i64,
+    pub compensating: i64,
+    pub parked: i64,
+    pub confirmed: i64,
+    pub cancelled: i64,
+    pub retrying: i64,
 }
 
 /// An order in a list.

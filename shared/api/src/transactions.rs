@@ -88,6 +88,19 @@ impl TransactionFilter {
             TransactionFilter::State(state) => state.name(),
         }
     }
+    /// Whether the filter lets this transaction through.
+    pub fn matches(self, view: &TransactionView) -> bool {
+        match self {
+            TransactionFilter::InDoubt => {
+                !view.state.is_final()
+                    && view
+                        .participants
+                        .iter()
+                        .any(|p| p.outcome == ParticipantOutcome::InDoubt)
+            }
+            TransactionFilter::State(state) => view.state == state,
+        }
+    }
 }
 
 impl std::fmt::Display for TransactionFilter {
@@ -165,6 +178,10 @@ pub struct TransactionView {
     pub participants: Vec<ParticipantView>,
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// The checkout's `Idempotency-Key` as the transaction was logged under it:
+    /// `<scope>:<key>` (see the saga's `checkout_key`).
+    #[serde(default)]
+    pub checkout_key: Option<String>,
 }
 
 impl TransactionView {
@@ -182,6 +199,20 @@ pub struct ParticipantView {
     pub vote: ParticipantVote,
     pub outcome: ParticipantOutcome,
     pub detail: Option<String>,
+}
+
+/// `GET /transactions/counts`: how many transactions are in each state, and how many
+/// unfinished ones are in doubt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "db", derive(sqlx::FromRow))]
+pub struct TransactionCounts {
+    pub preparing: i64,
+    pub committing: i64,
+    pub aborting: i64,
+    pub committed: i64,
+    pub aborted: i64,
+    pub in_doubt: i64,
 }
 
 /// `GET /transactions`: a page of transactions, newest first.

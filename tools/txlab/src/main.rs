@@ -1,7 +1,7 @@
 //! `txlab up`: the whole platform on loopback without Docker. Starts a throwaway
 //! PostgreSQL cluster (under `target/txlab-native`), creates each service's database,
-//! starts every service binary found next to this one, waits until each is ready,
-//! prints where everything is, and stops it all on Ctrl-C.
+//! starts every service binary found next to this one (the console too), waits until
+//! each is ready, prints where everything is, and stops it all on Ctrl-C.
 
 // A command-line tool: talking to the user on stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -17,7 +17,8 @@ use platform::{Platform, PlatformSettings};
 
 const USAGE: &str = "usage: txlab up [--keep-data]\n\
   \x20      txlab chaos [--help]\n\n\
-  up     Starts PostgreSQL and every txlab service on 127.0.0.1 (ports 8080-8084),\n\
+  up     Starts PostgreSQL and every txlab service on 127.0.0.1 (ports 8080-8084, the\n\
+  \x20      console on 8090),\n\
   \x20      waits until all are ready and stops everything on Ctrl-C.\n\
   \x20      TXLAB_PG_PORT (54320) moves PostgreSQL and TXLAB_PORT_BASE (8080) the services\n\
   \x20      (a second platform beside the first); --keep-data keeps the databases\n\
@@ -130,6 +131,12 @@ fn print_welcome(services: &[Service], settings: &PlatformSettings, logs: &Path)
         println!(
             "  curl -s http://127.0.0.1:{}/inventory/SKU-001",
             port_of(Service::Inventory)
+        );
+    }
+    if has(Service::Console) {
+        println!(
+            "\nThe lab console, every checkout's X-ray: http://127.0.0.1:{}/",
+            port_of(Service::Console)
         );
     }
     println!("\nPress Ctrl-C to stop everything.");

@@ -20,6 +20,7 @@ pub struct TxRecord {
     pub started_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    pub checkout_key: String,
     pub tx: Transaction,
 }
 
@@ -37,6 +38,7 @@ struct TxRow {
     started_by: Uuid,
     created_at: DateTime<Utc>,
     decided_at: Option<DateTime<Utc>>,
+    checkout_key: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -113,7 +115,7 @@ pub async fn fetch_transaction(conn: &mut PgConnection, id: Uuid) -> Result<Opti
 pub async fn fetch_transactions(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<TxRecord>, sqlx::Error> {
     let rows: Vec<TxRow> = sqlx::query_as(
         "SELECT id, order_id, state, decision::text AS decision, reason, request, traceparent, baggage, started_by,
-                created_at, decided_at
+                created_at, decided_at, checkout_key
          FROM transactions WHERE id = ANY($1)",
     )
     .bind(ids)
@@ -160,6 +162,7 @@ fn record(row: TxRow) -> Result<TxRecord, sqlx::Error> {
         started_by: row.started_by,
         created_at: row.created_at,
         decided_at: row.decided_at,
+        checkout_key: row.checkout_key,
         tx: Transaction {
             state: row.state,
             decision: row
@@ -353,6 +356,33 @@ pub async fn offer_unfinished(pool: &PgPool, limit: i64, reoffer_after: Duration
     .bind(reoffer_after.as_secs_f64())
     .fetch_all(pool)
     .await
+}
+
+/// How many transactions are in each state, and how many unfinished ones are in doubt.
+#[tracing::instrument(name = "db.count_transactions", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn count_transactions(pool: &PgPool) -> Result<api::TransactionCounts, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'preparing') AS preparing,
+                count(*) FILTER (WHERE state = 'committing') AS committing,
+                count(*) FILTER (WHERE state = 'aborting') AS aborting,
+                count(*) FILTER (WHERE state = 'committed') AS committed,
+                count(*) FILTER (WHERE state = 'aborted') AS aborted,
+                count(*) FILTER (WHERE state IN ('preparing', 'committing', 'aborting') AND EXISTS (
+                    SELECT 1 FROM tx_participants p WHERE p.transaction_id = t.id
+                    AND p.vote IN ('yes', 'timeout') AND p.outcome = 'pending')) AS in_doubt
+         FROM transactions t",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The transaction of an order.
+#[tracing::instrument(name = "db.fetch_transaction_id_by_order", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn fetch_transaction_id_by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM transactions WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Newest first; `in_doubt` means unfinished with a participant that may have

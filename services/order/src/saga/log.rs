@@ -20,6 +20,7 @@ pub struct SagaRecord {
     pub request: PricedCheckout,
     pub traceparent: Option<String>,
     pub baggage: Option<String>,
+    pub checkout_key: String,
     pub state: SagaState,
 }
 
@@ -49,6 +50,7 @@ struct SagaRow {
     request: sqlx::types::Json<PricedCheckout>,
     traceparent: Option<String>,
     baggage: Option<String>,
+    checkout_key: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -119,7 +121,8 @@ pub async fn fetch_saga_id_by_order(conn: &mut PgConnection, order_id: Uuid) -> 
 #[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage
+        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage,
+                checkout_key
          FROM sagas WHERE id = $1",
     )
     .bind(id)
@@ -148,6 +151,7 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
         request: row.request.0,
         traceparent: row.traceparent,
         baggage: row.baggage,
+        checkout_key: row.checkout_key,
         state: SagaState::from_parts(
             row.status,
             row.reason,
@@ -353,6 +357,24 @@ pub async fn list_sagas(pool: &PgPool, filter: &SagaFilter, limit: i64) -> Resul
     .bind(filter.after)
     .bind(limit)
     .fetch_all(pool)
+    .await
+}
+
+/// How many sagas are in each status, and how many unfinished ones are retrying.
+#[tracing::instrument(name = "db.count_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn count_sagas(pool: &PgPool) -> Result<api::SagaCounts, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'running') AS running,
+                count(*) FILTER (WHERE status = 'compensating') AS compensating,
+                count(*) FILTER (WHERE status = 'parked') AS parked,
+                count(*) FILTER (WHERE status = 'confirmed') AS confirmed,
+                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+                count(*) FILTER (WHERE status IN ('running', 'compensating', 'parked') AND EXISTS (
+                    SELECT 1 FROM saga_steps st WHERE st.saga_id = s.id
+                    AND greatest(st.attempts, st.compensation_attempts) > 1)) AS retrying
+         FROM sagas s",
+    )
+    .fetch_one(pool)
     .await
 }
 

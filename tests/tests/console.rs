@@ -1,0 +1,233 @@
+//! The lab console in a real browser (headless Chromium over WebDriver), over every
+//! service in this process. Each page's screenshot is saved under
+//! `target/console-screenshots/` for a person to look at.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use api::{OrderView, TransactionList, TransactionView};
+use serde_json::json;
+use testing::{eventually, problem};
+use txlab_tests::{Platform, browser::Browser, checkout_body, new_key, view};
+
+const XSS_KEY: &str = "<img src=x onerror=alert(1)>";
+
+#[actix_web::test]
+async fn the_overview_lists_fresh_checkouts_and_the_xray_shows_each_steps_story() {
+    let platform = Platform::start().await;
+    let console = platform.console().await;
+    let (_, _, confirmed) = platform
+        .checkout(&checkout_body("SKU-002", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let confirmed = view::<OrderView>(&confirmed);
+    // A user's key is shown on the page, as text.
+    let (_, _, declined) = platform
+        .checkout(&checkout_body("SKU-003", 1, "tok_chargeDeclined"), XSS_KEY, None)
+        .await;
+    let declined = view::<OrderView>(&declined);
+    let (_, _, committed) = platform
+        .checkout_2pc(&checkout_body("SKU-004", 1, "tok_visa"), &new_key(), None)
+        .await;
+    let committed = view::<TransactionView>(&committed);
+    platform.finished(&committed.transaction_id.to_string()).await;
+
+    let browser = Browser::start().await;
+    browser.goto(&console.url("/")).await;
+    let links = |column: &'static str| {
+        let browser = &browser;
+        async move {
+            let selector = format!("#{column} table a[href^='/checkouts/']");
+            let hrefs = browser
+                .run(
+                    "return Array.from(document.querySelectorAll(arguments[0])).map(a => a.getAttribute('href'));",
+                    json!([selector]),
+                )
+                .await;
+            serde_json::from_value::<Vec<String>>(hrefs).unwrap()
+        }
+    };
+    assert_eq!(
+        links("sagas").await,
+        [
+            format!("/checkouts/{}", declined.order_id),
+            format!("/checkouts/{}", confirmed.order_id)
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        links("transactions").await,
+        [format!("/checkouts/{}", committed.order_id)]
+    );
+    let counts = browser.texts("#sagas .counts a").await;
+    assert!(counts.contains(&"confirmed 1".to_owned()), "{counts:?}");
+    assert!(counts.contains(&"cancelled 1".to_owned()), "{counts:?}");
+    browser.screenshot("overview").await;
+
+    // The confirmed saga: six steps, each succeeded, each a bar on the timeline.
+    browser
+        .click(&format!("#sagas a[href='/checkouts/{}']", confirmed.order_id))
+        .await;
+    browser
+        .wait_until(
+            "the X-ray",
+            "return document.querySelectorAll('tr.step').length === 6;",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        browser.texts("tr.step td:nth-child(2)").await,
+        vec!["succeeded"; 6],
+        "every step succeeded"
+    );
+    let bars = browser
+        .run(
+            "return document.querySelectorAll('svg.timeline rect.bar').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(bars, 6, "one attempt each");
+    assert_eq!(browser.texts(".pivot").await, ["◆ pivot"]);
+    let trace = browser
+        .run(
+            "return document.querySelector('a.trace').getAttribute('href');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        trace.as_str().unwrap(),
+        format!(
+            "http://127.0.0.1:16686/trace/{}",
+            confirmed.trace_id.as_deref().unwrap()
+        )
+    );
+    browser.screenshot("xray-saga-confirmed").await;
+
+    // The declined one: three compensations, newest first; the key is text.
+    browser
+        .goto(&console.url(&format!("/checkouts/{}", declined.order_id)))
+        .await;
+    let compensated = browser
+        .run(
+            "return Array.from(document.querySelectorAll('ol.compensations li')).map(li => li.dataset.step);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        compensated,
+        json!(["charge_payment", "reserve_inventory", "create_order"])
+    );
+    assert_eq!(browser.texts(".checkout-key").await, [format!("order:{XSS_KEY}")]);
+    let images = browser
+        .run("return document.querySelectorAll('img').length;", json!([]))
+        .await;
+    assert_eq!(images, 0, "the key was not turned into an element");
+    assert_eq!(browser.alert().await, None, "no script ran");
+    browser.screenshot("xray-saga-declined").await;
+
+    // The 2PC one: every participant voted yes and committed; nothing is held.
+    browser
+        .goto(&console.url(&format!("/checkouts/{}", committed.order_id)))
+        .await;
+    assert_eq!(
+        browser.texts("tr.participant td:nth-child(3)").await,
+        vec!["committed"; 4]
+    );
+    assert_eq!(browser.texts(".released").await.len(), 1);
+    let commit_point = browser.texts("svg.timeline .commit-point text").await;
+    assert_eq!(commit_point, ["decision: commit (commit point)"]);
+    browser.screenshot("xray-2pc-committed").await;
+}
+
+#[actix_web::test]
+async fn a_2pc_checkout_held_in_doubt_shows_its_sku_locked_then_released() {
+    let platform = Platform::start().await;
+    let console = platform.console().await;
+    let checkout = platform.checkout_2pc_in_background(
+        &checkout_body("SKU-007", 1, "tok_visa"),
+        &new_key(),
+        "fault.coordinator.vote=delay_ms:5000",
+    );
+    let in_doubt = eventually(Duration::from_secs(10), || async {
+        let list: TransactionList = platform
+            .coordinator
+            .get("/transactions?state=in_doubt")
+            .await
+            .json()
+            .await
+            .unwrap();
+        list.transactions.into_iter().next()
+    })
+    .await
+    .expect("the transaction is in doubt");
+
+    let browser = Browser::start().await;
+    browser
+        .goto(&console.url(&format!("/checkouts/{}", in_doubt.order_id)))
+        .await;
+    browser
+        .wait_until(
+            "the inventory's locked SKU",
+            "const rows = document.querySelector(\".held[data-participant='inventory'] .rows\"); \
+             return !!rows && rows.textContent.includes('SKU-007');",
+            Duration::from_secs(10),
+        )
+        .await;
+    browser.screenshot("xray-2pc-in-doubt").await;
+    // The page follows the transaction by itself: the decision comes, the locks go.
+    browser
+        .wait_until(
+            "the locks released",
+            "return !!document.querySelector('.released') && !document.body.dataset.refreshMs;",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(browser.texts(".held").await.is_empty());
+    browser.screenshot("xray-2pc-released").await;
+    checkout.await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_service_that_is_down_shows_as_down_and_bad_input_is_refused() {
+    let platform = Platform::start().await;
+    let console = platform
+        .console_with(|s| s.peers.coordinator = testing::unreachable_url())
+        .await;
+    let (status, body) = console.page("/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("the coordinator is down"), "{body}");
+    assert!(body.contains("id=\"sagas\""), "{body}");
+
+    let response = console.client.get(console.url("/")).send().await.unwrap();
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+
+    // An order nobody knows, while the coordinator cannot be asked: shown as unknown
+    // for now, and the page keeps trying.
+    let (status, body) = console.page(&format!("/checkouts/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("the coordinator is down") && body.contains("data-refresh-ms"),
+        "{body}"
+    );
+
+    let everyone = platform.console().await;
+    let (status, body) = everyone.page(&format!("/checkouts/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, 404, "{body}");
+
+    for bad in [
+        "/?saga_state=stuck",
+        "/?tx_state=maybe",
+        "/?older_than_secs=-1",
+        "/?colour=red",
+        "/checkouts/nope",
+    ] {
+        let (status, body) = problem(console.client.get(console.url(bad)).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}

@@ -1,0 +1,111 @@
+//! `txlab up` for real: PostgreSQL and every service binary beside this one, the
+//! console among them, ready and printed; Ctrl-C stops it all. Needs the workspace's
+//! binaries built (`scripts/test` builds them first).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// A base with the services' ports free above it (8080–8084 and 8090, moved).
+fn free_base() -> u16 {
+    let offsets = [0, 1, 2, 3, 4, 10];
+    (0..500)
+        .map(|i| 21_000 + ((std::process::id() as u16 % 200) + i) * 20)
+        .find(|base| {
+            offsets
+                .iter()
+                .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+        })
+        .expect("free ports")
+}
+
+#[test]
+fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
+    let console = std::path::Path::new(env!("CARGO_BIN_EXE_txlab")).with_file_name("console");
+    assert!(
+        console.exists(),
+        "build the binaries first (cargo build --workspace --bins)"
+    );
+    let base = free_base();
+    let pg = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_txlab"))
+        .arg("up")
+        .env("TXLAB_PORT_BASE", base.to_string())
+        .env("TXLAB_PG_PORT", pg.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (lines, read) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("txlab up did not come up: {printed:#?}");
+            }
+        }
+    }
+    let text = printed.join("\n");
+    let console_url = format!("http://127.0.0.1:{}/", base + 10);
+    assert!(
+        text.contains(&format!("console            ready on http://127.0.0.1:{}", base + 10)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("The lab console, every checkout's X-ray: {console_url}")),
+        "{text}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let page = runtime.block_on(async {
+        let response = reqwest::get(&console_url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    });
+    assert!(
+        page.contains("id=\"sagas\"") && page.contains("id=\"transactions\""),
+        "{page}"
+    );
+    assert!(!page.contains("is down"), "every service answers the console: {page}");
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "txlab up did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
