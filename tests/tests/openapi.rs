@@ -25,6 +25,7 @@ const PLATFORM: &[&str] = &[
     "put /admin/faults",
     "delete /admin/faults",
     "get /admin/resilience",
+    "get /admin/idempotency-keys",
 ];
 
 /// What each service serves, as the README lists it.
@@ -38,6 +39,8 @@ fn served(service: &str) -> BTreeSet<String> {
             "post /orders/{order_id}/confirm",
             "post /orders/{order_id}/cancel",
             "get /sagas",
+            "get /sagas/counts",
+            "get /sagas/{saga_id}/history",
         ],
         "inventory" => &[
             "get /inventory",
@@ -50,7 +53,13 @@ fn served(service: &str) -> BTreeSet<String> {
         ],
         "payment" => &["post /charges", "post /refunds", "get /payments"],
         "email" => &["post /emails", "get /emails"],
-        "coordinator" => &["post /checkout", "get /transactions", "get /transactions/{id}"],
+        "coordinator" => &[
+            "post /checkout",
+            "get /transactions",
+            "get /transactions/counts",
+            "get /transactions/{id}",
+            "get /transactions/{id}/history",
+        ],
         other => panic!("{other}"),
     };
     let participant = if service == "coordinator" { &[][..] } else { PARTICIPANT };

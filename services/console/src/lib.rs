@@ -9,6 +9,12 @@
 //! - [`html`]: escaping, the page layout and its security headers.
 //! - [`startup`]: builds the server.
 
+/// What every handler of the console shares: its settings and its view of the services.
+pub struct Console {
+    pub settings: settings::ConsoleSettings,
+    pub peers: peers::Peers,
+}
+
 pub mod html;
 pub mod pages;
 pub mod peers;

@@ -11,13 +11,7 @@ use shared::{
     web::{QuietHealthRootSpan, trace_response},
 };
 
-use crate::{pages, peers::Peers, settings::ConsoleSettings};
-
-/// What every handler of the console shares.
-pub struct Console {
-    pub settings: ConsoleSettings,
-    pub peers: Peers,
-}
+use crate::{Console, pages, peers::Peers, settings::ConsoleSettings};
 
 pub struct Server {
     pub port: u16,

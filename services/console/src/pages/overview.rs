@@ -12,9 +12,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{
+    Console,
     html::{Nav, Page, ago, badge, down, esc, short_id, url_component},
     peers::Read,
-    startup::Console,
 };
 
 /// Rows per list.

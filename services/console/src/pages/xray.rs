@@ -18,9 +18,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
+    Console,
     html::{Nav, Page, badge, down, esc, millis, url_component},
     peers::{Peers, Read},
-    startup::Console,
     timeline::{Bar, Marker, Timeline},
 };
 
