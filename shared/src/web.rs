@@ -161,7 +161,8 @@ pub async fn require_admin(
     next.call(req).await.map(ServiceResponse::map_into_boxed_body)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -282,6 +283,21 @@ pub fn with_trace_id<T: Serialize>(body: &T) -> Result<Value, Problem> {
             .or_insert_with(|| current_trace_id().map(Value::from).unwrap_or(Value::Null));
     }
     Ok(value)
+}
+
+/// Whether the request carries `Prefer: respond-async` (RFC 7240): answer as soon as
+/// the work is accepted rather than when it is done.
+pub fn prefers_async(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get_all(api::headers::PREFER)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|preference| {
+            preference
+                .split(';')
+                .next()
+                .is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async"))
+        })
 }
 
 /// Whether a request may change state (idempotency and fault points apply).

@@ -160,7 +160,17 @@ impl Browser {
             if self.run(script, json!([])).await == true {
                 return;
             }
-            assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+            if Instant::now() >= deadline {
+                // What the page showed instead, for whoever reads the failure.
+                let name = format!("failed-{}", what.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+                self.screenshot(&name).await;
+                let html = self.run("return document.documentElement.outerHTML;", json!([])).await;
+                let _ = std::fs::write(
+                    screenshots_dir().join(format!("{name}.html")),
+                    html.as_str().unwrap_or_default(),
+                );
+                panic!("waited {timeout:?} for {what}: see target/console-screenshots/{name}.png and .html");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

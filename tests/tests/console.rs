@@ -71,7 +71,7 @@ async fn the_overview_lists_fresh_checkouts_and_the_xray_shows_each_steps_story(
         .wait_until(
             "the X-ray",
             "return document.querySelectorAll('tr.step').length === 6;",
-            Duration::from_secs(10),
+            Duration::from_secs(20),
         )
         .await;
     assert_eq!(
@@ -145,7 +145,7 @@ async fn a_2pc_checkout_held_in_doubt_shows_its_sku_locked_then_released() {
     let checkout = platform.checkout_2pc_in_background(
         &checkout_body("SKU-007", 1, "tok_visa"),
         &new_key(),
-        "fault.coordinator.vote=delay_ms:5000",
+        "fault.coordinator.vote=delay_ms:10000",
     );
     let in_doubt = eventually(Duration::from_secs(10), || async {
         let list: TransactionList = platform
@@ -169,7 +169,7 @@ async fn a_2pc_checkout_held_in_doubt_shows_its_sku_locked_then_released() {
             "the inventory's locked SKU",
             "const rows = document.querySelector(\".held[data-participant='inventory'] .rows\"); \
              return !!rows && rows.textContent.includes('SKU-007');",
-            Duration::from_secs(10),
+            Duration::from_secs(20),
         )
         .await;
     browser.screenshot("xray-2pc-in-doubt").await;
@@ -230,4 +230,189 @@ async fn a_service_that_is_down_shows_as_down_and_bad_input_is_refused() {
         let (status, body) = problem(console.client.get(console.url(bad)).send().await.unwrap()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
+}
+
+/// A form post's body, as a browser sends it.
+fn posted(request: reqwest::RequestBuilder, fields: &[(&str, String)]) -> reqwest::RequestBuilder {
+    let encode = |raw: &str| -> String {
+        raw.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    request
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+}
+
+/// The form token a console page carries.
+fn form_token(page: &str) -> String {
+    let at = page.find("name=\"form_token\" value=\"").expect("a form token") + "name=\"form_token\" value=\"".len();
+    page[at..at + 32].to_owned()
+}
+
+#[actix_web::test]
+async fn a_fault_rule_set_on_the_page_takes_effect_and_a_scenario_clicked_tells_its_story() {
+    let platform = Platform::start().await;
+    let console = platform.console().await;
+    let browser = Browser::start().await;
+
+    // A rule added on the Faults page: the payment declines every charge.
+    browser.goto(&console.url("/faults")).await;
+    browser
+        .run(
+            "const form = document.querySelector('#payment form.add-rule'); \
+             form.operation.value = 'payment.charge'; form.kind.value = 'decline'; \
+             form.querySelector('button').click(); return true;",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the rule on the page",
+            "const rule = document.querySelector('#payment tr.rule'); \
+             return !!rule && rule.textContent.includes('payment.charge') && rule.textContent.includes('decline');",
+            Duration::from_secs(20),
+        )
+        .await;
+    browser.screenshot("faults").await;
+    let (_, _, declined) = platform
+        .checkout(&checkout_body("SKU-005", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(declined["status"], "cancelled", "the rule took effect: {declined}");
+    browser.click("#payment tr.rule button").await;
+    browser
+        .wait_until(
+            "the rule removed",
+            "return !!document.querySelector('#payment .rules.empty');",
+            Duration::from_secs(20),
+        )
+        .await;
+    let (_, _, confirmed) = platform
+        .checkout(&checkout_body("SKU-005", 1, "tok_visa"), &new_key(), None)
+        .await;
+    assert_eq!(confirmed["status"], "confirmed", "and its removal too: {confirmed}");
+
+    // A scenario clicked: the lost response, charged once, its replay on the key.
+    browser.goto(&console.url("/scenarios")).await;
+    browser.screenshot("scenarios").await;
+    browser.click("form[action='/scenarios/lost-response'] button").await;
+    browser
+        .wait_until(
+            "the lost response's X-ray, finished",
+            "const step = document.querySelector(\"tr.step[data-step='charge_payment']\"); \
+             return location.pathname.startsWith('/checkouts/') && !!step \
+                 && step.textContent.includes('1 replay') && !document.body.dataset.refreshMs;",
+            Duration::from_secs(30),
+        )
+        .await;
+    let path = browser.run("return location.pathname;", json!([])).await;
+    let order_id = path.as_str().unwrap().trim_start_matches("/checkouts/").to_owned();
+    let order = platform.settled(&order_id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let payments = platform.payments(&order_id).await;
+    assert_eq!(
+        payments["charges"].as_array().unwrap().len(),
+        1,
+        "charged once: {payments}"
+    );
+    assert_eq!(payments["net_cents"], order["total_cents"]);
+    platform.assert_consistent(&order).await;
+    browser.screenshot("xray-lost-response").await;
+}
+
+#[actix_web::test]
+async fn actions_refuse_other_sites_and_want_the_admin_token_when_one_is_set() {
+    let platform = Platform::start().await;
+    let console = platform.console_with(|s| s.admin_token = Some("s3 cret;".into())).await;
+    let (_, page) = console.page("/faults").await;
+    assert!(page.contains("href=\"/signin\""), "{page}");
+    let token = form_token(&page);
+    let add = |form: Vec<(&'static str, String)>, origin: Option<&'static str>, cookie: Option<String>| {
+        let mut request = posted(console.client.post(console.url("/faults/payment")), &form);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        async move { problem(request.send().await.unwrap()).await }
+    };
+    let rule = |token: &str| {
+        vec![
+            ("form_token", token.to_owned()),
+            ("operation", "payment.charge".to_owned()),
+            ("kind", "error".to_owned()),
+            ("probability", "1".to_owned()),
+        ]
+    };
+    let (status, body) = add(rule("0".repeat(32).as_str()), None, None).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("urn:txlab:problem:forbidden")),
+        "{body}"
+    );
+    let (status, body) = add(rule(&token), Some("http://evil.example"), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = add(rule(&token), None, None).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (401, Some("urn:txlab:problem:unauthorized")),
+        "{body}"
+    );
+
+    // Signed in, the same action goes through (and only a right token signs in).
+    let sign_in = |secret: &'static str| {
+        posted(
+            console.client.post(console.url("/signin")),
+            &[("form_token", token.clone()), ("token", secret.to_owned())],
+        )
+        .send()
+    };
+    assert_eq!(sign_in("guess").await.unwrap().status(), 401);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed = posted(
+        no_redirects.post(console.url("/signin")),
+        &[("form_token", token.clone()), ("token", "s3 cret;".to_owned())],
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(signed.status(), 303);
+    let cookie = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let response = posted(
+        no_redirects
+            .post(console.url("/faults/payment"))
+            .header("Cookie", cookie.clone())
+            .header("Origin", console.address.clone()),
+        &rule(&token),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 303, "{:?}", response.text().await);
+    let rules: api::faults::FaultsView = platform.payment.get("/admin/faults").await.json().await.unwrap();
+    assert_eq!(rules.rules.len(), 1, "{rules:?}");
+
+    // Bad input is refused with a problem, and nothing changes.
+    let mut bad = rule(&token);
+    bad[2].1 = "explode".into();
+    let (status, body) = add(bad, None, Some(cookie)).await;
+    assert_eq!(status, 400, "{body}");
+    let rules: api::faults::FaultsView = platform.payment.get("/admin/faults").await.json().await.unwrap();
+    assert_eq!(rules.rules.len(), 1, "{rules:?}");
 }

@@ -209,6 +209,46 @@ async fn a_slow_saga_answers_202_with_a_location_and_finishes_later() {
     platform.assert_consistent(&done).await;
 }
 
+/// `Prefer: respond-async`: 202 with `Location` once the checkout is logged, on both
+/// protocols, whatever their deadline; the work goes on.
+#[actix_web::test]
+async fn a_checkout_that_prefers_to_respond_async_is_answered_once_logged() {
+    let platform = Platform::start().await;
+    for (app, baggage, done) in [
+        (&platform.order, "fault.payment.charge=delay_ms:1500", "confirmed"),
+        (
+            &platform.coordinator,
+            "fault.coordinator.vote=delay_ms:1500",
+            "committed",
+        ),
+    ] {
+        let response = app
+            .send(
+                app.client
+                    .post(app.url("/checkout"))
+                    .header("Idempotency-Key", new_key())
+                    .header("Prefer", "wait=10, respond-async")
+                    .header("baggage", baggage)
+                    .json(&checkout_body("SKU-008", 1, "tok_visa")),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let answer: Value = response.json().await.unwrap();
+        assert!(answer["order_id"].is_string(), "{answer}");
+        assert_eq!(
+            answer["status"], "pending",
+            "answered before the work was done: {answer}"
+        );
+        let finished = eventually(Duration::from_secs(20), || async {
+            let shown: Value = app.get(&location).await.json().await.unwrap();
+            (shown["status"] == done).then_some(shown)
+        })
+        .await;
+        assert!(finished.is_some(), "{location} ends {done}");
+    }
+}
+
 /// `GET /sagas`: newest first, by state, a page at a time, and what it refuses.
 #[actix_web::test]
 async fn sagas_are_listed_newest_first_by_state_and_a_page_at_a_time() {

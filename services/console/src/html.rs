@@ -43,9 +43,16 @@ pub fn url_component(raw: &str) -> String {
 pub enum Nav {
     Overview,
     Checkout,
+    Scenarios,
+    Faults,
+    SignIn,
 }
 
-const NAV: &[(Nav, &str, &str)] = &[(Nav::Overview, "/", "Overview")];
+const NAV: &[(Nav, &str, &str)] = &[
+    (Nav::Overview, "/", "Overview"),
+    (Nav::Scenarios, "/scenarios", "Scenarios"),
+    (Nav::Faults, "/faults", "Faults and resilience"),
+];
 
 /// A whole page. `refresh`: the page fetches itself again after that long and swaps
 /// its `<main>` (until a refreshed page comes without it: a finished checkout).
@@ -101,7 +108,7 @@ pub fn html_response(status: StatusCode, body: String) -> HttpResponse {
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header(("X-Content-Type-Options", "nosniff"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("Referrer-Policy", "same-origin"))
         .insert_header(("Cache-Control", "no-store"))
         .body(body)
 }

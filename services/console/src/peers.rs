@@ -98,4 +98,62 @@ impl Peers {
             Err(e) => Read::Down(format!("{service}: unreadable answer to GET {path}: {e}")),
         }
     }
+
+    /// A state-changing call on `service` (an action of the console): the answer's
+    /// status and body, or why there was none. `/admin` paths get the admin token.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        service: Service,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.urls.url(service));
+        let mut request = self.client.inner().request(method, &url).timeout(self.timeout);
+        if path.starts_with("/admin/")
+            && let Some(token) = &self.admin_token
+        {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{service} does not answer: {}", one_line(&e)))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("{service}: the answer was lost: {}", one_line(&e)))?;
+        Ok(Answer {
+            status,
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// A service's answer to an action.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("unreadable answer: {e}"))
+    }
+
+    /// A problem's detail, or the body itself.
+    pub fn detail(&self) -> String {
+        serde_json::from_slice::<api::ProblemBody>(&self.body)
+            .map(|p| p.detail)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&self.body).chars().take(200).collect())
+    }
 }

@@ -11,7 +11,7 @@ use shared::{
     web::{QuietHealthRootSpan, trace_response},
 };
 
-use crate::{Console, pages, peers::Peers, settings::ConsoleSettings};
+use crate::{Console, guard::Guard, pages, peers::Peers, settings::ConsoleSettings};
 
 pub struct Server {
     pub port: u16,
@@ -35,7 +35,8 @@ pub async fn build(settings: ConsoleSettings, _env: Env) -> anyhow::Result<Serve
         settings.peer_timeout,
     )?;
     let admin_token = settings.admin_token.clone();
-    let console = web::Data::new(Console { settings, peers });
+    let guard = Guard::new(settings.admin_token.clone());
+    let console = web::Data::new(Console { settings, peers, guard });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(trace_response))
@@ -54,6 +55,17 @@ pub async fn build(settings: ConsoleSettings, _env: Env) -> anyhow::Result<Serve
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(pages::overview::overview)))
         .service(web::resource("/checkouts/{order_id}").route(web::get().to(pages::xray::xray)))
+        .service(web::resource("/scenarios").route(web::get().to(pages::scenarios::scenarios)))
+        .service(web::resource("/scenarios/{name}").route(web::post().to(pages::scenarios::run)))
+        .service(web::resource("/faults").route(web::get().to(pages::faults::faults)))
+        .service(web::resource("/faults/{service}").route(web::post().to(pages::faults::add)))
+        .service(web::resource("/faults/{service}/remove").route(web::post().to(pages::faults::remove)))
+        .service(web::resource("/faults/{service}/clear").route(web::post().to(pages::faults::clear)))
+        .service(
+            web::resource("/signin")
+                .route(web::get().to(pages::signin::form))
+                .route(web::post().to(pages::signin::sign_in)),
+        )
         .service(web::resource("/assets/console.css").route(web::get().to(css)))
         .service(web::resource("/assets/console.js").route(web::get().to(js)))
         .service(web::resource("/health/live").route(web::get().to(health)))

@@ -39,7 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// answer 201 once it is decided and every participant has been told once (202 with
 /// `Location` if the deadline passes first).
 #[utoipa::path(post, path = "/checkout", tag = "checkout", request_body = CheckoutRequest,
-    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never starts a second transaction", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$")),
+    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never starts a second transaction", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with `Location` as soon as the transaction is logged, without waiting for its decision")),
     responses(
         (status = 201, description = "Decided (`committed`, or `aborted` with `reason`), every participant told once", body = TransactionView),
         (status = 202, description = "Not decided within the deadline: follow `Location`", body = TransactionView,
@@ -64,7 +65,12 @@ async fn checkout(
     let baggage = req.headers().get(api::headers::BAGGAGE).and_then(|v| v.to_str().ok());
     let id = transactions::find_or_log(&pool, &coordinator, &checkout_key, &body, baggage).await?;
     tracing::Span::current().record("tx.id", tracing::field::display(id));
-    transactions::run_until_answerable(&coordinator, &supervisor, id, deadline.0).await?;
+    let deadline = if shared::web::prefers_async(&req) {
+        Duration::ZERO
+    } else {
+        deadline.0
+    };
+    transactions::run_until_answerable(&coordinator, &supervisor, id, deadline).await?;
     let view = transactions::load(&mut *pool.acquire().await?, id).await?;
     tracing::Span::current().record("order.id", tracing::field::display(view.order_id));
     if view.decision.is_some() {

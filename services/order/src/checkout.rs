@@ -12,7 +12,7 @@ use shared::{
     domain::price_checkout,
     idempotency::ClaimedKey,
     supervisor::{Supervisor, run_and_wait},
-    web::{accepted, created},
+    web::{accepted, created, prefers_async},
 };
 use sqlx::PgPool;
 
@@ -32,7 +32,8 @@ pub struct CheckoutDeadline(pub Duration);
 /// saga and runs it. Answers with the final state when the saga ends within
 /// `CHECKOUT_DEADLINE_MS`, else 202 with `Location` to follow.
 #[utoipa::path(post, path = "/checkout", tag = "checkout", request_body = CheckoutRequest,
-    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never runs a second saga", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$")),
+    params(("Idempotency-Key" = inline(String), Header, description = "Required: the checkout's identity; a retry with the same key and body is answered the same, and never runs a second saga", min_length = 1, max_length = 255, pattern = r"^[\x20-\x7E]+$"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 with `Location` as soon as the saga is logged, without waiting for it")),
     responses(
         (status = 201, description = "The saga ended: `confirmed`, or `cancelled` with `reason` (its compensations done)", body = crate::view::OrderView),
         (status = 202, description = "Still running after the deadline: follow `Location`", body = crate::view::OrderView,
@@ -75,7 +76,12 @@ pub async fn checkout(
     let span = tracing::Span::current();
     span.record("saga.id", tracing::field::display(saga.id));
     span.record("order.id", tracing::field::display(saga.order_id));
-    run_and_wait(&manager, saga.id, deadline.0)
+    let deadline = if prefers_async(&req) {
+        Duration::ZERO
+    } else {
+        deadline.0
+    };
+    run_and_wait(&manager, saga.id, deadline)
         .await
         .map_err(|e| Problem::internal(anyhow::anyhow!("saga supervisor: {e}")))?;
     let view = crate::view::load_existing(&mut *pool.acquire().await?, saga.order_id).await?;

@@ -20,3 +20,7 @@ pub const BAGGAGE: &str = "baggage";
 
 /// On every answer: the trace the request was served in (W3C Trace Context level 2).
 pub const TRACERESPONSE: &str = "traceresponse";
+
+/// RFC 7240 preferences; `POST /checkout` honours `respond-async`: it answers 202
+/// with `Location` as soon as the checkout is logged, without waiting for it.
+pub const PREFER: &str = "Prefer";

@@ -18,6 +18,9 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Unauthorized,
+    /// A cross-site request to a state-changing page (the console's actions): no
+    /// valid form token, or another site's `Origin`.
+    Forbidden,
     /// `Idempotency-Key` missing where it is required.
     IdempotencyKeyMissing,
     /// `Idempotency-Key` longer than 255 characters or not printable ASCII.
@@ -64,6 +67,7 @@ impl ErrorCode {
         match self {
             InvalidRequest | InvalidJson | IdempotencyKeyMissing | IdempotencyKeyInvalid => 400,
             Unauthorized => 401,
+            Forbidden => 403,
             PaymentDeclined => 402,
             NotFound => 404,
             MethodNotAllowed => 405,
@@ -89,6 +93,7 @@ impl ErrorCode {
             NotFound => "not-found",
             MethodNotAllowed => "method-not-allowed",
             Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
             IdempotencyKeyMissing => "idempotency-key-missing",
             IdempotencyKeyInvalid => "idempotency-key-invalid",
             IdempotencyKeyReused => "idempotency-key-reused",
@@ -124,6 +129,7 @@ impl ErrorCode {
             NotFound => "Not found",
             MethodNotAllowed => "Method not allowed",
             Unauthorized => "Missing or wrong admin token",
+            Forbidden => "A cross-site request was refused",
             IdempotencyKeyMissing => "Idempotency-Key header is required",
             IdempotencyKeyInvalid => "Idempotency-Key must be 1-255 printable ASCII characters",
             IdempotencyKeyReused => "Idempotency-Key was already used with a different request",
@@ -150,7 +156,7 @@ impl ErrorCode {
         ErrorCode::ALL.into_iter().find(|c| c.slug() == slug)
     }
 
-    pub const ALL: [ErrorCode; 24] = {
+    pub const ALL: [ErrorCode; 25] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -160,6 +166,7 @@ impl ErrorCode {
             NotFound,
             MethodNotAllowed,
             Unauthorized,
+            Forbidden,
             IdempotencyKeyMissing,
             IdempotencyKeyInvalid,
             IdempotencyKeyReused,

@@ -1,7 +1,8 @@
 //! `txlab up`: the whole platform on loopback without Docker. Starts a throwaway
 //! PostgreSQL cluster (under `target/txlab-native`), creates each service's database,
 //! starts every service binary found next to this one (the console too), waits until
-//! each is ready, prints where everything is, and stops it all on Ctrl-C.
+//! each is ready, prints where everything is, starts again a service that exits by
+//! itself, and stops it all on Ctrl-C.
 
 // A command-line tool: talking to the user on stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -19,7 +20,8 @@ const USAGE: &str = "usage: txlab up [--keep-data]\n\
   \x20      txlab chaos [--help]\n\n\
   up     Starts PostgreSQL and every txlab service on 127.0.0.1 (ports 8080-8084, the\n\
   \x20      console on 8090),\n\
-  \x20      waits until all are ready and stops everything on Ctrl-C.\n\
+  \x20      waits until all are ready, starts again a service that crashes, and stops\n\
+  \x20      everything on Ctrl-C.\n\
   \x20      TXLAB_PG_PORT (54320) moves PostgreSQL and TXLAB_PORT_BASE (8080) the services\n\
   \x20      (a second platform beside the first); --keep-data keeps the databases\n\
   \x20      between runs (otherwise each run starts from an empty cluster).\n\
@@ -80,10 +82,20 @@ async fn up(keep_data: bool) -> anyhow::Result<()> {
     })
     .await?;
     print_welcome(&platform.services, &platform.settings, &platform.logs());
-    let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        (service, status) = platform.first_exit() => {
-            Err(anyhow::anyhow!("{} exited unexpectedly ({status})", service.binary()))
+    // A service that exits by itself (a `crash` fault, say) is started again, as
+    // compose's `restart: unless-stopped` does.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break Ok(()),
+            (service, status) = platform.first_exit() => {
+                println!("\n{} exited ({status}); starting it again", service.binary());
+                match platform.restart_through_crashes(service).await {
+                    Ok(_) => println!("  {} is ready again", service.binary()),
+                    Err(e) => break Err(e.context(format!("{} could not be started again", service.binary()))),
+                }
+            }
         }
     };
     println!("\nstopping the services");
