@@ -100,6 +100,12 @@ async fn the_overview_lists_fresh_checkouts_and_the_xray_shows_each_steps_story(
             confirmed.trace_id.as_deref().unwrap()
         )
     );
+    let verdict = browser.texts(".verdict").await;
+    assert!(
+        verdict.len() == 1 && verdict[0].starts_with("consistent: confirmed")
+            || verdict[0].contains("still in the outbox"),
+        "{verdict:?}"
+    );
     browser.screenshot("xray-saga-confirmed").await;
 
     // The declined one: three compensations, newest first; the key is text.
@@ -122,6 +128,10 @@ async fn the_overview_lists_fresh_checkouts_and_the_xray_shows_each_steps_story(
         .await;
     assert_eq!(images, 0, "the key was not turned into an element");
     assert_eq!(browser.alert().await, None, "no script ran");
+    assert_eq!(
+        browser.texts(".verdict").await,
+        ["consistent: cancelled, 0 successful charge(s), net 0.00, no stock held, no email"]
+    );
     browser.screenshot("xray-saga-declined").await;
 
     // The 2PC one: every participant voted yes and committed; nothing is held.

@@ -445,7 +445,6 @@ async fn a_callee_stops_at_its_callers_deadline_and_does_nothing() {
 #[actix_web::test]
 async fn a_checkout_under_a_deadline_answers_before_it_and_the_saga_goes_on() {
     let platform = Platform::start().await;
-    let started = Instant::now();
     let response = platform
         .order
         .send(
@@ -459,11 +458,13 @@ async fn a_checkout_under_a_deadline_answers_before_it_and_the_saga_goes_on() {
                 .json(&checkout_body("SKU-009", 1, "tok_visa")),
         )
         .await;
-    let elapsed = started.elapsed();
     let status = response.status();
     let order: Value = response.json().await.unwrap();
+    // Answered when the deadline passed, before the work was done (the charge alone
+    // takes longer than the deadline): no clock is read, so a busy machine cannot
+    // fail it.
     assert_eq!(status, 202, "{order}");
-    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    assert_eq!(order["status"], "pending", "{order}");
     let order = platform.settled(order["order_id"].as_str().unwrap()).await;
     assert_eq!(order["status"], "confirmed", "{order}");
     platform.assert_consistent(&order).await;

@@ -19,6 +19,8 @@
 //! - [`emails`]: the outbox and each email's delivery.
 //! - [`faults`]: fault injection's rules and the kinds of fault.
 //! - [`idempotency`]: a service's idempotency keys, as its admin listing shows them.
+//! - [`invariants`]: the brief's invariants over one checkout's views, checked
+//!   without I/O (by the auditor and the console).
 //! - [`headers`]: the names of the headers the contract uses.
 //! - [`health`]: what the health checks answer.
 //! - [`problem`]: the error-code table and the problem+json body of every error.
@@ -69,6 +71,7 @@ pub mod faults;
 pub mod headers;
 pub mod health;
 pub mod idempotency;
+pub mod invariants;
 pub mod orders;
 pub mod participants;
 pub mod payments;

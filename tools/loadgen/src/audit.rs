@@ -1,5 +1,5 @@
-//! The consistency auditor: the brief's invariants, checked through the services'
-//! read APIs after any run with any fault mix.
+//! The consistency auditor: the brief's invariants (`api::invariants`), checked
+//! through the services' read APIs after any run with any fault mix.
 //!
 //! - stock: `stocked = available + reserved + sold`, nothing negative, and no more
 //!   stock held than pending orders account for;
@@ -13,9 +13,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
+pub use api::invariants::Violation;
 use api::{
     Catalogue, Email, EmailState, Emails, OrderList, OrderStatus, OrderSummary, OrderView, Participant, Payments,
-    PreparedList, Product, Reservation, ReservationState, SagaStatus, TransactionList, TransactionState,
+    PreparedList, Reservation, TransactionList, TransactionState,
+    invariants::{CheckoutFacts, check_checkout, check_stock as check_stock_of, is_parked},
 };
 use futures_util::{StreamExt, stream};
 use serde::{Serialize, de::DeserializeOwned};
@@ -35,27 +37,6 @@ pub struct AuditSettings {
     pub endpoints: Endpoints,
     /// How long the auditor waits for running sagas and transactions to finish.
     pub settle: Duration,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Violation {
-    pub invariant: &'static str,
-    pub order_id: Option<String>,
-    pub trace_id: Option<String>,
-    pub detail: String,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "VIOLATION {}: order {} (trace {}): {}",
-            self.invariant,
-            self.order_id.as_deref().unwrap_or("-"),
-            self.trace_id.as_deref().unwrap_or("-"),
-            self.detail
-        )
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -215,10 +196,6 @@ pub async fn audit(settings: &AuditSettings) -> anyhow::Result<AuditReport> {
     Ok(report)
 }
 
-fn is_parked(order: &OrderView) -> bool {
-    order.saga.as_ref().is_some_and(|s| s.status == SagaStatus::Parked)
-}
-
 /// Waits until no saga is running (pending orders are parked, if any) and no 2PC
 /// transaction is unfinished, or `settle` has passed.
 async fn settle(api: &Api, e: &Endpoints, settle: Duration) -> anyhow::Result<()> {
@@ -259,73 +236,13 @@ async fn check_order(api: &Api, e: &Endpoints, id: Uuid) -> anyhow::Result<(Orde
         .get::<Reservation>(&format!("{}/reservations/{id}", e.inventory))
         .await?;
     let emails = settled_emails(api, e, id, order.status == OrderStatus::Confirmed).await?;
-    let mut violations = Vec::new();
-    let mut violation = |invariant: &'static str, detail: String| {
-        violations.push(Violation {
-            invariant,
-            order_id: Some(id.to_string()),
-            trace_id: order.trace_id.clone(),
-            detail,
-        })
-    };
-    let succeeded = payments.succeeded().count();
-    let (charged, refunded, net) = (payments.charged_cents, payments.refunded_cents, payments.net_cents);
-    if succeeded > 1 {
-        violation("charged-once", format!("{succeeded} successful charges"));
-    }
-    if refunded > charged {
-        violation("refunds-within-charges", format!("refunded {refunded} of {charged}"));
-    }
-    let reservation_state = reservation.map(|r| r.state);
-    match order.status {
-        OrderStatus::Confirmed => {
-            if succeeded != 1 || net != order.total_cents {
-                violation(
-                    "confirmed-charged",
-                    format!("{succeeded} charges, net {net}, total {}", order.total_cents),
-                );
-            }
-            if reservation_state != Some(ReservationState::Committed) {
-                violation(
-                    "confirmed-stock-committed",
-                    format!("reservation is {}", shown(reservation_state)),
-                );
-            }
-            if emails.len() != 1 || emails[0].state != EmailState::Delivered {
-                let states: Vec<String> = emails.iter().map(|m| m.state.to_string()).collect();
-                violation("confirmed-one-email", format!("emails: {states:?}"));
-            }
-        }
-        OrderStatus::Cancelled => {
-            if net != 0 {
-                violation("cancelled-net-zero", format!("net charge {net}"));
-            }
-            if matches!(
-                reservation_state,
-                Some(ReservationState::Held | ReservationState::Committed)
-            ) {
-                violation(
-                    "cancelled-no-stock",
-                    format!("reservation is {}", shown(reservation_state)),
-                );
-            }
-            if !emails.is_empty() {
-                violation("cancelled-no-email", format!("{} emails", emails.len()));
-            }
-        }
-        OrderStatus::Pending => {
-            if !is_parked(&order) {
-                let saga = order.saga.as_ref().map(|s| s.status);
-                violation("finished-or-parked", format!("order is pending, saga {}", shown(saga)));
-            }
-        }
-    }
+    let violations = check_checkout(CheckoutFacts {
+        order: &order,
+        payments: &payments,
+        reservation: reservation.as_ref(),
+        emails: &emails,
+    });
     Ok((order, violations))
-}
-
-/// A status that may be absent, by its API name.
-fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
-    value.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }
 
 /// The order's emails; a confirmation still in the outbox is given up to 10 s to be
@@ -348,36 +265,9 @@ async fn check_stock(
     held_by_pending: &HashMap<String, i64>,
 ) -> anyhow::Result<Vec<Violation>> {
     let catalogue: Catalogue = api.json(&format!("{}/inventory", e.inventory)).await?;
-    let mut violations = Vec::new();
-    for item in catalogue.items {
-        let Product {
-            sku,
-            available,
-            reserved,
-            sold,
-            stocked,
-            ..
-        } = &item;
-        let mut bad = |detail: String| {
-            violations.push(Violation {
-                invariant: "stock-conserved",
-                order_id: None,
-                trace_id: None,
-                detail: format!("{sku}: {detail}"),
-            })
-        };
-        if *available < 0 || *reserved < 0 || *sold < 0 {
-            bad(format!("negative counter: {item:?}"));
-        }
-        if *stocked != available + reserved + sold {
-            bad(format!("stocked {stocked} != available + reserved + sold: {item:?}"));
-        }
-        let accounted = held_by_pending.get(sku).copied().unwrap_or_default();
-        if i64::from(*reserved) > accounted {
-            bad(format!(
-                "{reserved} reserved but pending orders account for {accounted}"
-            ));
-        }
-    }
-    Ok(violations)
+    Ok(catalogue
+        .items
+        .iter()
+        .flat_map(|item| check_stock_of(item, held_by_pending.get(&item.sku).copied().unwrap_or_default()))
+        .collect())
 }

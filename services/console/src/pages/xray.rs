@@ -9,9 +9,10 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use api::{
-    OrderView, PreparedList, SagaEvent, SagaEventKind, SagaHistory, TransactionEvent, TransactionEventKind,
-    TransactionHistory, TransactionList, TransactionView,
+    EmailState, Emails, OrderStatus, OrderView, Payments, PreparedList, Reservation, SagaEvent, SagaEventKind,
+    SagaHistory, TransactionEvent, TransactionEventKind, TransactionHistory, TransactionList, TransactionView,
     idempotency::{IdempotencyKeyList, IdempotencyKeyView},
+    invariants::{CheckoutFacts, check_checkout},
 };
 use base::config::Service;
 use chrono::{DateTime, Utc};
@@ -339,6 +340,14 @@ async fn saga_xray(console: &Console, order: &OrderView, saga_id: Uuid) -> HttpR
     }
     main.push_str("</tbody></table>");
     main.push_str(&key_notes);
+    main.push_str(
+        &verdict(
+            peers,
+            order,
+            !final_ && !order.saga.as_ref().is_some_and(|s| s.status == api::SagaStatus::Parked),
+        )
+        .await,
+    );
 
     if let Read::Got(events) = &history {
         let compensations: Vec<&SagaEvent> = events
@@ -555,6 +564,17 @@ async fn tpc_xray(console: &Console, tx: &TransactionView) -> HttpResponse {
         main.push_str("<p class=\"empty released\">None: no participant holds this transaction prepared.</p>");
     }
 
+    match peers
+        .get::<OrderView>(Service::Order, &format!("/orders/{}", tx.order_id))
+        .await
+    {
+        Read::Got(order) => main.push_str(&verdict(peers, &order, !final_).await),
+        Read::Missing => main.push_str(&verdict_note(
+            "ok",
+            "nothing to check: no order was created (the transaction aborted before the order service prepared one)",
+        )),
+        Read::Down(why) => main.push_str(&down("the order service", &why)),
+    }
     if !events.is_empty() {
         main.push_str("<h2>History</h2>");
         tpc_history_table(&mut main, events);
@@ -635,4 +655,92 @@ fn held_locks(service: Service, held: &api::PreparedTransaction) -> String {
             format!(" (and {} on the system catalogue)", catalogue.len())
         },
     )
+}
+
+/// The checkout's consistency verdict: the auditor's invariants (`api::invariants`)
+/// on what the services say now. `running`: the checkout is not final yet, so only
+/// what must hold at every moment is judged.
+async fn verdict(peers: &Peers, order: &OrderView, running: bool) -> String {
+    let id = order.order_id;
+    let paths = (
+        format!("/payments?order_id={id}"),
+        format!("/reservations/{id}"),
+        format!("/emails?order_id={id}"),
+    );
+    let (payments, reservation, emails) = futures_util::join!(
+        peers.get::<Payments>(Service::Payment, &paths.0),
+        peers.get::<Reservation>(Service::Inventory, &paths.1),
+        peers.get::<Emails>(Service::Email, &paths.2),
+    );
+    let mut out = String::from("<h2>Consistency</h2>");
+    let (payments, emails) = match (payments, emails) {
+        (Read::Got(p), Read::Got(e)) => (p, e),
+        (p, e) => {
+            for (what, read) in [
+                ("the payment service", p.map_unit()),
+                ("the email service", e.map_unit()),
+            ] {
+                match read {
+                    Read::Down(why) => out.push_str(&down(what, &why)),
+                    Read::Missing => out.push_str(&down(what, "it does not know this order")),
+                    Read::Got(()) => {}
+                }
+            }
+            return out;
+        }
+    };
+    let reservation = match reservation {
+        Read::Got(r) => Some(r),
+        Read::Missing => None,
+        Read::Down(why) => {
+            out.push_str(&down("the inventory service", &why));
+            return out;
+        }
+    };
+    let violations = check_checkout(CheckoutFacts {
+        order,
+        payments: &payments,
+        reservation: reservation.as_ref(),
+        emails: &emails.emails,
+    });
+    // Mid-flight, a checkout is neither confirmed nor cancelled yet; and a
+    // confirmation email is delivered after the saga, at least once.
+    let waiting_email = order.status == OrderStatus::Confirmed
+        && emails.emails.len() == 1
+        && emails.emails[0].state == EmailState::Pending;
+    let judged: Vec<_> = violations
+        .iter()
+        .filter(|v| !(running && v.invariant == "finished-or-parked"))
+        .filter(|v| !(waiting_email && v.invariant == "confirmed-one-email"))
+        .collect();
+    let charges = format!(
+        "{} successful charge(s), net {}",
+        payments.succeeded().count(),
+        cents(payments.net_cents)
+    );
+    if judged.is_empty() {
+        let what = match order.status {
+            OrderStatus::Confirmed if waiting_email => {
+                format!("confirmed: {charges}, stock committed; the confirmation email is still in the outbox")
+            }
+            OrderStatus::Confirmed => format!("consistent: confirmed, {charges}, stock committed, one email delivered"),
+            OrderStatus::Cancelled => format!("consistent: cancelled, {charges}, no stock held, no email"),
+            OrderStatus::Pending if running => {
+                format!("so far consistent ({charges}); judged in full once it is final")
+            }
+            OrderStatus::Pending => format!("parked, visibly waiting: {charges}"),
+        };
+        out.push_str(&verdict_note("ok", &what));
+        return out;
+    }
+    out.push_str("<ul class=\"verdict bad\">");
+    for v in judged {
+        let _ = write!(out, "<li><b>{}</b>: {}</li>", esc(v.invariant), esc(&v.detail));
+    }
+    out.push_str("</ul>");
+    out
+}
+
+fn verdict_note(class: &str, text: &str) -> String {
+    format!("<p class=\"verdict {class}\">{}</p>", esc(text))
 }
