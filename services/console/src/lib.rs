@@ -8,6 +8,8 @@
 //! - [`guard`]: what keeps another site (and, with `ADMIN_TOKEN`, anyone without
 //!   it) from acting through the console.
 //! - [`timeline`]: a checkout's calls as SVG on one time axis.
+//! - [`traces`]: an OTLP/HTTP receiver keeping the latest traces, for a platform
+//!   without Jaeger.
 //! - [`html`]: escaping, the page layout and its security headers.
 //! - [`startup`]: builds the server.
 
@@ -17,6 +19,7 @@ pub struct Console {
     pub settings: settings::ConsoleSettings,
     pub peers: peers::Peers,
     pub guard: guard::Guard,
+    pub traces: traces::TraceBuffer,
 }
 
 pub mod guard;
@@ -26,3 +29,4 @@ pub mod peers;
 pub mod settings;
 pub mod startup;
 pub mod timeline;
+pub mod traces;

@@ -22,6 +22,10 @@ pub struct ConsoleSettings {
     /// `CONSOLE_PEER_TIMEOUT_MS`: how long a read of a service may take before the
     /// page shows it as down.
     pub peer_timeout: Duration,
+    /// `CONSOLE_TRACE_CAPACITY`: how many traces the console keeps (the oldest goes).
+    pub trace_capacity: usize,
+    /// `CONSOLE_TRACE_MAX_SPANS`: how many spans of one trace it keeps.
+    pub trace_max_spans: usize,
     pub resilience: ResilienceSettings,
     pub log_filter: String,
     pub otel: OtelSettings,
@@ -45,6 +49,8 @@ impl ServiceSettings for ConsoleSettings {
             admin_token: env.optional("ADMIN_TOKEN"),
             refresh: env.millis_or("CONSOLE_REFRESH_MS", Duration::from_secs(2))?,
             peer_timeout: env.millis_or("CONSOLE_PEER_TIMEOUT_MS", Duration::from_secs(2))?,
+            trace_capacity: env.parse_or("CONSOLE_TRACE_CAPACITY", 500)?,
+            trace_max_spans: env.parse_or("CONSOLE_TRACE_MAX_SPANS", 2000)?,
             resilience: ResilienceSettings::from_env(env)?,
             log_filter: env.optional("RUST_LOG").unwrap_or_else(|| "info".into()),
             otel: OtelSettings::from_env(service, env)?,

@@ -11,7 +11,14 @@ use shared::{
     web::{QuietHealthRootSpan, trace_response},
 };
 
-use crate::{Console, guard::Guard, pages, peers::Peers, settings::ConsoleSettings};
+use crate::{
+    Console,
+    guard::Guard,
+    pages,
+    peers::Peers,
+    settings::ConsoleSettings,
+    traces::{self, TraceBuffer},
+};
 
 pub struct Server {
     pub port: u16,
@@ -36,7 +43,13 @@ pub async fn build(settings: ConsoleSettings, _env: Env) -> anyhow::Result<Serve
     )?;
     let admin_token = settings.admin_token.clone();
     let guard = Guard::new(settings.admin_token.clone());
-    let console = web::Data::new(Console { settings, peers, guard });
+    let traces = TraceBuffer::new(settings.trace_capacity, settings.trace_max_spans);
+    let console = web::Data::new(Console {
+        settings,
+        peers,
+        guard,
+        traces,
+    });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(trace_response))
@@ -51,6 +64,9 @@ pub async fn build(settings: ConsoleSettings, _env: Env) -> anyhow::Result<Serve
     .run();
     Ok(Server { port, server })
 }
+
+/// The largest OTLP export the console takes (a batch of 512 spans is far below it).
+const EXPORT_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(pages::overview::overview)))
@@ -68,6 +84,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/assets/console.css").route(web::get().to(css)))
         .service(web::resource("/assets/console.js").route(web::get().to(js)))
+        .service(
+            web::resource("/v1/traces")
+                .app_data(web::PayloadConfig::new(EXPORT_LIMIT))
+                .route(web::post().to(traces::export)),
+        )
         .service(web::resource("/health/live").route(web::get().to(health)))
         .service(web::resource("/health/ready").route(web::get().to(health)));
 }

@@ -170,6 +170,7 @@ pub async fn main(args: &[String]) -> anyhow::Result<()> {
         state: crate::platform::bin_dir()?.join("txlab-chaos"),
         keep_data: false,
         env: ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        traces_to_console: false,
     };
     let mut platform = Platform::start(settings).await?;
     let logs = platform.logs();

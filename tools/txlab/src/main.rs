@@ -79,6 +79,8 @@ async fn up(keep_data: bool) -> anyhow::Result<()> {
         state,
         keep_data,
         env: Vec::new(),
+        // Without an OTLP endpoint of the user's, the console keeps the traces.
+        traces_to_console: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_err(),
     })
     .await?;
     print_welcome(&platform.services, &platform.settings, &platform.logs());
@@ -150,6 +152,9 @@ fn print_welcome(services: &[Service], settings: &PlatformSettings, logs: &Path)
             "\nThe lab console, every checkout's X-ray: http://127.0.0.1:{}/",
             port_of(Service::Console)
         );
+        if settings.traces_to_console {
+            println!("  (the services send their traces to it: each X-ray shows its checkout's trace)");
+        }
     }
     println!("\nPress Ctrl-C to stop everything.");
 }

@@ -30,6 +30,9 @@ pub struct PlatformSettings {
     pub keep_data: bool,
     /// Environment every service gets, beyond its address, database and peers.
     pub env: Vec<(String, String)>,
+    /// The services export their traces to the console (OTLP/HTTP), which keeps the
+    /// latest for its X-ray pages: a trace view without Jaeger.
+    pub traces_to_console: bool,
 }
 
 impl PlatformSettings {
@@ -207,6 +210,11 @@ impl Platform {
             .kill_on_drop(true);
         if let Some(url) = self.database_url(service) {
             command.env("DATABASE_URL", url);
+        }
+        if self.settings.traces_to_console && service != Service::Console && self.services.contains(&Service::Console) {
+            command
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", self.settings.url_of(Service::Console))
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
         }
         for peer in Service::ALL {
             command.env(peer.url_variable(), self.settings.url_of(peer));

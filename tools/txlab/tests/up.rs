@@ -91,6 +91,37 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
         "{page}"
     );
     assert!(!page.contains("is down"), "every service answers the console: {page}");
+    assert!(text.contains("the services send their traces to it"), "{text}");
+
+    // No Jaeger here: the services export to the console, whose X-ray draws the trace.
+    let xray = runtime.block_on(async {
+        let checkout: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{base}/checkout"))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&serde_json::json!({
+                "customer_email": "ada@example.com",
+                "items": [{ "sku": "SKU-001", "quantity": 1 }],
+                "payment_token": "tok_visa",
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(checkout["status"], "confirmed", "{checkout}");
+        let xray = format!("{console_url}checkouts/{}", checkout["order_id"].as_str().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = reqwest::get(&xray).await.unwrap().text().await.unwrap();
+            if page.contains("class=\"waterfall\"") && page.contains("saga.step charge_payment") {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "no trace on the X-ray: {page}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert!(xray.contains("spans from the console"), "{xray}");
 
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])

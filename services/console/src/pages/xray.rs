@@ -368,6 +368,7 @@ async fn saga_xray(console: &Console, order: &OrderView, saga_id: Uuid) -> HttpR
             }
             main.push_str("</ol>");
         }
+        main.push_str(&trace_section(console, order.trace_id.as_deref()));
         main.push_str("<h2>History</h2>");
         saga_history_table(&mut main, events);
     }
@@ -575,6 +576,7 @@ async fn tpc_xray(console: &Console, tx: &TransactionView) -> HttpResponse {
         )),
         Read::Down(why) => main.push_str(&down("the order service", &why)),
     }
+    main.push_str(&trace_section(console, tx.trace_id.as_deref()));
     if !events.is_empty() {
         main.push_str("<h2>History</h2>");
         tpc_history_table(&mut main, events);
@@ -743,4 +745,61 @@ async fn verdict(peers: &Peers, order: &OrderView, running: bool) -> String {
 
 fn verdict_note(class: &str, text: &str) -> String {
     format!("<p class=\"verdict {class}\">{}</p>", esc(text))
+}
+
+/// How many spans a waterfall draws.
+const WATERFALL_ROWS: usize = 300;
+
+/// The checkout's trace as a waterfall, from the console's own trace buffer.
+fn trace_section(console: &Console, trace_id: Option<&str>) -> String {
+    let Some(trace_id) = trace_id else {
+        return String::new();
+    };
+    let Some(spans) = console.traces.trace(trace_id) else {
+        return "<h2>Trace</h2><p class=\"empty\">Not in the console's trace buffer (the services export to \
+                Jaeger, or it was let go): follow the trace link above.</p>"
+            .to_owned();
+    };
+    let rows = crate::traces::waterfall(&spans);
+    let at = |nanos: u64| DateTime::<Utc>::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX));
+    let (Some(start), Some(end)) = (
+        spans.iter().map(|s| s.start_unix_nanos).min(),
+        spans.iter().map(|s| s.end_unix_nanos).max(),
+    ) else {
+        return String::new();
+    };
+    let mut timeline = Timeline::new(at(start), at(end));
+    for (depth, span) in rows.iter().take(WATERFALL_ROWS) {
+        let took = (span.end_unix_nanos - span.start_unix_nanos) as f64 / 1e6;
+        let mut title = format!("{} — {} — {}", span.name, span.service, millis(took));
+        for (key, value) in &span.attributes {
+            let _ = write!(title, "\n{key} = {value}");
+        }
+        if let Some(error) = &span.error {
+            let _ = write!(title, "\nerror: {error}");
+        }
+        let class = if span.error.is_some() { "o-refused" } else { "o-span" };
+        timeline.row(
+            format!("{}{}", "· ".repeat((*depth).min(12)), span.name),
+            false,
+            vec![Bar {
+                start: at(span.start_unix_nanos),
+                end: at(span.end_unix_nanos),
+                class: class.to_owned(),
+                title,
+                lower: false,
+            }],
+        );
+    }
+    let more = rows.len().saturating_sub(WATERFALL_ROWS);
+    let note = if more > 0 {
+        format!(" ({more} more not drawn)")
+    } else {
+        String::new()
+    };
+    format!(
+        "<h2>Trace <small>{} spans from the console's buffer{note}</small></h2><div class=\"waterfall\">{}</div>",
+        spans.len(),
+        timeline.render()
+    )
 }
