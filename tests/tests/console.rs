@@ -183,6 +183,40 @@ async fn a_2pc_checkout_held_in_doubt_shows_its_sku_locked_then_released() {
         )
         .await;
     browser.screenshot("xray-2pc-in-doubt").await;
+
+    // A saga checkout of the same SKU meets the held row and waits: the Blocking page
+    // shows who holds it and who waits.
+    let waiting = platform
+        .order
+        .send(
+            platform
+                .order
+                .client
+                .post(platform.order.url("/checkout"))
+                .header("Idempotency-Key", new_key())
+                .header("Prefer", "respond-async")
+                .json(&checkout_body("SKU-007", 1, "tok_visa")),
+        )
+        .await;
+    assert_eq!(waiting.status(), 202);
+    let waiting = view::<OrderView>(&waiting.json().await.unwrap());
+    browser.goto(&console.url("/blocking")).await;
+    browser
+        .wait_until(
+            "the holder and its waiter",
+            &format!(
+                "const holder = document.querySelector(\"tr.holder[data-participant='inventory'] .rows\"); \
+                 return !!holder && holder.textContent.includes('SKU-007') \
+                     && !!document.querySelector(\"tr.waiter a[href='/checkouts/{}']\");",
+                waiting.order_id
+            ),
+            Duration::from_secs(20),
+        )
+        .await;
+    browser.screenshot("blocking").await;
+    browser
+        .goto(&console.url(&format!("/checkouts/{}", in_doubt.order_id)))
+        .await;
     // The page follows the transaction by itself: the decision comes, the locks go.
     browser
         .wait_until(
@@ -194,6 +228,15 @@ async fn a_2pc_checkout_held_in_doubt_shows_its_sku_locked_then_released() {
     assert!(browser.texts(".held").await.is_empty());
     browser.screenshot("xray-2pc-released").await;
     checkout.await.unwrap();
+    // The waiter gave up before its pivot (cancelled, the locked rows its reason) or
+    // went on once the row was free: either way final and consistent.
+    let waited = platform.settled(&waiting.order_id.to_string()).await;
+    let ended = waited["status"].as_str().unwrap();
+    assert!(
+        ended == "confirmed" || ended == "cancelled" && waited["reason"].as_str().unwrap().contains("locked"),
+        "{waited}"
+    );
+    platform.assert_consistent(&waited).await;
 }
 
 #[actix_web::test]

@@ -44,6 +44,7 @@ pub enum Nav {
     Overview,
     Checkout,
     Scenarios,
+    Blocking,
     Faults,
     SignIn,
 }
@@ -51,6 +52,7 @@ pub enum Nav {
 const NAV: &[(Nav, &str, &str)] = &[
     (Nav::Overview, "/", "Overview"),
     (Nav::Scenarios, "/scenarios", "Scenarios"),
+    (Nav::Blocking, "/blocking", "Blocking"),
     (Nav::Faults, "/faults", "Faults and resilience"),
 ];
 

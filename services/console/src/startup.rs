@@ -73,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/checkouts/{order_id}").route(web::get().to(pages::xray::xray)))
         .service(web::resource("/scenarios").route(web::get().to(pages::scenarios::scenarios)))
         .service(web::resource("/scenarios/{name}").route(web::post().to(pages::scenarios::run)))
+        .service(web::resource("/blocking").route(web::get().to(pages::blocking::blocking)))
         .service(web::resource("/faults").route(web::get().to(pages::faults::faults)))
         .service(web::resource("/faults/{service}").route(web::post().to(pages::faults::add)))
         .service(web::resource("/faults/{service}/remove").route(web::post().to(pages::faults::remove)))

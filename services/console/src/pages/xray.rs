@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// The services whose keys and prepared transactions a checkout may have.
-const PARTICIPANTS: [Service; 4] = [Service::Order, Service::Inventory, Service::Payment, Service::Email];
+pub const PARTICIPANTS: [Service; 4] = [Service::Order, Service::Inventory, Service::Payment, Service::Email];
 
 pub async fn xray(console: web::Data<Console>, order_id: web::Path<Uuid>) -> HttpResponse {
     let order_id = *order_id;
