@@ -143,6 +143,13 @@ pub async fn overview(console: web::Data<Console>, query: web::Query<OverviewQue
     saga_column(&mut main, &filters, saga_counts, sagas);
     tx_column(&mut main, &filters, tx_counts, transactions);
     main.push_str("</div>");
+    let buffer = console.traces.stats();
+    let _ = write!(
+        main,
+        "<p class=\"footnote trace-buffer\">Trace buffer: {} traces, {} spans kept; {} traces and {} spans let go \
+         (<code>POST /v1/traces</code>).</p>",
+        buffer.traces, buffer.spans, buffer.dropped_traces, buffer.dropped_spans
+    );
     Ok(Page {
         title: "Overview",
         nav: Nav::Overview,
