@@ -103,6 +103,26 @@ async fn a_committed_checkout_changes_every_participant_once() {
         .await
         .unwrap();
     assert!(none.transactions.is_empty());
+    let old: api::TransactionList = platform
+        .coordinator
+        .get("/transactions?older_than_secs=3600")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(old.transactions.is_empty(), "none an hour old");
+    let recent: api::TransactionList = platform
+        .coordinator
+        .get("/transactions?older_than_secs=0")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recent.transactions.len(), 1);
+    for bad in ["?older_than_secs=-1", "?older_than_secs=315360001"] {
+        let (status, body) = problem(platform.coordinator.get(&format!("/transactions{bad}")).await).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
     let first: TransactionHistory = platform
         .coordinator
         .get(&format!("/transactions/{}/history?limit=6", history.transaction_id))

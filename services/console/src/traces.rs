@@ -3,7 +3,10 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is given) and keeps the most recent traces in bounded
 //! memory — at most `CONSOLE_TRACE_CAPACITY` traces of at most
 //! `CONSOLE_TRACE_MAX_SPANS` spans, a few attributes each; the oldest trace goes
-//! first, and what is dropped is counted. A checkout's X-ray draws its trace from it.
+//! first, and what is dropped is counted. The services' background work (sweeps,
+//! polls, resolvers) makes many small traces: they are kept apart, in a tenth of the
+//! room, so they never push a checkout's trace out. A checkout's X-ray draws its
+//! trace from it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -68,11 +71,38 @@ pub struct Stats {
 #[derive(Default)]
 struct Inner {
     traces: HashMap<String, Vec<Span>>,
-    /// Trace ids, oldest first.
-    order: VecDeque<String>,
+    /// Checkouts' trace ids, oldest first.
+    checkouts: VecDeque<String>,
+    /// The other traces' ids (background work), oldest first.
+    others: VecDeque<String>,
     spans: usize,
     dropped_traces: u64,
     dropped_spans: u64,
+}
+
+impl Inner {
+    /// Lets the oldest trace of a queue go while it holds more than `room`.
+    fn make_room(&mut self, checkouts: bool, room: usize) {
+        loop {
+            let queue = if checkouts {
+                &mut self.checkouts
+            } else {
+                &mut self.others
+            };
+            if queue.len() <= room {
+                return;
+            }
+            let Some(oldest) = queue.pop_front() else { return };
+            let gone = self.traces.remove(&oldest).map_or(0, |s| s.len());
+            self.spans -= gone;
+            self.dropped_traces += 1;
+        }
+    }
+}
+
+/// Whether a span says its trace is a checkout's.
+fn is_checkout(name: &str) -> bool {
+    name.contains("checkout")
 }
 
 pub struct TraceBuffer {
@@ -105,15 +135,22 @@ impl TraceBuffer {
             for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
                 let trace_id = hex::encode(&span.trace_id);
                 if !inner.traces.contains_key(&trace_id) {
-                    if inner.order.len() >= self.capacity
-                        && let Some(oldest) = inner.order.pop_front()
-                    {
-                        let gone = inner.traces.remove(&oldest).map_or(0, |s| s.len());
-                        inner.spans -= gone;
-                        inner.dropped_traces += 1;
-                    }
-                    inner.order.push_back(trace_id.clone());
+                    inner.others.push_back(trace_id.clone());
                     inner.traces.insert(trace_id.clone(), Vec::new());
+                }
+                // A checkout's span moves its trace to the checkouts' room.
+                if is_checkout(&span.name)
+                    && let Some(at) = inner.others.iter().position(|t| *t == trace_id)
+                {
+                    inner.others.remove(at);
+                    inner.checkouts.push_back(trace_id.clone());
+                    inner.make_room(true, self.capacity);
+                }
+                inner.make_room(false, (self.capacity / 10).max(1));
+                if !inner.traces.contains_key(&trace_id) {
+                    // Let go at once: background work, and its room is full of newer.
+                    inner.dropped_spans += 1;
+                    continue;
                 }
                 let full = inner.traces.get(&trace_id).is_some_and(|s| s.len() >= self.max_spans);
                 if full {
@@ -161,7 +198,7 @@ impl TraceBuffer {
     pub fn stats(&self) -> Stats {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Stats {
-            traces: inner.order.len(),
+            traces: inner.checkouts.len() + inner.others.len(),
             spans: inner.spans,
             dropped_traces: inner.dropped_traces,
             dropped_spans: inner.dropped_spans,
@@ -232,6 +269,10 @@ mod tests {
     use super::*;
 
     fn export(trace: u8, spans: &[(u8, u8, u64)]) -> ExportTraceServiceRequest {
+        named(trace, spans, "span")
+    }
+
+    fn named(trace: u8, spans: &[(u8, u8, u64)], name: &str) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
@@ -251,7 +292,7 @@ mod tests {
                             trace_id: vec![trace; 16],
                             span_id: vec![*id; 8],
                             parent_span_id: if *parent == 0 { Vec::new() } else { vec![*parent; 8] },
-                            name: format!("span {id}"),
+                            name: format!("{name} {id}"),
                             start_time_unix_nano: *start,
                             end_time_unix_nano: start + 10,
                             ..Default::default()
@@ -265,11 +306,11 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_trace_goes_first_and_what_goes_is_counted() {
+    fn the_oldest_checkout_goes_first_and_what_goes_is_counted() {
         let buffer = TraceBuffer::new(2, 3);
-        buffer.ingest(export(1, &[(1, 0, 0)]));
-        buffer.ingest(export(2, &[(1, 0, 0), (2, 1, 1), (3, 1, 2), (4, 1, 3)]));
-        buffer.ingest(export(3, &[(1, 0, 0)]));
+        buffer.ingest(named(1, &[(1, 0, 0)], "POST /checkout"));
+        buffer.ingest(named(2, &[(1, 0, 0), (2, 1, 1), (3, 1, 2), (4, 1, 3)], "saga.checkout"));
+        buffer.ingest(named(3, &[(1, 0, 0)], "tpc.checkout"));
         let stats = buffer.stats();
         assert_eq!((stats.traces, stats.spans), (2, 4));
         assert_eq!((stats.dropped_traces, stats.dropped_spans), (1, 1));
@@ -277,6 +318,19 @@ mod tests {
         let kept = buffer.trace(&hex::encode([2u8; 16])).unwrap();
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0].service, "order-service");
+    }
+
+    #[test]
+    fn background_traces_never_push_a_checkout_out() {
+        let buffer = TraceBuffer::new(10, 100);
+        buffer.ingest(named(1, &[(1, 0, 0)], "saga.checkout"));
+        for trace in 2..50 {
+            buffer.ingest(named(trace, &[(1, 0, 0)], "email.dispatch"));
+        }
+        assert!(buffer.trace(&hex::encode([1u8; 16])).is_some(), "the checkout stays");
+        let stats = buffer.stats();
+        assert_eq!(stats.traces, 2, "one checkout, and the one newest background trace");
+        assert!(buffer.trace(&hex::encode([49u8; 16])).is_some());
     }
 
     #[test]

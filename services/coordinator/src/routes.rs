@@ -138,6 +138,9 @@ struct TransactionsQuery {
     before: Option<Uuid>,
     /// Only the transaction of this order (the checkout's `order_id`).
     order_id: Option<Uuid>,
+    /// Only transactions started at least this many seconds ago.
+    #[param(minimum = 0, maximum = 315_360_000)]
+    older_than_secs: Option<i64>,
 }
 
 /// How many transactions are in each state, and how many unfinished ones are in doubt.
@@ -164,6 +167,15 @@ async fn list_transactions(
             "limit must be between 1 and 500, got {limit}"
         )));
     }
+    let older_than = match query.older_than_secs {
+        None => None,
+        Some(secs @ 0..=315_360_000) => Some(Duration::from_secs(secs.unsigned_abs())),
+        Some(secs) => {
+            return Err(Problem::invalid(format!(
+                "older_than_secs must be between 0 and 315360000, got {secs}"
+            )));
+        }
+    };
     if let Some(order_id) = query.order_id {
         let id = crate::tpc::log::fetch_transaction_id_by_order(&pool, order_id).await?;
         let mut conn = pool.acquire().await?;
@@ -177,7 +189,7 @@ async fn list_transactions(
         });
     }
     ok(&TransactionList {
-        transactions: transactions::list(&pool, filter, query.before, limit).await?,
+        transactions: transactions::list(&pool, filter, query.before, older_than, limit).await?,
     })
 }
 

@@ -74,9 +74,10 @@ pub async fn list(
     pool: &PgPool,
     filter: Option<TransactionFilter>,
     before: Option<Uuid>,
+    older_than: Option<Duration>,
     limit: i64,
 ) -> Result<Vec<TransactionView>, Problem> {
-    let ids = log::fetch_transaction_ids(pool, filter, before, limit).await?;
+    let ids = log::fetch_transaction_ids(pool, filter, before, older_than, limit).await?;
     let records = log::fetch_transactions(&mut *pool.acquire().await?, &ids).await?;
     Ok(records.into_iter().map(view).collect())
 }

@@ -139,4 +139,7 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Its cluster and logs, kept for --keep-data, are this test's to remove.
+    let state = std::path::Path::new(env!("CARGO_BIN_EXE_txlab")).with_file_name(format!("txlab-native-{base}"));
+    std::fs::remove_dir_all(&state).unwrap();
 }

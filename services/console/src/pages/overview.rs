@@ -132,6 +132,9 @@ pub async fn overview(console: web::Data<Console>, query: web::Query<OverviewQue
     if let Some(before) = filters.tx_before {
         let _ = write!(tx_path, "&before={before}");
     }
+    if let Some(secs) = filters.older_than_secs {
+        let _ = write!(tx_path, "&older_than_secs={secs}");
+    }
     let (saga_counts, sagas, tx_counts, transactions) = futures_util::join!(
         peers.get::<SagaCounts>(Service::Order, "/sagas/counts"),
         peers.get::<SagaList>(Service::Order, &sagas_path),
@@ -208,7 +211,7 @@ fn saga_column(out: &mut String, filters: &Filters, counts: Read<SagaCounts>, sa
     let _ = write!(
         out,
         "</select></label> <label><input type=\"checkbox\" name=\"retrying\" value=\"true\"{checked}> retrying</label> \
-         <label>stuck longer than <input type=\"number\" name=\"older_than_secs\" min=\"0\" value=\"{older}\" size=\"5\"> s</label>"
+         <label title=\"applies to both lists\">stuck longer than <input type=\"number\" name=\"older_than_secs\" min=\"0\" value=\"{older}\" size=\"5\"> s</label>"
     );
     if let Some(state) = filters.tx_state {
         let _ = write!(

@@ -392,6 +392,7 @@ pub async fn fetch_transaction_ids(
     pool: &PgPool,
     filter: Option<TransactionFilter>,
     before: Option<Uuid>,
+    older_than: Option<Duration>,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
@@ -402,11 +403,13 @@ pub async fn fetch_transaction_ids(
                     AND p.vote IN ('yes', 'timeout') AND p.outcome = 'pending'))
             OR t.state::text = $1)
            AND ($3::uuid IS NULL OR (t.created_at, t.id) < (SELECT created_at, id FROM transactions WHERE id = $3))
+           AND ($4::float8 IS NULL OR t.created_at <= now() - make_interval(secs => $4))
          ORDER BY t.created_at DESC, t.id DESC LIMIT $2",
     )
     .bind(filter.map(TransactionFilter::name))
     .bind(limit)
     .bind(before)
+    .bind(older_than.map(|d| d.as_secs_f64()))
     .fetch_all(pool)
     .await
 }
