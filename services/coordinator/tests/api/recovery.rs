@@ -42,6 +42,9 @@ async fn insert_committing(app: &TestApp, acknowledged: bool, created_secs_ago: 
         "customer_email": "ada@example.com", "payment_token": "tok_visa",
         "items": [ { "sku": "SKU-001", "quantity": 1, "unit_price_cents": 1000 } ], "total_cents": 1000
     });
+    // One database transaction, as the coordinator logs one: a recovery sweep must
+    // never see the transaction without its participants.
+    let mut db = app.pool.begin().await.unwrap();
     sqlx::query(
         "INSERT INTO transactions (id, order_id, checkout_key, state, decision, request, started_by, created_at, decided_at, next_attempt_at)
          VALUES ($1, $2, $3, 'committing', 'commit', $4, $5,
@@ -53,7 +56,7 @@ async fn insert_committing(app: &TestApp, acknowledged: bool, created_secs_ago: 
     .bind(&request)
     .bind(Uuid::new_v4())
     .bind(created_secs_ago)
-    .execute(&app.pool)
+    .execute(&mut *db)
     .await
     .unwrap();
     sqlx::query(
@@ -63,9 +66,10 @@ async fn insert_committing(app: &TestApp, acknowledged: bool, created_secs_ago: 
     )
     .bind(id)
     .bind(if acknowledged { "committed" } else { "pending" })
-    .execute(&app.pool)
+    .execute(&mut *db)
     .await
     .unwrap();
+    db.commit().await.unwrap();
     id
 }
 

@@ -39,6 +39,9 @@ async fn insert_saga(app: &TestApp, status: &str, done: usize, created_secs_ago:
         "customer_email": "ada@example.com", "payment_token": "tok_visa",
         "items": [ { "sku": "SKU-001", "quantity": 1, "unit_price_cents": 1000 } ], "total_cents": 1000
     });
+    // One database transaction, as the orchestrator logs one: a recovery sweep must
+    // never see the saga without its steps.
+    let mut db = app.pool.begin().await.unwrap();
     sqlx::query(
         "INSERT INTO sagas (id, order_id, checkout_key, request, created_at, next_attempt_at, status, reason)
          VALUES ($1, $2, $3, $4, now() - make_interval(secs => $5), now() - make_interval(secs => $5),
@@ -50,7 +53,7 @@ async fn insert_saga(app: &TestApp, status: &str, done: usize, created_secs_ago:
     .bind(&request)
     .bind(created_secs_ago)
     .bind(status)
-    .execute(&app.pool)
+    .execute(&mut *db)
     .await
     .unwrap();
     sqlx::query(
@@ -65,9 +68,10 @@ async fn insert_saga(app: &TestApp, status: &str, done: usize, created_secs_ago:
     )
     .bind(id)
     .bind(done as i64)
-    .execute(&app.pool)
+    .execute(&mut *db)
     .await
     .unwrap();
+    db.commit().await.unwrap();
     id
 }
 
