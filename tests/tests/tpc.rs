@@ -287,10 +287,18 @@ async fn until_the_decision_the_transaction_is_in_doubt_and_holds_its_locks() {
             .json()
             .await
             .unwrap();
-        listed["transactions"].as_array().and_then(|t| t.first().cloned())
+        // In doubt as soon as one participant has voted yes; wait for every vote.
+        listed["transactions"]
+            .as_array()
+            .and_then(|t| t.first().cloned())
+            .filter(|tx| {
+                tx["participants"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().all(|p| p["vote"] != "pending"))
+            })
     })
     .await
-    .expect("the API shows the in-doubt transaction");
+    .expect("the API shows the in-doubt transaction with every vote in");
     assert_eq!(
         in_doubt["decision"],
         Value::Null,
