@@ -245,10 +245,16 @@ async fn check_order(api: &Api, e: &Endpoints, id: Uuid) -> anyhow::Result<(Orde
     Ok((order, violations))
 }
 
-/// The order's emails; a confirmation still in the outbox is given up to 10 s to be
-/// delivered (delivery happens after the saga, at least once) before it counts.
+/// How long a confirmation still in the outbox is given to be delivered before it
+/// counts: longer than the email dispatcher's claim lease (60 s), since an email
+/// claimed by a dispatcher that was killed before sending is sent again only once its
+/// lease ends. Only a pending email is waited for.
+const EMAIL_GRACE: Duration = Duration::from_secs(65);
+
+/// The order's emails, a confirmation still in the outbox given [`EMAIL_GRACE`] to be
+/// delivered (delivery happens after the saga, at least once).
 async fn settled_emails(api: &Api, e: &Endpoints, id: Uuid, confirmed: bool) -> anyhow::Result<Vec<Email>> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + EMAIL_GRACE;
     loop {
         let emails: Emails = api.json(&format!("{}/emails?order_id={id}", e.email)).await?;
         let waiting = confirmed && emails.emails.iter().any(|m| m.state == EmailState::Pending);
