@@ -120,6 +120,13 @@ fn finish(path: &str, writes: bool, operation: &mut Operation) {
             idempotency_key(),
             "Makes the request safe to retry: the first answer is stored and replayed",
         ));
+        headers.push(header_param(
+            api::headers::FENCING_TOKEN,
+            fencing_token(),
+            "`<holder>:<epoch>`: the saga (2PC transaction) the call is made for and its driver's lease epoch. \
+             The highest epoch seen per holder is kept with the work; a lower one is refused with 409 \
+             `stale-fencing-token`, nothing done (a stored answer is still replayed)",
+        ));
     }
     let parameters = operation.parameters.get_or_insert_with(Vec::new);
     parameters.extend(headers.into_iter().map(RefOr::T));
@@ -127,8 +134,8 @@ fn finish(path: &str, writes: bool, operation: &mut Operation) {
     // 400: a malformed `Request-Timeout-Ms` reaches every route.
     let mut statuses = vec![400, 500, 503, 504];
     if keyed {
-        // A malformed key; the same key still in flight; the same key reused with
-        // another request.
+        // A malformed key (or fencing token); the same key still in flight, or a stale
+        // fencing token; the same key reused with another request.
         statuses.extend([400, 409, 422]);
     }
     if operation.request_body.is_some() {
@@ -182,6 +189,16 @@ fn idempotency_key() -> RefOr<Schema> {
         .max_length(Some(255))
         .pattern(Some("^[\\x20-\\x7E]+$"))
         .examples(["3f2c9a4e-checkout-1"])
+        .build()
+        .into()
+}
+
+/// `<holder>:<epoch>`: 1–100 printable characters, a colon, an epoch from 1.
+fn fencing_token() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[!-~]{1,100}:[1-9][0-9]{0,17}$"))
+        .examples(["0192f3a4-7c1e-7d2a-9b1e-3f4a5b6c7d8e:2"])
         .build()
         .into()
 }

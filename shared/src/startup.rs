@@ -209,6 +209,7 @@ impl Prepared {
             pool: pool.clone(),
             service: settings.service.name(),
             lease: settings.idempotency.lease,
+            fencing: settings.replicas.fencing,
         });
         let injector = injector
             .unwrap_or_else(|| web::Data::new(FaultInjector::new(settings.fault.clone(), routes.fault_operations)));

@@ -62,6 +62,7 @@ macro_rules! app {
                     pool: $pool.clone(),
                     service: "test",
                     lease: Duration::from_secs(10),
+                    fencing: true,
                 }))
                 .service(
                     web::resource("/fail")
@@ -200,4 +201,62 @@ async fn a_begin_cut_off_half_way_leaves_its_connection_outside_any_transaction(
             .unwrap_or_else(|e| e.to_string());
         assert!(answer.contains("does not exist"), "round {round}: {answer}");
     }
+}
+
+fn fenced(path: &str, key: &str, epoch: i64) -> test::TestRequest {
+    post(path, Some(key)).insert_header(("Fencing-Token", format!("saga-1:{epoch}")))
+}
+
+async fn highest_epoch(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT epoch FROM fencing_tokens WHERE holder = 'saga-1'")
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_lower_fencing_token_is_refused_with_nothing_done_and_replays_stay_replays() {
+    let pool = database().await;
+    let app = app!(pool);
+    let newer = test::call_service(&app, fenced("/succeed", "by-epoch-2", 2).to_request()).await;
+    assert_eq!(newer.status(), 201);
+    assert_eq!(highest_epoch(&pool).await, Some(2), "raised with the work");
+
+    // A paused holder of epoch 1 wakes up and calls with a key of its own.
+    let stale = test::call_service(&app, fenced("/succeed", "by-epoch-1", 1).to_request()).await;
+    assert_eq!(stale.status(), 409);
+    let body: serde_json::Value = test::read_body_json(stale).await;
+    assert_eq!(body["type"], "urn:txlab:problem:stale-fencing-token", "{body}");
+    assert_eq!(count(&pool, "widgets").await, 1, "nothing done");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["by-epoch-2"], "the stale call's key was released, not stored");
+
+    // The same stale holder repeating the newer holder's call gets its stored answer.
+    let replay = test::call_service(&app, fenced("/succeed", "by-epoch-2", 1).to_request()).await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
+
+    // An equal or higher epoch goes through, and a rolled-back call raises nothing.
+    let failed = test::call_service(&app, fenced("/fail", "by-epoch-5", 5).to_request()).await;
+    assert_eq!(failed.status(), 500);
+    assert_eq!(highest_epoch(&pool).await, Some(2), "rolled back with the work");
+    let same = test::call_service(&app, fenced("/conflict", "by-epoch-2b", 2).to_request()).await;
+    assert_eq!(same.status(), 409);
+    assert_eq!(count(&pool, "widgets").await, 2);
+}
+
+#[actix_web::test]
+async fn a_malformed_fencing_token_is_a_bad_request_that_changes_nothing() {
+    let pool = database().await;
+    let app = app!(pool);
+    for bad in ["saga-1", "saga-1:0", "saga-1:x", ":3"] {
+        let request = post("/succeed", Some("k-bad")).insert_header(("Fencing-Token", bad));
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+    assert_eq!(count(&pool, "widgets").await, 0);
+    assert_eq!(count(&pool, "idempotency_keys").await, 0);
 }

@@ -41,6 +41,10 @@ pub enum ErrorCode {
     Conflict,
     /// An action that arrived after its compensation; it is not executed.
     ActionAfterCompensation,
+    /// A call whose `Fencing-Token` epoch is lower than one already seen for its saga
+    /// or transaction: its sender lost the lease (a paused replica, say). Nothing
+    /// was done; the sender stands down.
+    StaleFencingToken,
     /// A fault injected on purpose (`FAULT_INJECTION=on`).
     FaultInjected,
     /// A business decline injected on purpose.
@@ -71,7 +75,7 @@ impl ErrorCode {
             PaymentDeclined => 402,
             NotFound => 404,
             MethodNotAllowed => 405,
-            IdempotencyKeyInFlight | Conflict | ActionAfterCompensation => 409,
+            IdempotencyKeyInFlight | Conflict | ActionAfterCompensation | StaleFencingToken => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
             IdempotencyKeyReused | UnknownSku | InsufficientStock | InvalidPaymentToken | FaultDeclined => 422,
@@ -104,6 +108,7 @@ impl ErrorCode {
             InvalidPaymentToken => "invalid-payment-token",
             Conflict => "conflict",
             ActionAfterCompensation => "action-after-compensation",
+            StaleFencingToken => "stale-fencing-token",
             FaultInjected => "fault-injected",
             FaultDeclined => "fault-declined",
             RowsLocked => "rows-locked",
@@ -140,6 +145,7 @@ impl ErrorCode {
             InvalidPaymentToken => "Unknown payment token",
             Conflict => "The resource's state does not allow this operation",
             ActionAfterCompensation => "The action arrived after its compensation and was not executed",
+            StaleFencingToken => "A newer holder of this saga or transaction has called; this call was not executed",
             FaultInjected => "Fault injected",
             FaultDeclined => "Declined by fault injection",
             RowsLocked => "The rows are locked by another transaction; retry later",
@@ -156,7 +162,7 @@ impl ErrorCode {
         ErrorCode::ALL.into_iter().find(|c| c.slug() == slug)
     }
 
-    pub const ALL: [ErrorCode; 25] = {
+    pub const ALL: [ErrorCode; 26] = {
         use ErrorCode::*;
         [
             InvalidRequest,
@@ -177,6 +183,7 @@ impl ErrorCode {
             InvalidPaymentToken,
             Conflict,
             ActionAfterCompensation,
+            StaleFencingToken,
             FaultInjected,
             FaultDeclined,
             RowsLocked,

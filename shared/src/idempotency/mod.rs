@@ -8,6 +8,9 @@
 //!  claimed   completed      other fingerprint     in flight (leased)   lease expired
 //!     │      replay stored       422                 409 Retry-After     take over
 //!     ▼      + Idempotent-Replayed: true
+//!  fencing token? ──► lower than the holder's highest: 409 stale-fencing-token,
+//!     │                 key released, nothing done
+//!     ▼  (else the holder's highest is raised in the unit of work's transaction)
 //!  handler runs on a UnitOfWork (one Postgres transaction)
 //!     │
 //!     ├─ answer stored (2xx, 402, 409, 422): the response is written into the
@@ -50,9 +53,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub use admin::admin_routes;
 pub use key::{IdempotencyKey, MAX_KEY_LENGTH, fingerprint};
 pub use purge::{IdempotencyPurger, PurgeNow};
-pub use store::{Claim, ClaimOutcome, IdempotencyStore, KeyState, ListedKey, StoredResponse, list_keys, purge_expired};
+pub use store::{
+    Claim, ClaimOutcome, Fence, IdempotencyStore, KeyState, ListedKey, StoredResponse, check_fence, list_keys,
+    purge_expired,
+};
 
-use api::headers::IDEMPOTENCY_KEY;
+use api::headers::{FENCING_TOKEN, FencingToken, IDEMPOTENCY_KEY};
 use base::{ErrorCode, Problem};
 
 use crate::web::BODY_LIMIT;
@@ -169,6 +175,10 @@ where
         None => None,
     };
 
+    let fencing = match fencing_token(&store, &req) {
+        Ok(fencing) => fencing,
+        Err(problem) => return Err((req.request().clone(), problem)),
+    };
     let body = match read_body(&mut req).await {
         Ok(body) => body,
         Err(problem) => return Err((req.request().clone(), problem)),
@@ -215,6 +225,18 @@ where
     }
     req.set_payload(Payload::from(body));
     let slot = UnitOfWorkSlot::new(store.pool.clone());
+    if let Some(token) = fencing {
+        let scope = scope_of(store.service, &req);
+        match fence(&store, &scope, &token).await {
+            Ok(tx) => slot.0.borrow_mut().tx = Some(tx),
+            Err(problem) => {
+                if let Some(claim) = &claim {
+                    release(&store, claim).await;
+                }
+                return Err((req.request().clone(), problem));
+            }
+        }
+    }
     req.extensions_mut().insert(slot.clone());
 
     let request = req.request().clone();
@@ -245,6 +267,58 @@ where
             // The task panicked; its transaction rolled back when it was dropped.
             tracing::error!(error = %e, "the unit of work's task failed");
             Err((request, Problem::internal(anyhow::anyhow!("the request's task failed"))))
+        }
+    }
+}
+
+/// The call's `Fencing-Token`, when it carries one and fencing is on.
+fn fencing_token(store: &IdempotencyStore, req: &ServiceRequest) -> Result<Option<FencingToken>, Problem> {
+    let Some(raw) = req.headers().get(FENCING_TOKEN) else {
+        return Ok(None);
+    };
+    if !store.fencing {
+        return Ok(None);
+    }
+    let raw = raw
+        .to_str()
+        .map_err(|_| Problem::invalid(format!("{FENCING_TOKEN} must be printable ASCII")))?;
+    FencingToken::parse(raw).map(Some).map_err(Problem::invalid)
+}
+
+/// Checks the call's fencing token in a new transaction, the one its work will be
+/// done in: a stale one is refused with nothing done, a current one is recorded.
+async fn fence(
+    store: &IdempotencyStore,
+    scope: &str,
+    token: &FencingToken,
+) -> Result<Transaction<'static, Postgres>, Problem> {
+    let mut tx = base::db::begin(&store.pool).await?;
+    match check_fence(&mut tx, scope, &token.holder, token.epoch).await? {
+        Fence::Current => Ok(tx),
+        Fence::Stale { highest } => {
+            tx.rollback().await?;
+            let span = tracing::Span::current();
+            span.add_event(
+                "fencing.stale_token_refused",
+                vec![
+                    opentelemetry::KeyValue::new("fencing.holder", token.holder.clone()),
+                    opentelemetry::KeyValue::new("fencing.epoch", token.epoch),
+                    opentelemetry::KeyValue::new("fencing.highest_seen", highest),
+                ],
+            );
+            tracing::warn!(
+                fencing.holder = %token.holder,
+                fencing.epoch = token.epoch,
+                fencing.highest_seen = highest,
+                "stale fencing token refused: a newer holder has called; nothing done"
+            );
+            Err(Problem::new(
+                ErrorCode::StaleFencingToken,
+                format!(
+                    "epoch {} of {} is lower than epoch {highest}, already seen: the caller's lease was taken over; nothing was done",
+                    token.epoch, token.holder
+                ),
+            ))
         }
     }
 }
@@ -432,6 +506,10 @@ pub struct UnitOfWork {
 impl UnitOfWork {
     /// The transaction, begun on first use.
     pub async fn tx(&mut self) -> Result<&mut Transaction<'static, Postgres>, Problem> {
+        if self.tx.is_none() {
+            // Begun already when the call's fencing token was checked in it.
+            self.tx = self.slot.take();
+        }
         if self.tx.is_none() {
             let pool = self.slot.0.borrow().pool.clone();
             self.tx = Some(base::db::begin(&pool).await?);

@@ -57,6 +57,8 @@ pub struct IdempotencyStore {
     /// The service's name: keys are scoped per service (and client identity).
     pub service: &'static str,
     pub lease: Duration,
+    /// `FENCING`: whether a call's `Fencing-Token` is checked.
+    pub fencing: bool,
 }
 
 impl IdempotencyStore {
@@ -235,6 +237,43 @@ pub async fn list_keys(
     .await
 }
 
+/// What checking a call's fencing token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// The epoch is the highest seen for its holder (now recorded); the row stays
+    /// locked until the transaction ends, so calls of one holder go one at a time.
+    Current,
+    /// A higher epoch was seen before: the caller lost its lease.
+    Stale { highest: i64 },
+}
+
+/// Checks a call's fencing token and raises the holder's highest epoch to it, in the
+/// caller's transaction (the one its work is done in).
+#[tracing::instrument(name = "fencing.check", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn check_fence(conn: &mut PgConnection, scope: &str, holder: &str, epoch: i64) -> Result<Fence, sqlx::Error> {
+    let raised: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO fencing_tokens (scope, holder, epoch) VALUES ($1, $2, $3)
+         ON CONFLICT (scope, holder) DO UPDATE SET epoch = EXCLUDED.epoch, updated_at = now()
+         WHERE fencing_tokens.epoch <= EXCLUDED.epoch
+         RETURNING epoch",
+    )
+    .bind(scope)
+    .bind(holder)
+    .bind(epoch)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if raised.is_some() {
+        return Ok(Fence::Current);
+    }
+    // Refused: the row holds a higher epoch (and is locked by this transaction now).
+    let highest: i64 = sqlx::query_scalar("SELECT epoch FROM fencing_tokens WHERE scope = $1 AND holder = $2")
+        .bind(scope)
+        .bind(holder)
+        .fetch_one(conn)
+        .await?;
+    Ok(Fence::Stale { highest })
+}
+
 /// Deletes keys older than `retention`, at most `batch` rows per statement, until
 /// none are left. Returns how many were deleted.
 #[tracing::instrument(name = "idempotency.purge", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "DELETE"))]
@@ -245,6 +284,24 @@ pub async fn purge_expired(pool: &PgPool, retention: Duration, batch: i64) -> Re
             "DELETE FROM idempotency_keys WHERE ctid IN (
                  SELECT ctid FROM idempotency_keys
                  WHERE created_at < now() - make_interval(secs => $1)
+                 LIMIT $2)",
+        )
+        .bind(retention.as_secs_f64())
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < batch as u64 {
+            break;
+        }
+    }
+    // Fencing tokens go with the keys: a holder quiet for this long is finished.
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM fencing_tokens WHERE ctid IN (
+                 SELECT ctid FROM fencing_tokens
+                 WHERE updated_at < now() - make_interval(secs => $1)
                  LIMIT $2)",
         )
         .bind(retention.as_secs_f64())

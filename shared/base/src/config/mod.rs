@@ -301,6 +301,20 @@ pub struct TpcSettings {
     pub resolve_interval: Duration,
 }
 
+/// Several replicas of the orchestrator (and of the coordinator) on the same database.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// `SAGA_LEASE_TTL_MS` (default 5 s): how long a replica's hold on a saga (or a
+    /// 2PC transaction) lasts without a write or a heartbeat; another replica takes
+    /// it over once it has run out.
+    pub lease_ttl: Duration,
+    /// `FENCING` (`on` by default): log writes are conditional on the writer's epoch,
+    /// participant calls carry it as a fencing token, and participants refuse a
+    /// lower one. `off` keeps the leases (they still assign work) but drops every
+    /// check, to show what a paused replica does without them.
+    pub fencing: bool,
+}
+
 /// The settings every service reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -315,6 +329,7 @@ pub struct Settings {
     pub peers: PeerSettings,
     pub idempotency: IdempotencySettings,
     pub tpc: TpcSettings,
+    pub replicas: ReplicaSettings,
     pub resilience: resilience::ResilienceSettings,
 }
 
@@ -327,6 +342,13 @@ impl Settings {
             return Err(ConfigError {
                 variable: "DATABASE_URL",
                 reason: "must be a postgres:// or postgresql:// URL".into(),
+            });
+        }
+        let lease_ttl = env.millis_or("SAGA_LEASE_TTL_MS", Duration::from_secs(5))?;
+        if lease_ttl < Duration::from_millis(100) {
+            return Err(ConfigError {
+                variable: "SAGA_LEASE_TTL_MS",
+                reason: "must be at least 100 ms".into(),
             });
         }
         Ok(Settings {
@@ -350,6 +372,10 @@ impl Settings {
             tpc: TpcSettings {
                 in_doubt_after: env.seconds_or("TPC_IN_DOUBT_AFTER_SECS", Duration::from_secs(10))?,
                 resolve_interval: env.seconds_or("TPC_RESOLVE_INTERVAL_SECS", Duration::from_secs(5))?,
+            },
+            replicas: ReplicaSettings {
+                lease_ttl,
+                fencing: env.switch("FENCING", true)?,
             },
             resilience: resilience::ResilienceSettings::from_env(env)?,
         })
@@ -381,6 +407,8 @@ mod tests {
         assert!(!s.fault.enabled);
         assert_eq!(s.peers.payment, "http://127.0.0.1:8082");
         assert_eq!(s.idempotency.retention, Duration::from_secs(86400));
+        assert_eq!(s.replicas.lease_ttl, Duration::from_secs(5));
+        assert!(s.replicas.fencing);
     }
 
     #[test]
@@ -401,6 +429,8 @@ mod tests {
             ("FAULT_INJECTION", "maybe"),
             ("PAYMENT_URL", "ftp://x"),
             ("IDEMPOTENCY_RETENTION_SECS", "-3"),
+            ("SAGA_LEASE_TTL_MS", "0"),
+            ("FENCING", "sometimes"),
         ];
         for (var, value) in cases {
             let err = Settings::from_env(
