@@ -284,7 +284,8 @@ where
                     ErrorCode::FaultDeclined,
                     format!("fault.{operation}=decline: declined without doing the work"),
                 ))),
-                FaultKind::DelayMs(ms) => {
+                // At an endpoint there is no lease to lose: a pause is a delay.
+                FaultKind::DelayMs(ms) | FaultKind::PauseMs(ms) => {
                     actix_rt::time::sleep(Duration::from_millis(ms)).await;
                     service.call(req).await.map(ServiceResponse::map_into_boxed_body)
                 }
@@ -327,11 +328,20 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_print() {
-        for raw in ["error", "decline", "delay_ms:250", "timeout", "lost_response", "crash"] {
+        for raw in [
+            "error",
+            "decline",
+            "delay_ms:250",
+            "pause_ms:4000",
+            "timeout",
+            "lost_response",
+            "crash",
+        ] {
             let kind: FaultKind = raw.parse().unwrap();
             assert_eq!(kind.to_string(), raw);
         }
         assert!("delay_ms:soon".parse::<FaultKind>().is_err());
+        assert!("pause_ms:".parse::<FaultKind>().is_err());
         assert!("explode".parse::<FaultKind>().is_err());
     }
 

@@ -266,7 +266,7 @@ impl<J: Job> Actor for Runner<J> {
 /// for the given time: a job offered and not finished (still running here, deferred,
 /// or one that cannot finish) goes to the back of the line, so a sweep's limit is
 /// never held by the same stuck jobs and every due job is offered in turn.
-pub type FindDue = fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>>;
+pub type FindDue = Box<dyn Fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>>>;
 
 /// A job offered by a sweep is offered again after this many sweeps at the soonest.
 const SWEEPS_BEFORE_REOFFER: u32 = 5;
@@ -283,12 +283,17 @@ pub struct Sweeper<J: Job> {
 }
 
 impl<J: Job> Sweeper<J> {
-    pub fn new(pool: PgPool, supervisor: Addr<Supervisor<J>>, interval: Duration, find_due: FindDue) -> Self {
+    pub fn new(
+        pool: PgPool,
+        supervisor: Addr<Supervisor<J>>,
+        interval: Duration,
+        find_due: impl Fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> + 'static,
+    ) -> Self {
         Sweeper {
             pool,
             supervisor,
             interval,
-            find_due,
+            find_due: Box::new(find_due),
             sweeping: false,
         }
     }

@@ -410,6 +410,29 @@ impl Platform {
         (response.status() == 200).then_some(response.json().await.unwrap())
     }
 
+    /// What the auditor finds wrong with one settled checkout (`api::invariants`),
+    /// given `grace` for what is still on its way (the confirmation email): empty
+    /// once every invariant holds, else what is still broken when the grace ends.
+    pub async fn violations(&self, order_id: &str, grace: Duration) -> Vec<api::invariants::Violation> {
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let order: OrderView = view(&self.order(order_id).await);
+            let payments: Payments = view(&self.payments(order_id).await);
+            let reservation = self.reservation(order_id).await.map(|r| view::<Reservation>(&r));
+            let emails = self.emails(order_id).await;
+            let found = api::invariants::check_checkout(api::invariants::CheckoutFacts {
+                order: &order,
+                payments: &payments,
+                reservation: reservation.as_ref(),
+                emails: &emails,
+            });
+            if found.is_empty() || std::time::Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The brief's invariants for one settled order: a confirmed order has one
     /// successful charge for its total, a committed reservation and exactly one
     /// delivered confirmation email; a cancelled one has net charge 0, no held stock

@@ -17,9 +17,11 @@ use crate::Platform;
 pub struct Processes {
     bin_dir: PathBuf,
     logs: PathBuf,
-    children: HashMap<Service, Child>,
+    /// Each service's processes: replica 0 on the service's port, more replicas
+    /// (`add_replica`) on ports of their own, all on the service's database.
+    children: HashMap<(Service, usize), Child>,
     envs: HashMap<Service, Vec<(String, String)>>,
-    ports: HashMap<Service, u16>,
+    ports: HashMap<(Service, usize), u16>,
 }
 
 /// Where `cargo build --workspace --bins` put the service binaries.
@@ -52,30 +54,44 @@ impl Processes {
     }
 
     fn spawn(&mut self, service: Service) {
+        self.spawn_replica(service, 0);
+    }
+
+    fn spawn_replica(&mut self, service: Service, replica: usize) {
+        let name = match replica {
+            0 => service.binary().to_owned(),
+            n => format!("{}-{n}", service.binary()),
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs.join(format!("{}.log", service.binary())))
+            .open(self.logs.join(format!("{name}.log")))
             .expect("log file");
+        let port = self.ports[&(service, replica)];
         let child = Command::new(self.bin_dir.join(service.binary()))
             .env_clear()
             .envs(self.envs[&service].iter().map(|(k, v)| (k, v)))
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", service.binary()));
-        self.children.insert(service, child);
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.children.insert((service, replica), child);
     }
 
     async fn wait_ready(&mut self, service: Service) {
-        let url = format!("http://127.0.0.1:{}/health/ready", self.ports[&service]);
+        self.wait_replica_ready(service, 0).await;
+    }
+
+    async fn wait_replica_ready(&mut self, service: Service, replica: usize) {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.ports[&(service, replica)]);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self
                 .children
-                .get_mut(&service)
+                .get_mut(&(service, replica))
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 panic!("{} exited ({status}); see {}", service.binary(), self.logs.display());
@@ -93,17 +109,58 @@ impl Processes {
         }
     }
 
+    /// Starts another replica of `service` on a port of its own, on the same
+    /// database and settings; returns its number (the first replica is 0).
+    pub async fn add_replica(&mut self, service: Service) -> usize {
+        let replica = (1..)
+            .find(|n| !self.ports.contains_key(&(service, *n)))
+            .expect("a free number");
+        self.ports.insert((service, replica), crate::free_port());
+        self.spawn_replica(service, replica);
+        self.wait_replica_ready(service, replica).await;
+        replica
+    }
+
+    /// The base URL of a replica of `service`.
+    pub fn replica_url(&self, service: Service, replica: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&(service, replica)])
+    }
+
     /// SIGKILL: no shutdown, no flush, exactly like a crash.
     pub async fn kill(&mut self, service: Service) {
-        if let Some(mut child) = self.children.remove(&service) {
+        self.kill_replica(service, 0).await;
+    }
+
+    pub async fn kill_replica(&mut self, service: Service, replica: usize) {
+        if let Some(mut child) = self.children.remove(&(service, replica)) {
             child.start_kill().expect("SIGKILL");
             let _ = child.wait().await;
         }
     }
 
+    /// SIGKILLs a replica and starts it again (a new process: a new replica id).
+    pub async fn restart_replica(&mut self, service: Service, replica: usize) {
+        self.kill_replica(service, replica).await;
+        self.spawn_replica(service, replica);
+        self.wait_replica_ready(service, replica).await;
+    }
+
+    /// `SIGSTOP` (`stop`) or `SIGCONT` (`!stop`) to a replica: frozen, it does
+    /// nothing — answers nothing, renews no lease — until continued, unaware that
+    /// time passed.
+    pub fn signal_replica(&mut self, service: Service, replica: usize, stop: bool) {
+        let pid = self.children[&(service, replica)].id().expect("running");
+        let status = std::process::Command::new("kill")
+            .arg(if stop { "-STOP" } else { "-CONT" })
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{} {pid}", if stop { "STOP" } else { "CONT" });
+    }
+
     /// SIGTERM: a graceful stop (requests drained, spans flushed); waits for the exit.
     pub async fn terminate(&mut self, service: Service) {
-        if let Some(mut child) = self.children.remove(&service) {
+        if let Some(mut child) = self.children.remove(&(service, 0)) {
             if let Some(pid) = child.id() {
                 let _ = std::process::Command::new("kill")
                     .arg("-TERM")
@@ -131,7 +188,7 @@ impl Processes {
 
     /// Whether the service's process is gone (it crashed itself, say).
     pub fn has_exited(&mut self, service: Service) -> bool {
-        match self.children.get_mut(&service) {
+        match self.children.get_mut(&(service, 0)) {
             Some(child) => child.try_wait().ok().flatten().is_some(),
             None => true,
         }
@@ -161,7 +218,6 @@ impl Platform {
         for service in services {
             let mut env = vec![
                 ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
-                ("BIND_ADDR".to_owned(), format!("127.0.0.1:{}", ports[&service])),
                 ("DATABASE_URL".to_owned(), databases[&service].url.clone()),
                 ("FAULT_INJECTION".to_owned(), "on".to_owned()),
                 ("FAULT_TIMEOUT_WAIT_MS".to_owned(), "3500".to_owned()),
@@ -176,6 +232,8 @@ impl Platform {
                 ("TPC_IN_DOUBT_AFTER_SECS".to_owned(), "1".to_owned()),
                 ("TPC_RESOLVE_INTERVAL_SECS".to_owned(), "0.3".to_owned()),
                 ("TPC_RECOVERY_INTERVAL_MS".to_owned(), "200".to_owned()),
+                // A killed replica's sagas are taken over this long after its last write.
+                ("SAGA_LEASE_TTL_MS".to_owned(), "1500".to_owned()),
             ];
             for peer in services {
                 env.push((
@@ -195,7 +253,7 @@ impl Platform {
             logs,
             children: HashMap::new(),
             envs,
-            ports: ports.clone(),
+            ports: ports.iter().map(|(service, port)| ((*service, 0), *port)).collect(),
         };
         for service in services {
             processes.spawn(service);

@@ -41,6 +41,7 @@ fn served(service: &str) -> BTreeSet<String> {
             "get /sagas",
             "get /sagas/counts",
             "get /sagas/{saga_id}/history",
+            "get /admin/replicas",
         ],
         "inventory" => &[
             "get /inventory",

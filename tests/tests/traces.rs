@@ -560,3 +560,83 @@ async fn a_retry_denied_by_the_budget_and_a_shed_checkout_are_events_too() {
     assert!(logged("retry_denied", order["trace_id"].as_str().unwrap()));
     assert!(logged("shed", problem["trace_id"].as_str().unwrap()));
 }
+
+#[actix_web::test]
+async fn a_takeover_and_a_stale_fencing_token_are_in_the_checkout_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let mut env: Vec<(Service, &str, &str)> = Vec::new();
+    let grpc = receiver.grpc_endpoint();
+    for service in [
+        Service::Order,
+        Service::Inventory,
+        Service::Payment,
+        Service::Email,
+        Service::Coordinator,
+    ] {
+        env.push((service, "OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()));
+        env.push((service, "SAGA_LEASE_TTL_MS", "1000"));
+    }
+    let mut platform = Platform::start_processes(&env).await;
+    platform.processes().add_replica(Service::Order).await;
+    // Replica 0 is paused between the charge's answer (a decline) and writing it down,
+    // past its lease: replica 1 takes the saga over and confirms it.
+    let order = checkout_with(
+        &platform,
+        &platform.order.url("/checkout"),
+        &checkout_body("SKU-005", 1, "tok_visa"),
+        &[(
+            "baggage",
+            "fault.payment.charge=decline,fault.order.step.charge_payment=pause_ms:4000",
+        )],
+    )
+    .await;
+    let order = platform.settled(order["order_id"].as_str().unwrap()).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let trace_id = order["trace_id"].as_str().unwrap().to_owned();
+    let saga_id = order["saga"]["saga_id"].as_str().unwrap().to_owned();
+    let spans = receiver
+        .wait_for(&trace_id, "both holders' saga spans", |spans| {
+            spans.named("saga.checkout").len() >= 2
+                && spans
+                    .named("saga.checkout")
+                    .iter()
+                    .any(|s| s.events.iter().any(|e| e == "saga.lease_lost"))
+        })
+        .await;
+    let runs = spans.named("saga.checkout");
+    let first = runs
+        .iter()
+        .find(|s| s.attr("saga.epoch") == Some("1"))
+        .expect("epoch 1");
+    let second = runs
+        .iter()
+        .find(|s| s.attr("saga.epoch") == Some("2"))
+        .expect("epoch 2");
+    assert_eq!(
+        second.attr("saga.taken_over_from"),
+        first.attr("saga.owner"),
+        "the takeover names the replica it took over from"
+    );
+    assert_ne!(first.attr("saga.owner"), second.attr("saga.owner"));
+    assert!(first.events.iter().any(|e| e == "saga.lease_lost"), "{first:?}");
+    assert!(first.events.iter().any(|e| e == "fault.injected"), "{first:?}");
+
+    // A call with the stale epoch, in the same trace: refused, and the refusal is an
+    // event on the participant's span.
+    let refund = platform
+        .payment
+        .client
+        .post(platform.payment.url("/refunds"))
+        .json(&serde_json::json!({ "order_id": order["order_id"] }))
+        .header("Idempotency-Key", format!("{saga_id}:charge_payment:compensation"))
+        .header("Fencing-Token", format!("{saga_id}:1"))
+        .header("traceparent", format!("00-{trace_id}-{CALLER_SPAN}-01"));
+    assert_eq!(platform.payment.send(refund).await.status(), 409);
+    receiver
+        .wait_for(&trace_id, "the refusal's event", |spans| {
+            spans
+                .iter()
+                .any(|s| s.service == "payment-service" && s.events.iter().any(|e| e == "fencing.stale_token_refused"))
+        })
+        .await;
+}

@@ -64,6 +64,7 @@ pub async fn checkout(
             log::insert_saga(
                 &pool,
                 NewSaga {
+                    replica: &engine.replica,
                     checkout_key: &checkout_key,
                     request: &priced,
                     traceparent: current_traceparent().as_deref(),

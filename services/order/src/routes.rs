@@ -264,8 +264,42 @@ async fn saga_history(
 }
 
 /// The order service's own endpoints, for its OpenAPI document.
+/// `/admin/...` routes of the orchestrator (the scope adds the guard).
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/replicas").route(web::get().to(list_replicas)));
+}
+
+/// The orchestrator replicas on this database — each one's heartbeat (every recovery
+/// sweep) and the unfinished sagas whose live lease it holds; replicas not seen for an
+/// hour are left out.
+#[utoipa::path(get, path = "/admin/replicas", tag = "sagas",
+    responses((status = 200, description = "The replicas, live ones first", body = api::ReplicaList)))]
+async fn list_replicas(
+    engine: web::Data<std::sync::Arc<crate::saga::engine::Engine>>,
+) -> Result<HttpResponse, Problem> {
+    let ttl = engine.replica.lease_ttl;
+    let live_within = (ttl * 3).max(std::time::Duration::from_secs(10));
+    let rows = crate::saga::log::list_replicas(&engine.pool, live_within, std::time::Duration::from_secs(3600)).await?;
+    ok(&api::ReplicaList {
+        this: engine.replica.id.clone(),
+        replicas: rows
+            .into_iter()
+            .map(|r| api::ReplicaView {
+                id: r.id,
+                url: r.url,
+                started_at: r.started_at,
+                last_seen_at: r.last_seen_at,
+                live: r.live,
+                holding: r.holding,
+                saga_ids: r.saga_ids,
+            })
+            .collect(),
+    })
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
+    list_replicas,
     crate::checkout::checkout,
     create_order,
     list_orders,

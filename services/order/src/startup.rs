@@ -11,7 +11,10 @@ use shared::{
 
 use crate::{
     checkout::CheckoutDeadline,
-    saga::engine::{self, Engine},
+    saga::{
+        engine::{self, Engine},
+        log::Replica,
+    },
 };
 
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/order");
@@ -24,9 +27,27 @@ pub const FAULT_OPERATIONS: &[&str] = &[
     "order.prepare",
     "order.commit",
     "order.abort",
+    // The orchestrator's own: each step's point between a call's answer and the write
+    // of its outcome (`saga::steps::STEP_FAULT_POINTS`).
+    "order.step.create_order",
+    "order.step.reserve_inventory",
+    "order.step.charge_payment",
+    "order.step.commit_inventory",
+    "order.step.confirm_order",
+    "order.step.send_email",
 ];
 
 /// The orchestrator's own settings.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_step_is_a_fault_point() {
+        for point in crate::saga::steps::STEP_FAULT_POINTS {
+            assert!(super::FAULT_OPERATIONS.contains(&point), "{point}");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct SagaSettings {
     /// `CHECKOUT_DEADLINE_MS`: how long `POST /checkout` waits before answering 202.
@@ -52,7 +73,7 @@ pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
 }
 
 pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Result<Server> {
-    let prepared = Server::prepare(&settings, &MIGRATIONS).await?;
+    let mut prepared = Server::prepare(&settings, &MIGRATIONS).await?;
     // The orchestrator calls its own order endpoints over loopback.
     let own_ip = match settings.bind_addr.ip() {
         ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
@@ -61,6 +82,17 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     let own_url = format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port));
     let client = prepared.http_client()?;
     client.resilience().name(&own_url, Service::Order.name());
+    let replica = Replica {
+        id: format!(
+            "order-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ),
+        lease_ttl: settings.replicas.lease_ttl,
+        fencing: settings.replicas.fencing,
+    };
+    tracing::info!(replica = %replica.id, lease_ttl_ms = replica.lease_ttl.as_millis() as u64, fencing = replica.fencing, "orchestrator replica");
+    let faults = prepared.fault_injector(&settings, FAULT_OPERATIONS);
     let engine = Arc::new(Engine {
         pool: prepared.pool.clone(),
         client,
@@ -69,6 +101,8 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
             ..settings.peers.clone()
         },
         park_retry: saga.park_retry,
+        replica,
+        faults,
     });
     participant::start_resolver(&settings, prepared.pool.clone(), prepared.http_client()?)?;
     let supervisor = Supervisor::bounded(Arc::clone(&engine), JobLimits::for_checkouts(&settings.resilience));
@@ -83,7 +117,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
         prepared.pool.clone(),
         manager.clone(),
         saga.recovery_interval,
-        engine::find_due,
+        engine::find_due(engine.replica.id.clone(), engine.participants.order.clone()),
     )
     .start();
     engine::wake_parked_sagas_on_recovery(prepared.pool.clone(), engine.client.resilience().recoveries());
@@ -104,7 +138,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
                 participant::routes::<crate::tpc::OrderTpc>(cfg);
                 crate::routes::routes(cfg)
             },
-            admin: |_: &mut web::ServiceConfig| {},
+            admin: crate::routes::admin_routes,
             fault_operations: FAULT_OPERATIONS,
             openapi: {
                 use utoipa::OpenApi as _;

@@ -82,6 +82,8 @@ fn saga_event(row: log::EventRow) -> SagaEvent {
         status: row.status,
         // Written from a participant's name; anything else was never written here.
         participant: row.participant.and_then(|name| name.parse().ok()),
+        epoch: row.epoch,
+        owner: row.owner,
     }
 }
 
@@ -188,6 +190,9 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
                     reason: saga.state.parked_reason.clone().or_else(|| saga.state.reason.clone()),
                     cancel_reason: saga.state.reason.clone(),
                     checkout_key: Some(saga.checkout_key.clone()),
+                    owner: saga.owner.clone(),
+                    epoch: saga.epoch,
+                    lease_expires_at: saga.lease_expires_at,
                 }),
                 created_at: order.as_ref().map(|o| o.created_at),
             })

@@ -20,6 +20,10 @@ pub enum FaultKind {
     LostResponse,
     /// Commit the work, then abort the process before answering.
     Crash,
+    /// At an orchestrator's (a coordinator's) step, vote or decide point: stop the
+    /// runner for this many milliseconds without renewing its lease, then carry on
+    /// from where it was — a GC pause, a `SIGSTOP`. At an endpoint, a delay.
+    PauseMs(u64),
 }
 
 impl FromStr for FaultKind {
@@ -31,15 +35,26 @@ impl FromStr for FaultKind {
             "timeout" => Ok(FaultKind::Timeout),
             "lost_response" => Ok(FaultKind::LostResponse),
             "crash" => Ok(FaultKind::Crash),
-            other => match other.strip_prefix("delay_ms:") {
-                Some(ms) => ms
-                    .parse()
-                    .map(FaultKind::DelayMs)
-                    .map_err(|_| format!("delay_ms needs a number of milliseconds, got {ms:?}")),
-                None => Err(format!(
-                    "unknown fault kind {other:?}; expected error, decline, delay_ms:<n>, timeout, lost_response or crash"
-                )),
-            },
+            other => {
+                let (make, ms): (fn(u64) -> FaultKind, _) = match (
+                    other.strip_prefix("delay_ms:"),
+                    other.strip_prefix("pause_ms:"),
+                ) {
+                    (Some(ms), _) => (FaultKind::DelayMs, ms),
+                    (_, Some(ms)) => (FaultKind::PauseMs, ms),
+                    _ => {
+                        return Err(format!(
+                            "unknown fault kind {other:?}; expected error, decline, delay_ms:<n>, pause_ms:<n>, timeout, lost_response or crash"
+                        ));
+                    }
+                };
+                ms.parse().map(make).map_err(|_| {
+                    format!(
+                        "{} needs a number of milliseconds, got {ms:?}",
+                        other.split(':').next().unwrap_or(other)
+                    )
+                })
+            }
         }
     }
 }
@@ -53,6 +68,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Timeout => f.write_str("timeout"),
             FaultKind::LostResponse => f.write_str("lost_response"),
             FaultKind::Crash => f.write_str("crash"),
+            FaultKind::PauseMs(ms) => write!(f, "pause_ms:{ms}"),
         }
     }
 }

@@ -85,8 +85,9 @@ pub use catalogue::{Catalogue, Product, SetStock};
 pub use checkout::{CheckoutRequest, LineItemRequest, PricedLine};
 pub use emails::{Email, EmailState, Emails};
 pub use orders::{
-    AttemptOutcome, CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView, SagaCounts,
-    SagaEvent, SagaEventKind, SagaHistory, SagaList, SagaStatus, SagaSummary, SagaView, StepStatus, StepView,
+    AttemptOutcome, CancelAnswer, NeverCreated, OrderLine, OrderList, OrderStatus, OrderSummary, OrderView,
+    ReplicaList, ReplicaView, SagaCounts, SagaEvent, SagaEventKind, SagaHistory, SagaList, SagaStatus, SagaSummary,
+    SagaView, StepStatus, StepView,
 };
 pub use participants::{
     CancelOrder, ChargeRequest, CreateOrder, EnqueueEmail, NoFields, Participant, RefundRequest, Request, ReserveStock,

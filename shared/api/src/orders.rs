@@ -152,6 +152,17 @@ pub struct SagaView {
     /// `Authorization`, when it sent one).
     #[serde(default)]
     pub checkout_key: Option<String>,
+    /// The orchestrator replica that holds (or last held) the saga's lease.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Raised by every replica that takes the saga; its participant calls carry it
+    /// as their fencing token.
+    #[serde(default)]
+    pub epoch: i64,
+    /// When the lease runs out unless its holder writes or beats first; released
+    /// (set to the time it stopped) when the saga parks or ends.
+    #[serde(default)]
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A saga in a list (`GET /sagas`): where it stands, and how hard it is trying.
@@ -210,6 +221,10 @@ pub enum SagaEventKind {
     /// The saga's status changed (`status`; `detail` says why; `participant` is the one
     /// a parked saga waits for).
     StatusChanged,
+    /// A replica found its lease taken over — a write refused, or a participant
+    /// refusing its fencing token — and stopped driving the saga (`epoch`, `owner`:
+    /// the one that stood down; `detail`: what told it).
+    LeaseLost,
 }
 
 api_names!("a saga event kind", SagaEventKind {
@@ -220,6 +235,7 @@ api_names!("a saga event kind", SagaEventKind {
     CompensationStarted => "compensation_started",
     CompensationEnded => "compensation_ended",
     StatusChanged => "status_changed",
+    LeaseLost => "lease_lost",
 });
 
 /// What one call of a step (or of its compensation) established.
@@ -276,6 +292,13 @@ pub struct SagaEvent {
     pub status: Option<SagaStatus>,
     /// The participant a parked saga waits for.
     pub participant: Option<Participant>,
+    /// The epoch of the lease it was written under; a `resumed` event at a new epoch
+    /// by another replica is a takeover (`detail` names the previous holder).
+    #[serde(default)]
+    pub epoch: Option<i64>,
+    /// The replica that wrote it.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// `GET /sagas/{id}/history`: a saga's log as events, oldest first, a page at a time.
@@ -340,4 +363,33 @@ pub struct NeverCreated {
 pub enum CancelAnswer {
     Order(Box<OrderView>),
     NeverCreated(NeverCreated),
+}
+
+/// An orchestrator replica, as `GET /admin/replicas` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaView {
+    /// `order-<pid>-<random>`: new at every process start.
+    #[cfg_attr(feature = "openapi", schema(example = "order-4242-3fa2c1"))]
+    pub id: String,
+    /// Where it serves.
+    pub url: String,
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat (each recovery sweep writes one).
+    pub last_seen_at: DateTime<Utc>,
+    /// Seen within the last three lease TTLs.
+    pub live: bool,
+    /// Unfinished sagas whose live lease it holds.
+    pub holding: i64,
+    /// Some of them (at most 20).
+    pub saga_ids: Vec<Uuid>,
+}
+
+/// `GET /admin/replicas`: the orchestrator replicas on this database, live ones first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplicaList {
+    /// The replica that answered.
+    pub this: String,
+    pub replicas: Vec<ReplicaView>,
 }

@@ -7,8 +7,8 @@
 
 use std::{fmt, time::Duration};
 
+pub use opentelemetry::KeyValue;
 use opentelemetry::{
-    KeyValue,
     propagation::TextMapCompositePropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
@@ -146,6 +146,11 @@ fn build_provider(settings: &OtelSettings) -> Result<SdkTracerProvider, Telemetr
 }
 
 /// The trace id of the current span, as 32 hex characters.
+/// Adds an event to `span` (and so to the checkout's trace).
+pub fn span_event(span: &tracing::Span, name: &'static str, attributes: Vec<KeyValue>) {
+    span.add_event(name, attributes);
+}
+
 pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();
     let span = context.span();

@@ -3,25 +3,30 @@
 //! step's idempotency key and timeout, and backs off between attempts.
 
 use std::{
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use api::{CancelOrder, NoFields, RefundRequest, Request, SagaEventKind};
+use actix_web::web;
+use api::{CancelOrder, ErrorCode, NoFields, RefundRequest, Request, SagaEventKind, headers::FencingToken};
 use base::config::PeerSettings;
 use client::{
     http_client::{CallOutcome, HttpClient},
     resilience::{Attempt, MustHappen, Rejection},
 };
-use shared::supervisor::{Job, LocalBoxFuture};
+use shared::{
+    fault::{FaultInjector, FaultKind},
+    supervisor::{Job, LocalBoxFuture},
+};
 use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 use super::{
-    log::{self, AttemptEvent, Ended, SagaRecord},
+    log::{self, AttemptEvent, Ended, Lease, Replica, SagaRecord, Taken},
     state::{Next, Outcome, SagaState, SagaStatus},
-    steps::{COMPENSATION, Call, STEPS, is_before_or_at_pivot},
+    steps::{COMPENSATION, Call, STEP_FAULT_POINTS, STEPS, is_before_or_at_pivot},
 };
 
 pub struct Engine {
@@ -33,43 +38,116 @@ pub struct Engine {
     pub participants: PeerSettings,
     /// How long a parked saga waits before the recovery actor retries it.
     pub park_retry: Duration,
+    /// This replica: its id, lease TTL and fencing switch.
+    pub replica: Replica,
+    /// The step fault points (`order.step.<step>`): `pause_ms` and `delay_ms`.
+    pub faults: web::Data<FaultInjector>,
 }
 
+/// Where a run of a saga left it.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// Final, or parked.
+    Stopped(SagaStatus),
+    /// Another replica holds its lease: it is driven there.
+    HeldElsewhere { owner: String },
+    /// This replica's lease was taken over while it drove the saga (it was paused,
+    /// say): it stood down, and the new holder goes on.
+    LeaseLost { epoch: i64 },
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunOutcome::Stopped(status) => write!(f, "{status}"),
+            RunOutcome::HeldElsewhere { owner } => write!(f, "held by {owner}"),
+            RunOutcome::LeaseLost { epoch } => write!(f, "lease of epoch {epoch} lost"),
+        }
+    }
+}
+
+/// The lease was taken over: the runner stands down (`why` goes to the history).
+struct LeaseLost(String);
+
 impl Engine {
-    /// Runs (or resumes) a saga until it is final or parked. The work joins the
-    /// checkout's trace, also after a restart.
-    pub async fn run(&self, saga_id: Uuid) -> anyhow::Result<SagaStatus> {
-        let saga = log::fetch_saga(&mut *self.pool.acquire().await?, saga_id)
+    /// Takes the saga (unless another replica holds it) and runs or resumes it until
+    /// it is final, parked, or its lease is lost. The work joins the checkout's
+    /// trace, also after a restart or a takeover.
+    pub async fn run(&self, saga_id: Uuid) -> anyhow::Result<RunOutcome> {
+        let taken = log::take_saga(&mut *self.pool.acquire().await?, saga_id, &self.replica)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no saga {saga_id}"))?;
+        let (saga, lease, taken_from) = match taken {
+            Taken::Final(saga) => return Ok(RunOutcome::Stopped(saga.state.status)),
+            Taken::HeldElsewhere { owner } => return Ok(RunOutcome::HeldElsewhere { owner }),
+            Taken::Held { saga, lease, from } => (saga, lease, from),
+        };
         let span = tracing::info_span!(
             "saga",
             otel.name = "saga.checkout",
             saga.id = %saga.id,
             order.id = %saga.order_id,
+            saga.owner = %lease.owner,
+            saga.epoch = lease.epoch,
+            saga.taken_over_from = Empty,
             saga.resumed_from = Empty,
             saga.outcome = Empty,
         );
-        let resumed = !saga.state.is_new();
+        let resumed = !saga.state.is_new() || taken_from.is_some();
         if resumed {
             span.record("saga.resumed_from", tracing::field::display(saga.state.status));
+        }
+        if let Some(previous) = &taken_from {
+            span.record("saga.taken_over_from", previous.as_str());
         }
         if let Some(traceparent) = &saga.traceparent {
             base::telemetry::continue_trace(&span, traceparent);
         }
-        if resumed && !saga.state.status.is_final() {
-            log::insert_resumed(&self.pool, saga.id, saga.state.status)
+        if resumed {
+            log::insert_resumed(&self.pool, &lease, saga.state.status, taken_from.as_deref())
                 .instrument(span.clone())
                 .await?;
+            if let Some(previous) = &taken_from {
+                tracing::info!(parent: &span, taken_over_from = %previous, epoch = lease.epoch, "saga taken over");
+            }
         }
-        let outcome = self.drive(saga).instrument(span.clone()).await;
-        if let Ok(status) = &outcome {
-            span.record("saga.outcome", tracing::field::display(status));
-        }
-        outcome
+        let outcome = match self.drive(saga, &lease).instrument(span.clone()).await? {
+            Ok(status) => RunOutcome::Stopped(status),
+            Err(LeaseLost(why)) => {
+                self.stand_down(&lease, &why).instrument(span.clone()).await;
+                RunOutcome::LeaseLost { epoch: lease.epoch }
+            }
+        };
+        span.record("saga.outcome", tracing::field::display(&outcome));
+        Ok(outcome)
     }
 
-    async fn drive(&self, mut saga: SagaRecord) -> anyhow::Result<SagaStatus> {
+    /// The lease is gone: says so in the trace, the log and the saga's history, and
+    /// drives the saga no further.
+    async fn stand_down(&self, lease: &Lease, why: &str) {
+        use base::telemetry::{KeyValue, span_event};
+        span_event(
+            &tracing::Span::current(),
+            "saga.lease_lost",
+            vec![
+                KeyValue::new("saga.epoch", lease.epoch),
+                KeyValue::new("saga.owner", lease.owner.clone()),
+                KeyValue::new("reason", why.to_owned()),
+            ],
+        );
+        tracing::warn!(saga.id = %lease.saga_id, saga.epoch = lease.epoch, reason = why, "saga lease lost; standing down");
+        if let Err(e) = log::insert_lease_lost(&self.pool, lease, why).await {
+            tracing::warn!(error = %e, "recording the lost lease failed");
+        }
+    }
+
+    async fn drive(&self, mut saga: SagaRecord, lease: &Lease) -> anyhow::Result<Result<SagaStatus, LeaseLost>> {
+        let refused = |what: &str| {
+            LeaseLost(format!(
+                "{what} was refused: the saga's epoch is no longer {}",
+                lease.epoch
+            ))
+        };
         saga.state.resume();
         let shown = |s: &SagaState| (s.status, s.reason.clone(), s.parked_reason.clone());
         let mut saved = shown(&saga.state);
@@ -80,7 +158,9 @@ impl Engine {
         loop {
             let next = saga.state.decide();
             if shown(&saga.state) != saved {
-                log::update_saga(&self.pool, saga.id, &saga.state, self.park_retry).await?;
+                if !log::update_saga(&self.pool, lease, &saga.state, self.park_retry).await? {
+                    return Ok(Err(refused("a status write")));
+                }
                 saved = shown(&saga.state);
                 tracing::info!(
                     status = %saga.state.status,
@@ -92,11 +172,12 @@ impl Engine {
             }
             if let Some((again, pause)) = wait.take()
                 && again == next
+                && self.holding(lease, tokio::time::sleep(pause)).await?.is_none()
             {
-                tokio::time::sleep(pause).await;
+                return Ok(Err(refused("a heartbeat")));
             }
             match next {
-                Next::Stop(status) => return Ok(status),
+                Next::Stop(status) => return Ok(Ok(status)),
                 Next::Act(i) | Next::Compensate(i) => {
                     let compensation = matches!(next, Next::Compensate(_));
                     let (attempt, started, ended) = if compensation {
@@ -118,8 +199,19 @@ impl Engine {
                         attempt,
                         ended: None,
                     };
-                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i], event).await?;
-                    let done = self.attempt(&saga, i, compensation, attempt).await;
+                    if !log::update_step(&self.pool, lease, i, &saga.state.steps[i], event).await? {
+                        return Ok(Err(refused("a step write")));
+                    }
+                    let Some(done) = self
+                        .holding(lease, self.attempt(&saga, lease, i, compensation, attempt))
+                        .await?
+                    else {
+                        return Ok(Err(refused("a heartbeat")));
+                    };
+                    if let Some(stale) = &done.stale {
+                        return Ok(Err(LeaseLost(stale.clone())));
+                    }
+                    self.step_fault_point(&saga, lease, i, attempt).await?;
                     if compensation {
                         saga.state.record_compensation(i, done.outcome.clone());
                     } else {
@@ -130,16 +222,70 @@ impl Engine {
                         attempt,
                         ended: Some(done.ended()),
                     };
-                    log::update_step(&self.pool, saga.id, i, &saga.state.steps[i], event).await?;
+                    if !log::update_step(&self.pool, lease, i, &saga.state.steps[i], event).await? {
+                        return Ok(Err(refused("a step write")));
+                    }
                     wait = Some((next, done.pause));
                 }
             }
         }
     }
 
+    /// Runs `work` while renewing the lease every third of its TTL (a heartbeat, only
+    /// while the work lasts that long). `None`: the lease was taken over meanwhile,
+    /// and the work was dropped.
+    async fn holding<T>(&self, lease: &Lease, work: impl Future<Output = T>) -> anyhow::Result<Option<T>> {
+        let every = lease.ttl / 3;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(Some(done)),
+                _ = beat.tick() => match log::renew(&self.pool, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(None),
+                    // The next write (or beat) tells whether the lease survived.
+                    Err(e) => tracing::warn!(error = %e, "renewing the saga's lease failed"),
+                },
+            }
+        }
+    }
+
+    /// The step's fault point, between a call's answer and the write of its outcome:
+    /// `pause_ms` stops the runner without renewing its lease, as a GC pause or a
+    /// `SIGSTOP` would, then carries on from where it was; `delay_ms` waits holding
+    /// the lease. Like every baggage fault, on the step's first attempt only.
+    async fn step_fault_point(&self, saga: &SagaRecord, lease: &Lease, i: usize, attempt: u32) -> anyhow::Result<()> {
+        let operation = STEP_FAULT_POINTS[i];
+        let baggage = baggage_for_attempt(saga.baggage.as_deref(), attempt);
+        match self.faults.decide(operation, baggage.as_deref()) {
+            Some(kind @ FaultKind::PauseMs(ms)) => {
+                shared::fault::record_injected(operation, kind);
+                tracing::warn!(
+                    saga.epoch = lease.epoch,
+                    pause_ms = ms,
+                    "runner paused; its lease is not renewed meanwhile"
+                );
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            Some(kind @ FaultKind::DelayMs(ms)) => {
+                shared::fault::record_injected(operation, kind);
+                let _ = self
+                    .holding(lease, tokio::time::sleep(Duration::from_millis(ms)))
+                    .await?;
+            }
+            Some(other) => {
+                tracing::debug!(operation, kind = %other, "only pause_ms and delay_ms act at a step's fault point")
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// One call of step `i` (or of its compensation): what it established, and how
     /// long to wait before making the same call again if it comes to that.
-    async fn attempt(&self, saga: &SagaRecord, i: usize, compensation: bool, attempt: u32) -> Attempted {
+    async fn attempt(&self, saga: &SagaRecord, lease: &Lease, i: usize, compensation: bool, attempt: u32) -> Attempted {
         let step = &STEPS[i];
         let (call, key, verb) = match (compensation, step.compensation) {
             (true, Some(call)) => (
@@ -176,6 +322,13 @@ impl Engine {
         if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
             request = request.header(api::headers::BAGGAGE, baggage);
         }
+        if lease.fenced {
+            let token = FencingToken {
+                holder: saga.id.to_string(),
+                epoch: lease.epoch,
+            };
+            request = request.header(api::headers::FENCING_TOKEN, token.header_value());
+        }
         let held_back = saga.state.held_back_count(i) + 1;
         async {
             let started = Instant::now();
@@ -186,6 +339,17 @@ impl Engine {
             let took = started.elapsed();
             let described = outcome.describe();
             tracing::Span::current().record("saga.step.outcome", described.as_str());
+            let stale = match &outcome {
+                CallOutcome::Refused {
+                    problem: Some(problem), ..
+                } if problem.kind == ErrorCode::StaleFencingToken.type_uri() => Some(format!(
+                    "{} refused epoch {}: {}",
+                    call.participant().name(),
+                    lease.epoch,
+                    problem.detail
+                )),
+                _ => None,
+            };
             let (outcome, pause) = match outcome {
                 CallOutcome::Succeeded(_) => (Outcome::Succeeded, Duration::ZERO),
                 CallOutcome::Refused { .. } => {
@@ -218,6 +382,7 @@ impl Engine {
                 status_code,
                 took,
                 pause,
+                stale,
             }
         }
         .instrument(span)
@@ -286,6 +451,8 @@ struct Attempted {
     status_code: Option<u16>,
     took: Duration,
     pause: Duration,
+    /// The participant refused the call's fencing token: the lease was lost.
+    stale: Option<String>,
 }
 
 impl Attempted {
@@ -303,16 +470,26 @@ impl Attempted {
 impl Job for Engine {
     const KIND: &'static str = "saga";
 
-    type Outcome = SagaStatus;
+    type Outcome = RunOutcome;
 
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<SagaStatus>> {
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<RunOutcome>> {
         Box::pin(async move { Engine::run(&self, id).await })
     }
 }
 
-/// Unfinished sagas that are due, for the sweeper.
-pub fn find_due(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
-    Box::pin(async move { log::offer_due_sagas(&pool, 100, reoffer_after).await })
+/// For this replica's sweeper: writes its heartbeat to the registry of replicas, then
+/// finds the unfinished sagas that are due and that it may take.
+pub fn find_due(
+    replica: String,
+    url: String,
+) -> impl Fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    move |pool, reoffer_after| {
+        let (replica, url) = (replica.clone(), url.clone());
+        Box::pin(async move {
+            log::beat(&pool, &replica, &url).await?;
+            log::offer_due_sagas(&pool, &replica, 100, reoffer_after).await
+        })
+    }
 }
 
 /// Listens for participants that recover (their circuit breaker closes after a good

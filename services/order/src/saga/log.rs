@@ -22,6 +22,56 @@ pub struct SagaRecord {
     pub baggage: Option<String>,
     pub checkout_key: String,
     pub state: SagaState,
+    /// Who drives it: the replica holding (or last holding) its lease, the epoch it
+    /// took the saga at, and when the lease runs out.
+    pub owner: Option<String>,
+    pub epoch: i64,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A replica's hold on a saga: every log write is conditional on its epoch (with
+/// fencing on) and renews it for `ttl`; participant calls carry the epoch as their
+/// fencing token.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub saga_id: Uuid,
+    pub owner: String,
+    pub epoch: i64,
+    pub ttl: Duration,
+    /// `FENCING`: whether writes check the epoch. Off, a paused replica that wakes
+    /// up writes over the new owner's log (to show what fencing prevents).
+    pub fenced: bool,
+}
+
+impl Lease {
+    fn ttl_secs(&self) -> f64 {
+        self.ttl.as_secs_f64()
+    }
+}
+
+/// Who this replica is, for taking sagas.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Stable for the process's life: `<service>-<pid>-<random>`.
+    pub id: String,
+    pub lease_ttl: Duration,
+    pub fencing: bool,
+}
+
+/// What trying to take a saga found.
+#[derive(Debug)]
+pub enum Taken {
+    /// This replica drives it now; `from` is the replica whose expired lease it took
+    /// over, when another one held it.
+    Held {
+        saga: SagaRecord,
+        lease: Lease,
+        from: Option<String>,
+    },
+    /// Final: there is nothing to drive.
+    Final(SagaRecord),
+    /// Another replica holds a live lease on it.
+    HeldElsewhere { owner: String },
 }
 
 /// A saga's id and its order's.
@@ -32,6 +82,9 @@ pub struct SagaIds {
 }
 
 pub struct NewSaga<'a> {
+    /// The replica that logs it: it holds the saga's lease from the start, so no
+    /// other replica's sweep picks a saga up before its own checkout runs it.
+    pub replica: &'a Replica,
     pub checkout_key: &'a str,
     pub request: &'a PricedCheckout,
     pub traceparent: Option<&'a str>,
@@ -51,6 +104,18 @@ struct SagaRow {
     traceparent: Option<String>,
     baggage: Option<String>,
     checkout_key: String,
+    owner: Option<String>,
+    epoch: i64,
+    lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A saga's row as taking it found it (locked), and what came of it.
+#[derive(sqlx::FromRow)]
+struct TakenRow {
+    #[sqlx(flatten)]
+    saga: SagaRow,
+    /// The new epoch, when this replica took it.
+    taken_epoch: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -69,8 +134,9 @@ pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<SagaIds, sql
     let id = Uuid::now_v7();
     let inserted: Option<SagaIds> = sqlx::query_as(
         "WITH saga AS (
-             INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id),
+             INSERT INTO sagas (id, order_id, checkout_key, request, traceparent, baggage, owner, lease_expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+             ON CONFLICT (checkout_key) DO NOTHING RETURNING id, order_id),
          started AS (INSERT INTO saga_events (saga_id, kind) SELECT id, 'saga_started' FROM saga)
          SELECT id, order_id FROM saga",
     )
@@ -80,6 +146,8 @@ pub async fn insert_saga(pool: &PgPool, new: NewSaga<'_>) -> Result<SagaIds, sql
     .bind(sqlx::types::Json(new.request))
     .bind(new.traceparent)
     .bind(new.baggage)
+    .bind(&new.replica.id)
+    .bind(new.replica.lease_ttl.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(ids) = inserted else {
@@ -118,22 +186,72 @@ pub async fn fetch_saga_id_by_order(conn: &mut PgConnection, order_id: Uuid) -> 
         .await
 }
 
+const SAGA_COLUMNS: &str = "id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request,
+     traceparent, baggage, checkout_key, owner, epoch, lease_expires_at";
+
 #[tracing::instrument(name = "db.fetch_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRecord>, sqlx::Error> {
-    let row: Option<SagaRow> = sqlx::query_as(
-        "SELECT id, order_id, status, reason, parked_reason, parked_compensating, parked_on, request, traceparent, baggage,
-                checkout_key
-         FROM sagas WHERE id = $1",
-    )
+    let row: Option<SagaRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1"
+    )))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    Ok(Some(with_steps(conn, row).await?))
+}
+
+/// Takes the saga for `replica` if it is unfinished and its lease is free, its own,
+/// or run out — raising its epoch — and reads it as the locked row says, with its
+/// steps (read once the saga is held, so no earlier holder's write is missed).
+#[tracing::instrument(name = "db.take_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn take_saga(conn: &mut PgConnection, id: Uuid, replica: &Replica) -> Result<Option<Taken>, sqlx::Error> {
+    let row: Option<TakenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH old AS (SELECT {SAGA_COLUMNS} FROM sagas WHERE id = $1 FOR UPDATE),
+         taken AS (
+             UPDATE sagas s SET owner = $2, epoch = old.epoch + 1, lease_expires_at = now() + make_interval(secs => $3)
+             FROM old
+             WHERE s.id = old.id AND old.status IN ('running', 'compensating', 'parked')
+               AND (old.owner IS NULL OR old.owner = $2 OR old.lease_expires_at IS NULL OR old.lease_expires_at <= now())
+             RETURNING s.epoch)
+         SELECT old.*, (SELECT epoch FROM taken) AS taken_epoch FROM old"
+    )))
+    .bind(id)
+    .bind(&replica.id)
+    .bind(replica.lease_ttl.as_secs_f64())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(TakenRow { saga, taken_epoch }) = row else {
+        return Ok(None);
+    };
+    let Some(epoch) = taken_epoch else {
+        if saga.status.is_final() {
+            return Ok(Some(Taken::Final(with_steps(conn, saga).await?)));
+        }
+        return Ok(Some(Taken::HeldElsewhere {
+            owner: saga.owner.unwrap_or_default(),
+        }));
+    };
+    let from = saga.owner.clone().filter(|owner| *owner != replica.id);
+    let mut saga = with_steps(conn, saga).await?;
+    saga.owner = Some(replica.id.clone());
+    saga.epoch = epoch;
+    let lease = Lease {
+        saga_id: saga.id,
+        owner: replica.id.clone(),
+        epoch,
+        ttl: replica.lease_ttl,
+        fenced: replica.fencing,
+    };
+    Ok(Some(Taken::Held { saga, lease, from }))
+}
+
+async fn with_steps(conn: &mut PgConnection, row: SagaRow) -> Result<SagaRecord, sqlx::Error> {
     let steps: Vec<StepRow> = sqlx::query_as(
         "SELECT status, attempts, compensation_attempts, last_error FROM saga_steps
          WHERE saga_id = $1 ORDER BY position",
     )
-    .bind(id)
+    .bind(row.id)
     .fetch_all(conn)
     .await?;
     let steps = steps
@@ -145,13 +263,16 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
             last_error: s.last_error,
         })
         .collect();
-    Ok(Some(SagaRecord {
+    Ok(SagaRecord {
         id: row.id,
         order_id: row.order_id,
         request: row.request.0,
         traceparent: row.traceparent,
         baggage: row.baggage,
         checkout_key: row.checkout_key,
+        owner: row.owner,
+        epoch: row.epoch,
+        lease_expires_at: row.lease_expires_at,
         state: SagaState::from_parts(
             row.status,
             row.reason,
@@ -163,7 +284,7 @@ pub async fn fetch_saga(conn: &mut PgConnection, id: Uuid) -> Result<Option<Saga
             },
             steps,
         ),
-    }))
+    })
 }
 
 /// An attempt of a step or of its compensation, as its history records it: started
@@ -184,24 +305,30 @@ pub struct Ended<'a> {
     pub took: Duration,
 }
 
-/// Saves a step's state and the attempt event that changed it, in one statement.
+/// Saves a step's state and the attempt event that changed it, in one statement that
+/// also renews the lease — if the lease is still this replica's (with fencing on: its
+/// epoch is the saga's). Returns whether it was written; `false` means the lease was
+/// taken over.
 #[tracing::instrument(name = "db.update_saga_step", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn update_step(
     pool: &PgPool,
-    saga_id: Uuid,
+    lease: &Lease,
     position: usize,
     step: &StepState,
     event: AttemptEvent<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let ended = event.ended;
-    sqlx::query(
-        "WITH step AS (
+    let written = sqlx::query(
+        "WITH lease AS (
+             UPDATE sagas SET lease_expires_at = now() + make_interval(secs => $13)
+             WHERE id = $1 AND (NOT $14 OR epoch = $15) RETURNING id),
+         step AS (
              UPDATE saga_steps SET status = $3, attempts = $4, compensation_attempts = $5, last_error = $6, updated_at = now()
-             WHERE saga_id = $1 AND position = $2 RETURNING saga_id, step)
-         INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms)
-         SELECT saga_id, $7, step, $8, $9, $10, $11, $12 FROM step",
+             WHERE saga_id = (SELECT id FROM lease) AND position = $2 RETURNING saga_id, step)
+         INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms, epoch, owner)
+         SELECT saga_id, $7, step, $8, $9, $10, $11, $12, $15, $16 FROM step",
     )
-    .bind(saga_id)
+    .bind(lease.saga_id)
     .bind(position as i16)
     .bind(step.status)
     .bind(step.attempts as i32)
@@ -213,19 +340,69 @@ pub async fn update_step(
     .bind(ended.and_then(|e| e.status_code).map(|code| code as i16))
     .bind(ended.and_then(|e| e.detail))
     .bind(ended.map(|e| e.took.as_secs_f64() * 1000.0))
+    .bind(lease.ttl_secs())
+    .bind(lease.fenced)
+    .bind(lease.epoch)
+    .bind(&lease.owner)
     .execute(pool)
-    .await?;
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
+/// Renews the lease, as a heartbeat while the runner waits (a slow call, a backoff).
+/// Returns whether the lease is still this replica's.
+#[tracing::instrument(name = "db.renew_saga_lease", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn renew(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE sagas SET lease_expires_at = now() + make_interval(secs => $2)
+         WHERE id = $1 AND (NOT $3 OR epoch = $4)",
+    )
+    .bind(lease.saga_id)
+    .bind(lease.ttl_secs())
+    .bind(lease.fenced)
+    .bind(lease.epoch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed == 1)
+}
+
+/// Records that this replica found its lease taken over (a write refused, or a
+/// participant refusing its fencing token) and stopped driving the saga. Not
+/// conditional: the history says who stood down, and why.
+#[tracing::instrument(name = "db.insert_saga_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn insert_lease_lost(pool: &PgPool, lease: &Lease, why: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO saga_events (saga_id, kind, detail, epoch, owner) VALUES ($1, 'lease_lost', $2, $3, $4)")
+        .bind(lease.saga_id)
+        .bind(why)
+        .bind(lease.epoch)
+        .bind(&lease.owner)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
-/// Records that an unfinished saga was taken up again, from `from`.
+/// Records that an unfinished saga was taken up again, from `from`; `taken_from` is
+/// the replica that held it before, when it changed hands.
 #[tracing::instrument(name = "db.insert_saga_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
-pub async fn insert_resumed(pool: &PgPool, saga_id: Uuid, from: SagaStatus) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO saga_events (saga_id, kind, status) VALUES ($1, 'resumed', $2)")
-        .bind(saga_id)
-        .bind(from)
-        .execute(pool)
-        .await?;
+pub async fn insert_resumed(
+    pool: &PgPool,
+    lease: &Lease,
+    from: SagaStatus,
+    taken_from: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let detail = taken_from.map(|previous| format!("taken over from {previous} at epoch {}", lease.epoch));
+    sqlx::query(
+        "INSERT INTO saga_events (saga_id, kind, status, detail, epoch, owner) VALUES ($1, 'resumed', $2, $3, $4, $5)",
+    )
+    .bind(lease.saga_id)
+    .bind(from)
+    .bind(detail)
+    .bind(lease.epoch)
+    .bind(&lease.owner)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -243,6 +420,8 @@ pub struct EventRow {
     pub duration_ms: Option<f64>,
     pub status: Option<SagaStatus>,
     pub participant: Option<String>,
+    pub epoch: Option<i64>,
+    pub owner: Option<String>,
 }
 
 /// A page of a saga's history, oldest first: the events after `after` (a `seq`).
@@ -254,7 +433,7 @@ pub async fn fetch_events(
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT seq, at, kind, step, attempt, outcome, status_code, detail, duration_ms, status, participant
+        "SELECT seq, at, kind, step, attempt, outcome, status_code, detail, duration_ms, status, participant, epoch, owner
          FROM saga_events WHERE saga_id = $1 AND seq > coalesce($2, 0) ORDER BY seq LIMIT $3",
     )
     .bind(saga_id)
@@ -272,28 +451,33 @@ pub async fn fetch_saga_ids(conn: &mut PgConnection, saga_id: Uuid) -> Result<Op
         .await
 }
 
-/// Saves the saga's status, and the change as an event of its history; a parked saga is due again after `retry_parked_in`.
+/// Saves the saga's status, and the change as an event of its history, if the lease
+/// is still this replica's; a parked saga is due again after `retry_parked_in`. A
+/// saga that stops here (parked or final) has its lease released, so any replica may
+/// take it up when it is due. Returns whether it was written.
 #[tracing::instrument(name = "db.update_saga", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn update_saga(
     pool: &PgPool,
-    saga_id: Uuid,
+    lease: &Lease,
     state: &SagaState,
     retry_parked_in: Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let due_in = if state.status == SagaStatus::Parked {
         retry_parked_in.as_secs_f64()
     } else {
         0.0
     };
-    sqlx::query(
+    let stops = state.status == SagaStatus::Parked || state.status.is_final();
+    let written = sqlx::query(
         "WITH saga AS (
              UPDATE sagas SET status = $2, reason = $3, parked_reason = $6, parked_compensating = $4, parked_on = $7,
-                    next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
-             WHERE id = $1 RETURNING id)
-         INSERT INTO saga_events (saga_id, kind, status, detail, participant)
-         SELECT id, 'status_changed', $2, $8, $7 FROM saga",
+                    next_attempt_at = now() + make_interval(secs => $5), updated_at = now(),
+                    lease_expires_at = CASE WHEN $9 THEN now() ELSE now() + make_interval(secs => $10) END
+             WHERE id = $1 AND (NOT $11 OR epoch = $12) RETURNING id)
+         INSERT INTO saga_events (saga_id, kind, status, detail, participant, epoch, owner)
+         SELECT id, 'status_changed', $2, $8, $7, $12, $13 FROM saga",
     )
-    .bind(saga_id)
+    .bind(lease.saga_id)
     .bind(state.status)
     .bind(state.reason.as_deref())
     .bind(state.parked_compensating)
@@ -301,9 +485,15 @@ pub async fn update_saga(
     .bind(state.parked_reason.as_deref())
     .bind(state.parked_on.map(api::Participant::name))
     .bind(state.parked_reason.as_deref().or(state.reason.as_deref()))
+    .bind(stops)
+    .bind(lease.ttl_secs())
+    .bind(lease.fenced)
+    .bind(lease.epoch)
+    .bind(&lease.owner)
     .execute(pool)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(written == 1)
 }
 
 /// Which sagas a listing shows; every filter is optional.
@@ -378,20 +568,32 @@ pub async fn count_sagas(pool: &PgPool) -> Result<api::SagaCounts, sqlx::Error> 
     .await
 }
 
-/// Unfinished sagas that are due — running or compensating ones a crash left behind,
-/// parked ones whose wait is over — for the recovery sweep; each one returned is not
-/// due again for `reoffer_after` (see `shared::supervisor::FindDue`).
+/// Unfinished sagas that `owner` may take, for its recovery sweep: those that are
+/// due — running or compensating ones a crash left behind, parked ones whose wait is
+/// over — and are its own, free, or with their lease run out; and, due or not, the
+/// running or compensating ones whose holder (another replica) let its lease run
+/// out: it died, or it is paused. Each one returned is not due again for
+/// `reoffer_after` (see `shared::supervisor::FindDue`).
 #[tracing::instrument(name = "db.offer_due_sagas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn offer_due_sagas(pool: &PgPool, limit: i64, reoffer_after: Duration) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn offer_due_sagas(
+    pool: &PgPool,
+    owner: &str,
+    limit: i64,
+    reoffer_after: Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE sagas SET next_attempt_at = now() + make_interval(secs => $2)
          WHERE id IN (SELECT id FROM sagas
-                      WHERE status IN ('running', 'compensating', 'parked') AND next_attempt_at <= now()
+                      WHERE status IN ('running', 'compensating', 'parked')
+                        AND ((next_attempt_at <= now()
+                              AND (owner IS NULL OR owner = $3 OR lease_expires_at IS NULL OR lease_expires_at <= now()))
+                             OR (status <> 'parked' AND owner <> $3 AND lease_expires_at <= now()))
                       ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING id",
     )
     .bind(limit)
     .bind(reoffer_after.as_secs_f64())
+    .bind(owner)
     .fetch_all(pool)
     .await
 }
@@ -410,4 +612,57 @@ pub async fn wake_parked_on(pool: &PgPool, participant: &str) -> Result<u64, sql
     .await?
     .rows_affected();
     Ok(woken)
+}
+
+/// A replica's heartbeat in the registry of replicas (written by each recovery sweep).
+#[tracing::instrument(name = "db.upsert_replica", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+pub async fn beat(pool: &PgPool, replica: &str, url: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO replicas (id, url) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), url = EXCLUDED.url",
+    )
+    .bind(replica)
+    .bind(url)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A replica with the sagas it holds.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReplicaRow {
+    pub id: String,
+    pub url: String,
+    pub started_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub live: bool,
+    pub holding: i64,
+    pub saga_ids: Vec<Uuid>,
+}
+
+/// The replicas seen within `forget_after`, live ones (seen within `live_within`)
+/// first, with the unfinished sagas whose live lease each holds.
+#[tracing::instrument(name = "db.list_replicas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn list_replicas(
+    pool: &PgPool,
+    live_within: Duration,
+    forget_after: Duration,
+) -> Result<Vec<ReplicaRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, r.url, r.started_at, r.last_seen_at,
+                r.last_seen_at > now() - make_interval(secs => $1) AS live,
+                coalesce(h.holding, 0) AS holding, coalesce(h.saga_ids, '{}') AS saga_ids
+         FROM replicas r
+         LEFT JOIN LATERAL (
+             SELECT count(*) AS holding, (array_agg(s.id ORDER BY s.created_at))[1:20] AS saga_ids
+             FROM sagas s
+             WHERE s.owner = r.id AND s.status IN ('running', 'compensating', 'parked') AND s.lease_expires_at > now()
+         ) h ON true
+         WHERE r.last_seen_at > now() - make_interval(secs => $2)
+         ORDER BY live DESC, r.started_at",
+    )
+    .bind(live_within.as_secs_f64())
+    .bind(forget_after.as_secs_f64())
+    .fetch_all(pool)
+    .await
 }

@@ -123,6 +123,18 @@ pub static STEPS: [Step; 6] = [
     step("send_email",        Call::SendEmail,        None,                         2000, AFTER_PIVOT),
 ];
 
+/// Each step's fault point on the orchestrator, between a call's answer and the write
+/// of its outcome (`pause_ms`, `delay_ms`): `fault.order.step.<step>` in baggage, or a
+/// rule's operation.
+pub static STEP_FAULT_POINTS: [&str; 6] = [
+    "order.step.create_order",
+    "order.step.reserve_inventory",
+    "order.step.charge_payment",
+    "order.step.commit_inventory",
+    "order.step.confirm_order",
+    "order.step.send_email",
+];
+
 /// The pivot: `charge_payment`.
 pub const PIVOT: usize = 2;
 
@@ -139,6 +151,7 @@ mod tests {
         assert_eq!(STEPS[PIVOT].name, "charge_payment");
         for (i, step) in STEPS.iter().enumerate() {
             assert_eq!(step.compensation.is_some(), is_before_or_at_pivot(i), "{}", step.name);
+            assert_eq!(STEP_FAULT_POINTS[i], format!("order.step.{}", step.name));
         }
     }
 }
