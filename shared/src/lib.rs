@@ -9,7 +9,9 @@
 //! - [`fault`]: fault injection through W3C baggage and `/admin/faults` rules.
 //! - [`idempotency`]: `Idempotency-Key` handling held in Postgres, one middleware for
 //!   every mutating endpoint, with the stored response committed in the business
-//!   transaction.
+//!   transaction; and the fencing tokens it checks with the work.
+//! - [`lease`]: replicas of one service on one database: who drives which job (a
+//!   lease with an epoch), the heartbeat, standing down, the registry of replicas.
 //! - [`supervisor`]: durable jobs as actors (one runner per job) and the sweeper that
 //!   resumes unfinished ones.
 //! - [`shedding`]: load shedding on checkout, and `GET /admin/resilience`.
@@ -22,6 +24,7 @@
 //!   pricing a checkout against the catalogue.
 //!
 //! Dependencies run one way, bottom to top: `web` ← `health`, `fault`, `idempotency`;
+//! `lease` stands on its own;
 //! `supervisor` ← `shedding`; all of them ← `routing` ← `openapi` ← `startup`.
 //! Test support lives in `txlab-testing` (`shared/testing`), which only
 //! `[dev-dependencies]` name.
@@ -30,6 +33,7 @@ pub mod domain;
 pub mod fault;
 pub mod health;
 pub mod idempotency;
+pub mod lease;
 pub mod openapi;
 pub mod routing;
 pub mod shedding;

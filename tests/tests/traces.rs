@@ -271,8 +271,12 @@ async fn work_resumed_after_a_crash_continues_the_checkout_trace() {
     assert_eq!(order["status"], "confirmed");
     assert_eq!(order["trace_id"], trace_id.as_str());
     let spans = receiver
-        .wait_for(&trace_id, "the resumed saga's email step", |spans| {
+        .wait_for(&trace_id, "the resumed saga's span and its email step", |spans| {
             !spans.named("saga.step send_email").is_empty()
+                && spans
+                    .named("saga.checkout")
+                    .iter()
+                    .any(|s| s.attr("saga.resumed_from").is_some())
         })
         .await;
     let resumed = spans

@@ -277,24 +277,7 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 async fn list_replicas(
     engine: web::Data<std::sync::Arc<crate::saga::engine::Engine>>,
 ) -> Result<HttpResponse, Problem> {
-    let ttl = engine.replica.lease_ttl;
-    let live_within = (ttl * 3).max(std::time::Duration::from_secs(10));
-    let rows = crate::saga::log::list_replicas(&engine.pool, live_within, std::time::Duration::from_secs(3600)).await?;
-    ok(&api::ReplicaList {
-        this: engine.replica.id.clone(),
-        replicas: rows
-            .into_iter()
-            .map(|r| api::ReplicaView {
-                id: r.id,
-                url: r.url,
-                started_at: r.started_at,
-                last_seen_at: r.last_seen_at,
-                live: r.live,
-                holding: r.holding,
-                saga_ids: r.saga_ids,
-            })
-            .collect(),
-    })
+    ok(&shared::lease::replicas_view(&engine.pool, shared::lease::SAGAS, &engine.replica).await?)
 }
 
 #[derive(utoipa::OpenApi)]

@@ -82,16 +82,7 @@ pub async fn build_with(settings: Settings, saga: SagaSettings) -> anyhow::Resul
     let own_url = format!("http://{}", std::net::SocketAddr::new(own_ip, prepared.port));
     let client = prepared.http_client()?;
     client.resilience().name(&own_url, Service::Order.name());
-    let replica = Replica {
-        id: format!(
-            "order-{}-{}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        ),
-        lease_ttl: settings.replicas.lease_ttl,
-        fencing: settings.replicas.fencing,
-    };
-    tracing::info!(replica = %replica.id, lease_ttl_ms = replica.lease_ttl.as_millis() as u64, fencing = replica.fencing, "orchestrator replica");
+    let replica = Replica::new(Service::Order, &settings.replicas);
     let faults = prepared.fault_injector(&settings, FAULT_OPERATIONS);
     let engine = Arc::new(Engine {
         pool: prepared.pool.clone(),

@@ -9,7 +9,7 @@ use std::{
 };
 
 use actix_web::web;
-use api::{CancelOrder, ErrorCode, NoFields, RefundRequest, Request, SagaEventKind, headers::FencingToken};
+use api::{CancelOrder, ErrorCode, NoFields, RefundRequest, Request, SagaEventKind};
 use base::config::PeerSettings;
 use client::{
     http_client::{CallOutcome, HttpClient},
@@ -45,26 +45,7 @@ pub struct Engine {
 }
 
 /// Where a run of a saga left it.
-#[derive(Debug, Clone)]
-pub enum RunOutcome {
-    /// Final, or parked.
-    Stopped(SagaStatus),
-    /// Another replica holds its lease: it is driven there.
-    HeldElsewhere { owner: String },
-    /// This replica's lease was taken over while it drove the saga (it was paused,
-    /// say): it stood down, and the new holder goes on.
-    LeaseLost { epoch: i64 },
-}
-
-impl std::fmt::Display for RunOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RunOutcome::Stopped(status) => write!(f, "{status}"),
-            RunOutcome::HeldElsewhere { owner } => write!(f, "held by {owner}"),
-            RunOutcome::LeaseLost { epoch } => write!(f, "lease of epoch {epoch} lost"),
-        }
-    }
-}
+pub type RunOutcome = shared::lease::RunOutcome<SagaStatus>;
 
 /// The lease was taken over: the runner stands down (`why` goes to the history).
 struct LeaseLost(String);
@@ -125,17 +106,7 @@ impl Engine {
     /// The lease is gone: says so in the trace, the log and the saga's history, and
     /// drives the saga no further.
     async fn stand_down(&self, lease: &Lease, why: &str) {
-        use base::telemetry::{KeyValue, span_event};
-        span_event(
-            &tracing::Span::current(),
-            "saga.lease_lost",
-            vec![
-                KeyValue::new("saga.epoch", lease.epoch),
-                KeyValue::new("saga.owner", lease.owner.clone()),
-                KeyValue::new("reason", why.to_owned()),
-            ],
-        );
-        tracing::warn!(saga.id = %lease.saga_id, saga.epoch = lease.epoch, reason = why, "saga lease lost; standing down");
+        lease.lost("saga.lease_lost", why);
         if let Err(e) = log::insert_lease_lost(&self.pool, lease, why).await {
             tracing::warn!(error = %e, "recording the lost lease failed");
         }
@@ -172,7 +143,7 @@ impl Engine {
             }
             if let Some((again, pause)) = wait.take()
                 && again == next
-                && self.holding(lease, tokio::time::sleep(pause)).await?.is_none()
+                && self.holding(lease, tokio::time::sleep(pause)).await.is_none()
             {
                 return Ok(Err(refused("a heartbeat")));
             }
@@ -204,14 +175,14 @@ impl Engine {
                     }
                     let Some(done) = self
                         .holding(lease, self.attempt(&saga, lease, i, compensation, attempt))
-                        .await?
+                        .await
                     else {
                         return Ok(Err(refused("a heartbeat")));
                     };
                     if let Some(stale) = &done.stale {
                         return Ok(Err(LeaseLost(stale.clone())));
                     }
-                    self.step_fault_point(&saga, lease, i, attempt).await?;
+                    self.step_fault_point(&saga, lease, i, attempt).await;
                     if compensation {
                         saga.state.record_compensation(i, done.outcome.clone());
                     } else {
@@ -231,32 +202,17 @@ impl Engine {
         }
     }
 
-    /// Runs `work` while renewing the lease every third of its TTL (a heartbeat, only
-    /// while the work lasts that long). `None`: the lease was taken over meanwhile,
-    /// and the work was dropped.
-    async fn holding<T>(&self, lease: &Lease, work: impl Future<Output = T>) -> anyhow::Result<Option<T>> {
-        let every = lease.ttl / 3;
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                done = &mut work => return Ok(Some(done)),
-                _ = beat.tick() => match log::renew(&self.pool, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(None),
-                    // The next write (or beat) tells whether the lease survived.
-                    Err(e) => tracing::warn!(error = %e, "renewing the saga's lease failed"),
-                },
-            }
-        }
+    /// Runs `work` while renewing the lease (see [`Lease::holding`]). `None`: the
+    /// lease was taken over meanwhile.
+    async fn holding<T>(&self, lease: &Lease, work: impl Future<Output = T>) -> Option<T> {
+        lease.holding(|| log::renew(&self.pool, lease), work).await
     }
 
     /// The step's fault point, between a call's answer and the write of its outcome:
     /// `pause_ms` stops the runner without renewing its lease, as a GC pause or a
     /// `SIGSTOP` would, then carries on from where it was; `delay_ms` waits holding
     /// the lease. Like every baggage fault, on the step's first attempt only.
-    async fn step_fault_point(&self, saga: &SagaRecord, lease: &Lease, i: usize, attempt: u32) -> anyhow::Result<()> {
+    async fn step_fault_point(&self, saga: &SagaRecord, lease: &Lease, i: usize, attempt: u32) {
         let operation = STEP_FAULT_POINTS[i];
         let baggage = baggage_for_attempt(saga.baggage.as_deref(), attempt);
         match self.faults.decide(operation, baggage.as_deref()) {
@@ -271,16 +227,14 @@ impl Engine {
             }
             Some(kind @ FaultKind::DelayMs(ms)) => {
                 shared::fault::record_injected(operation, kind);
-                let _ = self
-                    .holding(lease, tokio::time::sleep(Duration::from_millis(ms)))
-                    .await?;
+                // A lease lost meanwhile shows at the next write.
+                let _ = self.holding(lease, tokio::time::sleep(Duration::from_millis(ms))).await;
             }
             Some(other) => {
                 tracing::debug!(operation, kind = %other, "only pause_ms and delay_ms act at a step's fault point")
             }
             None => {}
         }
-        Ok(())
     }
 
     /// One call of step `i` (or of its compensation): what it established, and how
@@ -322,11 +276,7 @@ impl Engine {
         if let Some(baggage) = baggage_for_attempt(saga.baggage.as_deref(), attempt) {
             request = request.header(api::headers::BAGGAGE, baggage);
         }
-        if lease.fenced {
-            let token = FencingToken {
-                holder: saga.id.to_string(),
-                epoch: lease.epoch,
-            };
+        if let Some(token) = lease.fencing_token() {
             request = request.header(api::headers::FENCING_TOKEN, token.header_value());
         }
         let held_back = saga.state.held_back_count(i) + 1;
@@ -486,7 +436,7 @@ pub fn find_due(
     move |pool, reoffer_after| {
         let (replica, url) = (replica.clone(), url.clone());
         Box::pin(async move {
-            log::beat(&pool, &replica, &url).await?;
+            shared::lease::beat(&pool, &replica, &url).await?;
             log::offer_due_sagas(&pool, &replica, 100, reoffer_after).await
         })
     }

@@ -29,34 +29,7 @@ pub struct SagaRecord {
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
-/// A replica's hold on a saga: every log write is conditional on its epoch (with
-/// fencing on) and renews it for `ttl`; participant calls carry the epoch as their
-/// fencing token.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub saga_id: Uuid,
-    pub owner: String,
-    pub epoch: i64,
-    pub ttl: Duration,
-    /// `FENCING`: whether writes check the epoch. Off, a paused replica that wakes
-    /// up writes over the new owner's log (to show what fencing prevents).
-    pub fenced: bool,
-}
-
-impl Lease {
-    fn ttl_secs(&self) -> f64 {
-        self.ttl.as_secs_f64()
-    }
-}
-
-/// Who this replica is, for taking sagas.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    /// Stable for the process's life: `<service>-<pid>-<random>`.
-    pub id: String,
-    pub lease_ttl: Duration,
-    pub fencing: bool,
-}
+pub use shared::lease::{Lease, Replica};
 
 /// What trying to take a saga found.
 #[derive(Debug)]
@@ -236,13 +209,7 @@ pub async fn take_saga(conn: &mut PgConnection, id: Uuid, replica: &Replica) -> 
     let mut saga = with_steps(conn, saga).await?;
     saga.owner = Some(replica.id.clone());
     saga.epoch = epoch;
-    let lease = Lease {
-        saga_id: saga.id,
-        owner: replica.id.clone(),
-        epoch,
-        ttl: replica.lease_ttl,
-        fenced: replica.fencing,
-    };
+    let lease = Lease::new(saga.id, epoch, replica);
     Ok(Some(Taken::Held { saga, lease, from }))
 }
 
@@ -328,7 +295,7 @@ pub async fn update_step(
          INSERT INTO saga_events (saga_id, kind, step, attempt, outcome, status_code, detail, duration_ms, epoch, owner)
          SELECT saga_id, $7, step, $8, $9, $10, $11, $12, $15, $16 FROM step",
     )
-    .bind(lease.saga_id)
+    .bind(lease.holder)
     .bind(position as i16)
     .bind(step.status)
     .bind(step.attempts as i32)
@@ -358,7 +325,7 @@ pub async fn renew(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
         "UPDATE sagas SET lease_expires_at = now() + make_interval(secs => $2)
          WHERE id = $1 AND (NOT $3 OR epoch = $4)",
     )
-    .bind(lease.saga_id)
+    .bind(lease.holder)
     .bind(lease.ttl_secs())
     .bind(lease.fenced)
     .bind(lease.epoch)
@@ -374,7 +341,7 @@ pub async fn renew(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
 #[tracing::instrument(name = "db.insert_saga_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn insert_lease_lost(pool: &PgPool, lease: &Lease, why: &str) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO saga_events (saga_id, kind, detail, epoch, owner) VALUES ($1, 'lease_lost', $2, $3, $4)")
-        .bind(lease.saga_id)
+        .bind(lease.holder)
         .bind(why)
         .bind(lease.epoch)
         .bind(&lease.owner)
@@ -396,7 +363,7 @@ pub async fn insert_resumed(
     sqlx::query(
         "INSERT INTO saga_events (saga_id, kind, status, detail, epoch, owner) VALUES ($1, 'resumed', $2, $3, $4, $5)",
     )
-    .bind(lease.saga_id)
+    .bind(lease.holder)
     .bind(from)
     .bind(detail)
     .bind(lease.epoch)
@@ -477,7 +444,7 @@ pub async fn update_saga(
          INSERT INTO saga_events (saga_id, kind, status, detail, participant, epoch, owner)
          SELECT id, 'status_changed', $2, $8, $7, $12, $13 FROM saga",
     )
-    .bind(lease.saga_id)
+    .bind(lease.holder)
     .bind(state.status)
     .bind(state.reason.as_deref())
     .bind(state.parked_compensating)
@@ -612,57 +579,4 @@ pub async fn wake_parked_on(pool: &PgPool, participant: &str) -> Result<u64, sql
     .await?
     .rows_affected();
     Ok(woken)
-}
-
-/// A replica's heartbeat in the registry of replicas (written by each recovery sweep).
-#[tracing::instrument(name = "db.upsert_replica", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
-pub async fn beat(pool: &PgPool, replica: &str, url: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO replicas (id, url) VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), url = EXCLUDED.url",
-    )
-    .bind(replica)
-    .bind(url)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// A replica with the sagas it holds.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ReplicaRow {
-    pub id: String,
-    pub url: String,
-    pub started_at: DateTime<Utc>,
-    pub last_seen_at: DateTime<Utc>,
-    pub live: bool,
-    pub holding: i64,
-    pub saga_ids: Vec<Uuid>,
-}
-
-/// The replicas seen within `forget_after`, live ones (seen within `live_within`)
-/// first, with the unfinished sagas whose live lease each holds.
-#[tracing::instrument(name = "db.list_replicas", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn list_replicas(
-    pool: &PgPool,
-    live_within: Duration,
-    forget_after: Duration,
-) -> Result<Vec<ReplicaRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.url, r.started_at, r.last_seen_at,
-                r.last_seen_at > now() - make_interval(secs => $1) AS live,
-                coalesce(h.holding, 0) AS holding, coalesce(h.saga_ids, '{}') AS saga_ids
-         FROM replicas r
-         LEFT JOIN LATERAL (
-             SELECT count(*) AS holding, (array_agg(s.id ORDER BY s.created_at))[1:20] AS saga_ids
-             FROM sagas s
-             WHERE s.owner = r.id AND s.status IN ('running', 'compensating', 'parked') AND s.lease_expires_at > now()
-         ) h ON true
-         WHERE r.last_seen_at > now() - make_interval(secs => $2)
-         ORDER BY live DESC, r.started_at",
-    )
-    .bind(live_within.as_secs_f64())
-    .bind(forget_after.as_secs_f64())
-    .fetch_all(pool)
-    .await
 }
