@@ -60,6 +60,7 @@ fn served(service: &str) -> BTreeSet<String> {
             "get /transactions/counts",
             "get /transactions/{id}",
             "get /transactions/{id}/history",
+            "get /admin/replicas",
         ],
         other => panic!("{other}"),
     };

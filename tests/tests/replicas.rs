@@ -16,6 +16,12 @@ use txlab_tests::{Platform, checkout_body, new_key, view};
 /// The platform as processes with a second order replica; `extra` is more
 /// environment for every service.
 async fn two_orchestrators(extra: &[(&str, &str)]) -> (Platform, [String; 2]) {
+    two_of(Service::Order, extra).await
+}
+
+/// The platform as processes with a second replica of `service` (the order service
+/// or the coordinator).
+async fn two_of(replicated: Service, extra: &[(&str, &str)]) -> (Platform, [String; 2]) {
     let services = [
         Service::Order,
         Service::Inventory,
@@ -28,12 +34,69 @@ async fn two_orchestrators(extra: &[(&str, &str)]) -> (Platform, [String; 2]) {
         .flat_map(|s| extra.iter().map(move |(k, v)| (*s, *k, *v)))
         .collect();
     let mut platform = Platform::start_processes(&env).await;
-    let second = platform.processes().add_replica(Service::Order).await;
+    let second = platform.processes().add_replica(replicated).await;
     let urls = [
-        platform.order.address.clone(),
-        platform.processes().replica_url(Service::Order, second),
+        platform.processes().replica_url(replicated, 0),
+        platform.processes().replica_url(replicated, second),
     ];
     (platform, urls)
+}
+
+/// The auditor (`loadgen audit`) over everything the platform holds.
+async fn audit(platform: &Platform) -> loadgen::audit::AuditReport {
+    loadgen::audit::audit(&loadgen::audit::AuditSettings {
+        endpoints: loadgen::audit::Endpoints {
+            order: platform.order.address.clone(),
+            inventory: platform.inventory.address.clone(),
+            payment: platform.payment.address.clone(),
+            email: platform.email.address.clone(),
+            coordinator: Some(platform.coordinator.address.clone()),
+        },
+        settle: Duration::from_secs(60),
+    })
+    .await
+    .unwrap()
+}
+
+/// Checkouts from four clients, spread over both replicas at `urls`; a client that
+/// gets no answer (its replica was killed) sends the same request again, to the
+/// other one. Returns each checkout's answer.
+fn load(urls: [String; 2], checkouts: usize) -> tokio::task::JoinHandle<Vec<Value>> {
+    tokio::spawn(async move {
+        let clients = (0..4).map(|client| {
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in (client..checkouts).step_by(4) {
+                    let key = new_key();
+                    let sku = format!("SKU-00{}", 1 + i % 5);
+                    let body = checkout_body(&sku, 1, if i % 7 == 3 { "tok_chargeDeclined" } else { "tok_visa" });
+                    let mut target = i;
+                    let answer = loop {
+                        match checkout_at(&urls[target % 2], &body, &key, None).await {
+                            Some((status, body)) if [201, 202].contains(&status) => break body,
+                            // No answer, in flight (a killed replica's claim), overloaded.
+                            Some((status, body)) if ![409, 503].contains(&status) => {
+                                panic!("checkout {key}: {status} {body}")
+                            }
+                            _ => {
+                                target += 1;
+                                assert!(target < i + 600, "checkout {key} never answered");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    };
+                    answers.push(answer);
+                }
+                answers
+            })
+        });
+        let mut answers = Vec::new();
+        for client in clients.collect::<Vec<_>>() {
+            answers.extend(client.await.unwrap());
+        }
+        answers
+    })
 }
 
 /// `POST {url}/checkout`; `None` when no answer came (the replica was killed).
@@ -99,8 +162,12 @@ async fn two_replicas_share_the_checkouts_and_one_key_sent_to_both_makes_one_ord
         .await
         .unwrap();
     assert!(owners.contains(&listed.this), "{listed:?}");
-    let live: std::collections::HashSet<String> =
-        listed.replicas.iter().filter(|r| r.live).map(|r| r.id.clone()).collect();
+    let live: std::collections::HashSet<String> = listed
+        .replicas
+        .iter()
+        .filter(|r| r.live)
+        .map(|r| r.id.clone())
+        .collect();
     assert_eq!(live, owners, "{listed:?}");
     assert!(listed.replicas.iter().any(|r| r.url == urls[1]), "{listed:?}");
 
@@ -141,65 +208,135 @@ async fn sagas_of_a_replica_killed_over_and_over_are_taken_over_and_all_end_cons
     let (mut platform, urls) = two_orchestrators(&[]).await;
     const CHECKOUTS: usize = 40;
     const KILLS: usize = 30;
-    // Clients send to both replicas; one that gets no answer (its replica was
-    // killed) sends the same request again, to the other one.
-    let load = {
-        let urls = urls.clone();
-        tokio::spawn(async move {
-            let clients = (0..4).map(|client| {
-                let urls = urls.clone();
-                tokio::spawn(async move {
-                    let mut orders = Vec::new();
-                    for i in (client..CHECKOUTS).step_by(4) {
-                        let key = new_key();
-                        let sku = format!("SKU-00{}", 1 + i % 5);
-                        let body = checkout_body(&sku, 1, if i % 7 == 3 { "tok_chargeDeclined" } else { "tok_visa" });
-                        let mut target = i;
-                        let answer = loop {
-                            match checkout_at(&urls[target % 2], &body, &key, None).await {
-                                Some((status, body)) if [201, 202].contains(&status) => break body,
-                                // No answer, in flight (a killed replica's claim), overloaded.
-                                Some((status, body)) if ![409, 503].contains(&status) => {
-                                    panic!("checkout {key}: {status} {body}")
-                                }
-                                _ => {
-                                    target += 1;
-                                    assert!(target < i + 600, "checkout {key} never answered");
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                            }
-                        };
-                        orders.push(answer["order_id"].as_str().unwrap().to_owned());
-                    }
-                    orders
-                })
-            });
-            let mut orders = Vec::new();
-            for client in clients.collect::<Vec<_>>() {
-                orders.extend(client.await.unwrap());
-            }
-            orders
-        })
-    };
+    let load = load(urls, CHECKOUTS);
     for kill in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(100 + (kill as u64 * 7919) % 300)).await;
         platform.processes().restart_replica(Service::Order, 1).await;
     }
-    let orders = load.await.unwrap();
-    assert_eq!(orders.len(), CHECKOUTS);
+    let answers = load.await.unwrap();
+    assert_eq!(answers.len(), CHECKOUTS);
     let mut taken_over = 0;
-    for order_id in &orders {
-        let order = platform.settled(order_id).await;
+    for answer in &answers {
+        let order = platform.settled(answer["order_id"].as_str().unwrap()).await;
         let settled: OrderView = view(&order);
         let saga = settled.saga.as_ref().unwrap();
         assert!(saga.status.is_final(), "{order}");
         if saga.epoch > 1 {
             taken_over += 1;
         }
-        let violations = platform.violations(order_id, Duration::from_secs(70)).await;
-        assert!(violations.is_empty(), "{violations:?}");
     }
     assert!(taken_over > 0, "some sagas changed hands");
+    let report = audit(&platform).await;
+    let violations: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+    assert!(violations.is_empty(), "{}\n{}", report.summary(), violations.join("\n"));
+    assert!(report.orders >= CHECKOUTS, "{}", report.summary());
+}
+
+#[tokio::test]
+async fn transactions_of_a_coordinator_killed_over_and_over_are_taken_over_and_all_end_consistent() {
+    let (mut platform, urls) = two_of(Service::Coordinator, &[]).await;
+    const CHECKOUTS: usize = 32;
+    const KILLS: usize = 30;
+    let load = load(urls, CHECKOUTS);
+    for kill in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(100 + (kill as u64 * 7919) % 300)).await;
+        platform.processes().restart_replica(Service::Coordinator, 1).await;
+    }
+    let answers = load.await.unwrap();
+    assert_eq!(answers.len(), CHECKOUTS);
+    let mut taken_over = 0;
+    for answer in &answers {
+        let tx = platform.finished(answer["transaction_id"].as_str().unwrap()).await;
+        if tx["epoch"].as_i64().unwrap() > 1 {
+            taken_over += 1;
+        }
+    }
+    assert!(taken_over > 0, "some transactions changed hands");
+    platform.assert_no_prepared_left().await;
+    let report = audit(&platform).await;
+    let violations: Vec<String> = report.violations.iter().map(ToString::to_string).collect();
+    assert!(violations.is_empty(), "{}\n{}", report.summary(), violations.join("\n"));
+}
+
+/// A coordinator paused between the last vote and the decision write, past its
+/// lease: another replica takes the transaction over and logs abort before telling
+/// anyone (presumed abort, made final). The paused one wakes up to log commit: the
+/// write is refused, it stands down, and the transaction is aborted everywhere.
+#[tokio::test]
+async fn a_coordinator_paused_before_its_decision_finds_the_presumed_abort_logged_and_follows_it() {
+    let (platform, urls) = two_of(Service::Coordinator, &[("SAGA_LEASE_TTL_MS", "1000")]).await;
+    let (status, body) = checkout_at(
+        &urls[0],
+        &checkout_body("SKU-006", 1, "tok_visa"),
+        &new_key(),
+        Some("fault.coordinator.vote=pause_ms:4000"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let id = body["transaction_id"].as_str().unwrap().to_owned();
+    let tx: api::TransactionView = view(&platform.finished(&id).await);
+    assert_eq!(tx.state, api::TransactionState::Aborted, "{tx:?}");
+    assert!(
+        tx.reason.as_deref().is_some_and(|r| r.starts_with("presumed abort")),
+        "{tx:?}"
+    );
+    assert_eq!(tx.epoch, 2, "{tx:?}");
+    let history: api::TransactionHistory = platform
+        .coordinator
+        .get(&format!("/transactions/{id}/history?limit=500"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<_> = history.events.iter().map(|e| (e.kind, e.epoch)).collect();
+    use api::TransactionEventKind as Kind;
+    let decisions: Vec<_> = history
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::DecisionLogged)
+        .collect();
+    assert_eq!(decisions.len(), 1, "one decision, logged once: {kinds:?}");
+    assert_eq!(decisions[0].decision, Some(api::Decision::Abort));
+    assert_eq!(
+        decisions[0].epoch,
+        Some(2),
+        "logged by the replica that took over: {kinds:?}"
+    );
+    let votes = history
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::Vote && e.epoch == Some(1))
+        .count();
+    assert_eq!(votes, 4, "every vote came in at epoch 1: {kinds:?}");
+    let lost = history
+        .events
+        .iter()
+        .find(|e| e.kind == Kind::LeaseLost)
+        .unwrap_or_else(|| panic!("the paused coordinator stood down: {kinds:?}"));
+    assert_eq!(lost.epoch, Some(1));
+    assert!(
+        lost.detail.as_deref().is_some_and(|d| d.contains("its log says abort")),
+        "{lost:?}"
+    );
+    assert_ne!(lost.owner, tx.owner);
+    platform.assert_no_prepared_left().await;
+    let payments: Payments = view(&platform.payments(&tx.order_id.to_string()).await);
+    assert_eq!(payments.charged_cents, 0, "{payments:?}");
+    // Both coordinators are in their registry, live.
+    let listed: ReplicaList = reqwest::get(format!("{}/admin/replicas", urls[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.replicas.iter().filter(|r| r.live).count(), 2, "{listed:?}");
+    assert!(
+        listed.replicas.iter().all(|r| r.id.starts_with("coordinator-")),
+        "{listed:?}"
+    );
+    let report = audit(&platform).await;
+    assert!(report.violations.is_empty(), "{}", report.summary());
 }
 
 /// How the orchestrator that started the checkout is made a zombie.

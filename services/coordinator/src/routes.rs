@@ -194,8 +194,23 @@ async fn list_transactions(
 }
 
 /// The coordinator's own endpoints, for its OpenAPI document.
+/// `/admin/...` routes of the coordinator (the scope adds the guard).
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/replicas").route(web::get().to(list_replicas)));
+}
+
+/// The coordinator replicas on this database — each one's heartbeat (every recovery
+/// sweep) and the unfinished transactions whose live lease it holds; replicas not
+/// seen for an hour are left out.
+#[utoipa::path(get, path = "/admin/replicas", tag = "transactions",
+    responses((status = 200, description = "The replicas, live ones first", body = api::ReplicaList)))]
+async fn list_replicas(coordinator: web::Data<Arc<Coordinator>>) -> Result<HttpResponse, Problem> {
+    ok(&shared::lease::replicas_view(&coordinator.pool, shared::lease::TRANSACTIONS, &coordinator.replica).await?)
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
+    list_replicas,
     checkout,
     list_transactions,
     count_transactions,

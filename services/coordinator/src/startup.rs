@@ -2,13 +2,15 @@ use std::{sync::Arc, time::Duration};
 
 use actix::Actor as _;
 use actix_web::web;
-use base::config::{Env, Settings};
+use base::config::{Env, Service, Settings};
 use shared::{
     shedding::LoadShedder,
     startup::{Routes, Server},
     supervisor::{JobLimits, Supervisor, Sweeper},
 };
 use uuid::Uuid;
+
+use shared::lease::Replica;
 
 use crate::{
     routes::CheckoutDeadline,
@@ -45,6 +47,15 @@ impl CoordinatorSettings {
     }
 }
 
+/// Where this replica serves, as the registry of replicas shows it.
+fn own_url(settings: &Settings, port: u16) -> String {
+    let ip = match settings.bind_addr.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    format!("http://{}", std::net::SocketAddr::new(ip, port))
+}
+
 pub async fn build(settings: Settings, env: Env) -> anyhow::Result<Server> {
     build_with(settings, CoordinatorSettings::from_env(&env)?).await
 }
@@ -59,6 +70,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
         vote_timeout: own.vote_timeout,
         faults,
         boot_id: Uuid::new_v4(),
+        replica: Replica::new(Service::Coordinator, &settings.replicas),
         answers: Default::default(),
     });
     let supervisor = Supervisor::bounded(Arc::clone(&coordinator), JobLimits::for_checkouts(&settings.resilience));
@@ -68,7 +80,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
         prepared.pool.clone(),
         supervisor.clone(),
         own.recovery_interval,
-        find_unfinished,
+        find_unfinished(coordinator.replica.id.clone(), own_url(&settings, prepared.port)),
     )
     .start();
     let (coordinator, supervisor, deadline) = (
@@ -86,7 +98,7 @@ pub async fn build_with(settings: Settings, own: CoordinatorSettings) -> anyhow:
                     .app_data(deadline.clone());
                 crate::routes::routes(cfg)
             },
-            admin: |_: &mut web::ServiceConfig| {},
+            admin: crate::routes::admin_routes,
             fault_operations: FAULT_OPERATIONS,
             openapi: {
                 use utoipa::OpenApi as _;

@@ -47,6 +47,7 @@ pub async fn find_or_log(
             traceparent: current_traceparent().as_deref(),
             baggage,
             started_by: coordinator.boot_id,
+            replica: &coordinator.replica,
         },
     )
     .await?)
@@ -113,6 +114,9 @@ pub fn view(record: TxRecord) -> TransactionView {
         created_at: record.created_at,
         decided_at: record.decided_at,
         checkout_key: Some(record.checkout_key.clone()),
+        owner: record.owner.clone(),
+        epoch: record.epoch,
+        lease_expires_at: record.lease_expires_at,
     }
 }
 
@@ -161,5 +165,7 @@ fn event(row: log::EventRow) -> TransactionEvent {
         state: row.state,
         detail: row.detail,
         duration_ms: row.duration_ms,
+        epoch: row.epoch,
+        owner: row.owner,
     }
 }

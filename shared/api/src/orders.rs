@@ -365,11 +365,12 @@ pub enum CancelAnswer {
     NeverCreated(NeverCreated),
 }
 
-/// An orchestrator replica, as `GET /admin/replicas` lists it.
+/// A replica of the orchestrator (or of the coordinator), as `GET /admin/replicas`
+/// lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaView {
-    /// `order-<pid>-<random>`: new at every process start.
+    /// `<service>-<pid>-<random>`: new at every process start.
     #[cfg_attr(feature = "openapi", schema(example = "order-4242-3fa2c1"))]
     pub id: String,
     /// Where it serves.
@@ -379,13 +380,13 @@ pub struct ReplicaView {
     pub last_seen_at: DateTime<Utc>,
     /// Seen within the last three lease TTLs.
     pub live: bool,
-    /// Unfinished sagas whose live lease it holds.
+    /// Unfinished sagas (transactions) whose live lease it holds.
     pub holding: i64,
     /// Some of them (at most 20).
-    pub saga_ids: Vec<Uuid>,
+    pub job_ids: Vec<Uuid>,
 }
 
-/// `GET /admin/replicas`: the orchestrator replicas on this database, live ones first.
+/// `GET /admin/replicas`: the replicas on this database, live ones first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaList {

@@ -182,6 +182,17 @@ pub struct TransactionView {
     /// `<scope>:<key>` (see the saga's `checkout_key`).
     #[serde(default)]
     pub checkout_key: Option<String>,
+    /// The coordinator replica that holds (or last held) the transaction's lease.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Raised by every replica that takes the transaction; its participant calls
+    /// carry it as their fencing token.
+    #[serde(default)]
+    pub epoch: i64,
+    /// When the lease runs out unless its holder writes or beats first; released
+    /// (set to the time it finished) once the transaction is over.
+    #[serde(default)]
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TransactionView {
@@ -234,8 +245,9 @@ pub struct TransactionList {
 pub enum TransactionEventKind {
     /// The checkout was accepted and its transaction logged, before anything was prepared.
     Logged,
-    /// An unfinished transaction was taken up again, after a restart (`state` is the
-    /// one it was found in).
+    /// An unfinished transaction was taken up again, after a restart or by another
+    /// replica (`state` is the one it was found in; `detail` names the replica it was
+    /// taken over from).
     Resumed,
     /// A participant's vote (`vote`; `timeout` when it did not answer in time;
     /// `detail`, `duration_ms`).
@@ -247,6 +259,9 @@ pub enum TransactionEventKind {
     PhaseTwoAttempt,
     /// Every participant acknowledged: the final state (`state`).
     Finished,
+    /// A replica found its lease taken over — a write refused — and stopped driving
+    /// the transaction (`epoch`, `owner`: the one that stood down; `detail`: why).
+    LeaseLost,
 }
 
 api_names!("a transaction event kind", TransactionEventKind {
@@ -256,6 +271,7 @@ api_names!("a transaction event kind", TransactionEventKind {
     DecisionLogged => "decision_logged",
     PhaseTwoAttempt => "phase_two_attempt",
     Finished => "finished",
+    LeaseLost => "lease_lost",
 });
 
 /// One event of a transaction's history. Which fields are set depends on `kind`.
@@ -275,6 +291,12 @@ pub struct TransactionEvent {
     pub state: Option<TransactionState>,
     pub detail: Option<String>,
     pub duration_ms: Option<f64>,
+    /// The epoch of the lease it was written under.
+    #[serde(default)]
+    pub epoch: Option<i64>,
+    /// The replica that wrote it.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// `GET /transactions/{id}/history`: the coordinator's log as events, oldest first,

@@ -11,6 +11,10 @@
 //! GET  /tpc/prepared        this database's prepared transactions and their age
 //! ```
 //!
+//! Each call may carry the coordinator's `Fencing-Token` (`<transaction id>:<epoch>`):
+//! prepare checks and raises it in the transaction it prepares; commit and abort
+//! refuse a lower epoch than the highest seen (409 `stale-fencing-token`).
+//!
 //! The global transaction id is the idempotency key of these calls. Locks taken by
 //! the work stay held from PREPARE until the decision arrives: that is two-phase
 //! commit's blocking, and `/tpc/prepared` shows it. A [`TpcResolver`] actor asks the
@@ -32,10 +36,10 @@ pub use resolver::{TpcResolver, start_resolver};
 
 use std::{future::Future, time::Duration};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use api::{
     Already, Decision, FinishAnswer, FinishOutcome, HeldLock, NoFields, Participant, PrepareAnswer, Prepared,
-    PreparedList, PreparedTransaction, Vote,
+    PreparedList, PreparedTransaction, Vote, headers::FencingToken,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -47,6 +51,7 @@ use base::{ErrorCode, Problem};
 use client::resilience::deadline;
 use shared::{
     fault::FaultPoint,
+    idempotency::{Fence, IdempotencyStore, check_fence, fencing_token, highest_epoch, stale_token},
     web::{OptionalJson, ok},
 };
 
@@ -202,13 +207,36 @@ fn vote_yes<D: Serialize>(gid: &Gid, detail: Prepared<D>) -> Result<HttpResponse
 /// claimed: a repeated prepare is answered by the id alone (`already`), whatever it
 /// carries.
 async fn prepare<W: TpcWork>(
+    req: HttpRequest,
     work: web::Data<W>,
     pool: web::Data<PgPool>,
     gid: web::Path<String>,
     payload: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
-    detached("prepare", prepare_detached(work, pool, gid, payload.into_inner())).await
+    let fence = fence_of::<W>(&req)?;
+    detached(
+        "prepare",
+        prepare_detached(work, pool, gid, fence, payload.into_inner()),
+    )
+    .await
+}
+
+/// A call's fencing token, with the scope its holder's highest epoch is kept under
+/// (the service): `None` without one, or with `FENCING=off`.
+struct Fenced {
+    scope: &'static str,
+    token: FencingToken,
+}
+
+fn fence_of<W: TpcWork>(req: &HttpRequest) -> Result<Option<Fenced>, Problem> {
+    let fencing = req
+        .app_data::<web::Data<IdempotencyStore>>()
+        .is_some_and(|store| store.fencing);
+    Ok(fencing_token(req.headers(), fencing)?.map(|token| Fenced {
+        scope: W::PARTICIPANT.name(),
+        token,
+    }))
 }
 
 /// Runs a 2PC step in a task of its own, in the current span: the task outlives a
@@ -233,6 +261,7 @@ async fn prepare_detached<W: TpcWork>(
     work: web::Data<W>,
     pool: web::Data<PgPool>,
     gid: Gid,
+    fence: Option<Fenced>,
     payload: serde_json::Value,
 ) -> Result<HttpResponse, Problem> {
     let span = tracing::Span::current();
@@ -263,7 +292,7 @@ async fn prepare_detached<W: TpcWork>(
     // A plain BEGIN on a pooled connection: after PREPARE the session is outside any
     // transaction again, and the connection goes back to the pool clean.
     sqlx::query("BEGIN").execute(&mut *conn).await?;
-    let outcome = prepare_in_transaction(work.get_ref(), &mut conn, &gid, payload).await;
+    let outcome = prepare_in_transaction(work.get_ref(), &mut conn, &gid, fence.as_ref(), payload).await;
     match outcome {
         Ok(detail) => {
             // A PREPARE inside an aborted transaction "succeeds" by rolling back:
@@ -291,6 +320,7 @@ async fn prepare_in_transaction<W: TpcWork>(
     work: &W,
     conn: &mut PgConnection,
     gid: &Gid,
+    fence: Option<&Fenced>,
     payload: serde_json::Value,
 ) -> Result<W::Detail, Problem> {
     // Waiting behind another prepared transaction's locks is the point of the demo,
@@ -310,6 +340,14 @@ async fn prepare_in_transaction<W: TpcWork>(
     }
     if is_aborted(conn, gid).await? {
         return Err(aborted_before_prepare(gid));
+    }
+    // The coordinator's epoch, checked and raised with the work it prepares.
+    if let Some(Fenced { scope, token }) = fence
+        && let Fence::Stale { highest } = check_fence(conn, scope, &token.holder, token.epoch)
+            .await
+            .map_err(|e| timed_out(Problem::from(e)))?
+    {
+        return Err(stale_token(token, highest));
     }
     let payload: W::Payload =
         serde_json::from_value(payload).map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
@@ -396,24 +434,42 @@ fn locked() -> Problem {
 /// Phase two, commit. Repeating it is harmless.
 #[tracing::instrument(name = "tpc.commit", skip_all, fields(tx.id, tx.phase = "commit", tx.participant = W::PARTICIPANT.name()))]
 async fn commit<W: TpcWork>(
+    req: HttpRequest,
     _: OptionalJson<NoFields>,
     pool: web::Data<PgPool>,
     gid: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
+    refuse_stale(&pool, fence_of::<W>(&req)?).await?;
     finish_detached(pool, gid, Decision::Commit).await
+}
+
+/// Phase two cannot share a transaction with the fencing check (`COMMIT PREPARED`
+/// runs outside any; the prepared transaction itself holds its holder's row): a
+/// lower epoch than the highest seen is refused, none is raised. Phase two only
+/// ever carries a decision written once in the coordinator's log.
+async fn refuse_stale(pool: &PgPool, fence: Option<Fenced>) -> Result<(), Problem> {
+    let Some(Fenced { scope, token }) = fence else {
+        return Ok(());
+    };
+    match highest_epoch(&mut *pool.acquire().await?, scope, &token.holder).await? {
+        Some(highest) if highest > token.epoch => Err(stale_token(&token, highest)),
+        _ => Ok(()),
+    }
 }
 
 /// Phase two, abort. Repeating it, or aborting what was never prepared, is harmless.
 #[tracing::instrument(name = "tpc.abort", skip_all, fields(tx.id, tx.phase = "abort", tx.participant = W::PARTICIPANT.name()))]
 async fn abort<W: TpcWork>(
+    req: HttpRequest,
     _: OptionalJson<NoFields>,
     pool: web::Data<PgPool>,
     gid: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let gid = parse_gid::<W>(&gid)?;
     tracing::Span::current().record("tx.id", tracing::field::display(gid.transaction_id));
+    refuse_stale(&pool, fence_of::<W>(&req)?).await?;
     finish_detached(pool, gid, Decision::Abort).await
 }
 

@@ -37,7 +37,7 @@ use actix_web::{
     dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform},
     http::{
         StatusCode,
-        header::{self, HeaderName, HeaderValue},
+        header::{self, HeaderMap, HeaderName, HeaderValue},
     },
     web,
 };
@@ -54,8 +54,8 @@ pub use admin::admin_routes;
 pub use key::{IdempotencyKey, MAX_KEY_LENGTH, fingerprint};
 pub use purge::{IdempotencyPurger, PurgeNow};
 pub use store::{
-    Claim, ClaimOutcome, Fence, IdempotencyStore, KeyState, ListedKey, StoredResponse, check_fence, list_keys,
-    purge_expired,
+    Claim, ClaimOutcome, Fence, IdempotencyStore, KeyState, ListedKey, StoredResponse, check_fence, highest_epoch,
+    list_keys, purge_expired,
 };
 
 use api::headers::{FENCING_TOKEN, FencingToken, IDEMPOTENCY_KEY};
@@ -175,7 +175,7 @@ where
         None => None,
     };
 
-    let fencing = match fencing_token(&store, &req) {
+    let fencing = match fencing_token(req.headers(), store.fencing) {
         Ok(fencing) => fencing,
         Err(problem) => return Err((req.request().clone(), problem)),
     };
@@ -271,12 +271,13 @@ where
     }
 }
 
-/// The call's `Fencing-Token`, when it carries one and fencing is on.
-fn fencing_token(store: &IdempotencyStore, req: &ServiceRequest) -> Result<Option<FencingToken>, Problem> {
-    let Some(raw) = req.headers().get(FENCING_TOKEN) else {
+/// The call's `Fencing-Token`, when it carries one and fencing is on; a malformed
+/// one is a bad request.
+pub fn fencing_token(headers: &HeaderMap, fencing: bool) -> Result<Option<FencingToken>, Problem> {
+    let Some(raw) = headers.get(FENCING_TOKEN) else {
         return Ok(None);
     };
-    if !store.fencing {
+    if !fencing {
         return Ok(None);
     }
     let raw = raw
@@ -297,30 +298,36 @@ async fn fence(
         Fence::Current => Ok(tx),
         Fence::Stale { highest } => {
             tx.rollback().await?;
-            let span = tracing::Span::current();
-            span.add_event(
-                "fencing.stale_token_refused",
-                vec![
-                    opentelemetry::KeyValue::new("fencing.holder", token.holder.clone()),
-                    opentelemetry::KeyValue::new("fencing.epoch", token.epoch),
-                    opentelemetry::KeyValue::new("fencing.highest_seen", highest),
-                ],
-            );
-            tracing::warn!(
-                fencing.holder = %token.holder,
-                fencing.epoch = token.epoch,
-                fencing.highest_seen = highest,
-                "stale fencing token refused: a newer holder has called; nothing done"
-            );
-            Err(Problem::new(
-                ErrorCode::StaleFencingToken,
-                format!(
-                    "epoch {} of {} is lower than epoch {highest}, already seen: the caller's lease was taken over; nothing was done",
-                    token.epoch, token.holder
-                ),
-            ))
+            Err(stale_token(token, highest))
         }
     }
+}
+
+/// The refusal of a stale fencing token: a span event, a log line, and `409
+/// stale-fencing-token`.
+pub fn stale_token(token: &FencingToken, highest: i64) -> Problem {
+    base::telemetry::span_event(
+        &tracing::Span::current(),
+        "fencing.stale_token_refused",
+        vec![
+            base::telemetry::KeyValue::new("fencing.holder", token.holder.clone()),
+            base::telemetry::KeyValue::new("fencing.epoch", token.epoch),
+            base::telemetry::KeyValue::new("fencing.highest_seen", highest),
+        ],
+    );
+    tracing::warn!(
+        fencing.holder = %token.holder,
+        fencing.epoch = token.epoch,
+        fencing.highest_seen = highest,
+        "stale fencing token refused: a newer holder has called; nothing done"
+    );
+    Problem::new(
+        ErrorCode::StaleFencingToken,
+        format!(
+            "epoch {} of {} is lower than epoch {highest}, already seen: the caller's lease was taken over; nothing was done",
+            token.epoch, token.holder
+        ),
+    )
 }
 
 /// Commits or rolls back the unit of work, storing the response with the commit.

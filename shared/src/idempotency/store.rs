@@ -274,6 +274,17 @@ pub async fn check_fence(conn: &mut PgConnection, scope: &str, holder: &str, epo
     Ok(Fence::Stale { highest })
 }
 
+/// The highest epoch seen for a holder, without raising it (for calls whose work
+/// cannot share a transaction with the check: `COMMIT PREPARED`, say).
+#[tracing::instrument(name = "fencing.read", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn highest_epoch(conn: &mut PgConnection, scope: &str, holder: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT epoch FROM fencing_tokens WHERE scope = $1 AND holder = $2")
+        .bind(scope)
+        .bind(holder)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Deletes keys older than `retention`, at most `batch` rows per statement, until
 /// none are left. Returns how many were deleted.
 #[tracing::instrument(name = "idempotency.purge", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "DELETE"))]

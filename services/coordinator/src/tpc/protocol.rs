@@ -38,7 +38,7 @@ use tracing::{Instrument, field::Empty};
 use uuid::Uuid;
 
 use super::{
-    log::{self, ParticipantEvent, TxRecord},
+    log::{self, Lease, ParticipantEvent, Replica, Taken, TxRecord},
     state::{Decision, ParticipantVote, TransactionState},
 };
 
@@ -52,6 +52,8 @@ pub struct Coordinator {
     /// This process: a transaction started by another one and found undecided is
     /// presumed aborted.
     pub boot_id: Uuid,
+    /// This replica: its id, lease TTL and fencing switch.
+    pub replica: Replica,
     /// Checkouts waiting to answer for their transaction.
     pub answers: Answers,
 }
@@ -100,80 +102,141 @@ const PHASE_TWO: RetryPolicy = RetryPolicy {
     max_backoff: Duration::from_secs(2),
 };
 
+/// Where a run of a transaction left it.
+pub type RunOutcome = shared::lease::RunOutcome<TransactionState>;
+
 impl Job for Coordinator {
     const KIND: &'static str = "2pc";
 
-    type Outcome = TransactionState;
+    type Outcome = RunOutcome;
 
-    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<TransactionState>> {
+    fn run(self: Arc<Self>, id: Uuid) -> LocalBoxFuture<anyhow::Result<RunOutcome>> {
         Box::pin(async move { self.run_transaction(id).await })
     }
 }
 
-pub fn find_unfinished(pool: PgPool, reoffer_after: Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
-    Box::pin(async move { log::offer_unfinished(&pool, 100, reoffer_after).await })
+/// For this replica's sweeper: writes its heartbeat to the registry of replicas,
+/// then finds the unfinished transactions that it may take.
+pub fn find_unfinished(
+    owner: String,
+    url: String,
+) -> impl Fn(PgPool, Duration) -> LocalBoxFuture<Result<Vec<Uuid>, sqlx::Error>> {
+    move |pool, reoffer_after| {
+        let (owner, url) = (owner.clone(), url.clone());
+        Box::pin(async move {
+            shared::lease::beat(&pool, &owner, &url).await?;
+            log::offer_unfinished(&pool, &owner, 100, reoffer_after).await
+        })
+    }
 }
 
+/// The lease was taken over: the coordinator stands down (`why` goes to the history).
+struct LeaseLost(String);
+
 impl Coordinator {
-    async fn run_transaction(&self, id: Uuid) -> anyhow::Result<TransactionState> {
-        let record = log::fetch_transaction(&mut *self.pool.acquire().await?, id)
+    async fn run_transaction(&self, id: Uuid) -> anyhow::Result<RunOutcome> {
+        let taken = log::take_transaction(&mut *self.pool.acquire().await?, id, &self.replica)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no transaction {id}"))?;
+        let (record, lease, taken_from) = match taken {
+            Taken::Final(record) => return Ok(RunOutcome::Stopped(record.tx.state)),
+            Taken::HeldElsewhere { owner } => return Ok(RunOutcome::HeldElsewhere { owner }),
+            Taken::Held { record, lease, from } => (record, lease, from),
+        };
         let span = tracing::info_span!(
             "tpc.transaction",
             otel.name = "tpc.checkout",
             tx.id = %record.id,
             order.id = %record.order_id,
-            tx.resumed = record.started_by != self.boot_id,
+            tx.resumed = record.started_by != self.boot_id || taken_from.is_some(),
+            tx.owner = %lease.owner,
+            tx.epoch = lease.epoch,
+            tx.taken_over_from = taken_from.as_deref(),
             tx.decision = Empty,
             tx.state = Empty,
         );
         if let Some(traceparent) = &record.traceparent {
             base::telemetry::continue_trace(&span, traceparent);
         }
-        let state = self.drive(record).instrument(span.clone()).await?;
-        span.record("tx.state", tracing::field::display(state));
-        Ok(state)
+        let outcome = match self.drive(record, &lease, taken_from).instrument(span.clone()).await? {
+            Ok(state) => RunOutcome::Stopped(state),
+            Err(LeaseLost(why)) => {
+                let _in = span.enter();
+                lease.lost("tpc.lease_lost", &why);
+                if let Err(e) = log::insert_lease_lost(&self.pool, &lease, &why).await {
+                    tracing::warn!(error = %e, "recording the lost lease failed");
+                }
+                RunOutcome::LeaseLost { epoch: lease.epoch }
+            }
+        };
+        span.record("tx.state", tracing::field::display(&outcome));
+        Ok(outcome)
     }
 
-    async fn drive(&self, mut record: TxRecord) -> anyhow::Result<TransactionState> {
-        if record.tx.state.is_final() {
-            return Ok(record.tx.state);
-        }
-        let ours = record.started_by == self.boot_id;
-        if !ours || record.tx.state != TransactionState::Preparing {
-            log::insert_resumed(&self.pool, record.id, record.tx.state).await?;
+    async fn drive(
+        &self,
+        mut record: TxRecord,
+        lease: &Lease,
+        taken_from: Option<String>,
+    ) -> anyhow::Result<Result<TransactionState, LeaseLost>> {
+        let refused = |what: &str| {
+            LeaseLost(format!(
+                "{what} was refused: the transaction's epoch is no longer {}",
+                lease.epoch
+            ))
+        };
+        // Begun here and never out of this replica's hands: run phase one. Anything
+        // else (another process began it, or held it since) is resumed from the log.
+        let ours = record.started_by == self.boot_id && taken_from.is_none() && lease.epoch == 1;
+        if !ours {
+            log::insert_resumed(&self.pool, lease, record.tx.state, taken_from.as_deref()).await?;
         }
         let mut never_asked = Vec::new();
         if record.tx.state == TransactionState::Preparing {
             if ours {
-                never_asked = self.prepare_all(&mut record).await?;
-                self.fault_point(&record, "coordinator.vote").await;
+                match self.prepare_all(&mut record, lease).await? {
+                    Ok(unasked) => never_asked = unasked,
+                    Err(lost) => return Ok(Err(lost)),
+                }
+                self.fault_point(&record, lease, "coordinator.vote").await;
                 record.tx.decide();
             } else {
-                tracing::warn!("found undecided after a restart: presumed abort");
+                // Presumed abort, made final: logged before anyone is told, so the
+                // holder that began it cannot log commit over it if it wakes up.
+                tracing::warn!("found undecided, begun elsewhere or before a restart: presumed abort");
                 record.tx.presume_abort();
             }
             let decision = record.tx.decision;
             let span = tracing::info_span!("tpc.decision", tx.id = %record.id, tx.phase = "decide", tx.decision = decision.map(tracing::field::display), tx.reason = record.tx.reason.as_deref());
-            async {
-                if !log::log_decision(&self.pool, record.id, &record.tx).await? {
-                    // Someone logged a decision first; theirs stands.
+            let logged = async {
+                if !log::log_decision(&self.pool, lease, &record.tx).await? {
+                    // A decision was logged first, or the lease was taken over: the
+                    // log says which; a logged decision stands.
                     record = log::fetch_transaction(&mut *self.pool.acquire().await?, record.id)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("transaction vanished"))?;
+                    if lease.fenced && record.epoch != lease.epoch {
+                        return anyhow::Ok(false);
+                    }
                 }
                 tracing::info!(
                     decision = record.tx.decision.map(tracing::field::display),
                     reason = record.tx.reason.as_deref(),
                     "decision logged"
                 );
-                anyhow::Ok(())
+                anyhow::Ok(true)
             }
             .instrument(span)
             .await?;
+            if !logged {
+                return Ok(Err(LeaseLost(format!(
+                    "the decision write was refused: the transaction's epoch is no longer {} (its log says {})",
+                    lease.epoch,
+                    record.tx.decision.map_or("undecided", |d| d.name())
+                ))));
+            }
             if ours {
-                self.fault_point(&record, "coordinator.decide").await;
+                self.fault_point(&record, lease, "coordinator.decide").await;
             }
         }
         if let Some(decision) = record.tx.decision {
@@ -186,16 +249,26 @@ impl Coordinator {
             for i in never_asked {
                 record.tx.record_ack(i);
                 let event = ParticipantEvent::NeverAsked;
-                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
+                if !log::update_participant(&self.pool, lease, i, &record.tx.participants[i], event).await? {
+                    return Ok(Err(refused("a participant write")));
+                }
             }
         }
-        self.finish_all(&mut record, ours).await?;
-        Ok(record.tx.state)
+        if let Err(lost) = self.finish_all(&mut record, lease, ours).await? {
+            return Ok(Err(lost));
+        }
+        Ok(Ok(record.tx.state))
+    }
+
+    /// Runs `work` while renewing the lease (see [`Lease::holding`]). `None`: the
+    /// lease was taken over meanwhile.
+    async fn holding<T>(&self, lease: &Lease, work: impl std::future::Future<Output = T>) -> Option<T> {
+        lease.holding(|| log::renew(&self.pool, lease), work).await
     }
 
     /// Phase one: every participant prepares, or fails to within the vote timeout.
     /// Returns the participants whose prepare was never sent.
-    async fn prepare_all(&self, record: &mut TxRecord) -> anyhow::Result<Vec<usize>> {
+    async fn prepare_all(&self, record: &mut TxRecord, lease: &Lease) -> anyhow::Result<Result<Vec<usize>, LeaseLost>> {
         let baggage = record.baggage.clone();
         let calls = record.tx.participants.iter().enumerate().map(|(i, p)| {
             let name = p.name;
@@ -205,6 +278,9 @@ impl Coordinator {
             let mut request = self.client.post_json(&url, &payload, &gid, self.vote_timeout);
             if let Some(baggage) = &baggage {
                 request = request.header(api::headers::BAGGAGE, baggage.clone());
+            }
+            if let Some(token) = lease.fencing_token() {
+                request = request.header(api::headers::FENCING_TOKEN, token.header_value());
             }
             let span = tracing::info_span!(
                 "tpc.prepare",
@@ -236,22 +312,41 @@ impl Coordinator {
             }
             .instrument(span)
         });
+        let Some(votes) = self.holding(lease, join_all(calls)).await else {
+            return Ok(Err(LeaseLost("a heartbeat while the votes came in was refused".into())));
+        };
         let mut never_asked = Vec::new();
-        for (i, vote, detail, asked, took) in join_all(calls).await {
+        for (i, vote, detail, asked, took) in votes {
             record.tx.record_vote(i, vote, detail);
             let event = ParticipantEvent::Vote { took };
-            log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
+            if !log::update_participant(&self.pool, lease, i, &record.tx.participants[i], event).await? {
+                return Ok(Err(LeaseLost(format!(
+                    "a vote write was refused: the transaction's epoch is no longer {}",
+                    lease.epoch
+                ))));
+            }
             if !asked {
                 never_asked.push(i);
             }
         }
-        Ok(never_asked)
+        Ok(Ok(never_asked))
     }
 
     /// Phase two: tell every participant the decision until each acknowledges, then
     /// write the final state (also when every acknowledgement was logged before a
     /// crash and only that write is left).
-    async fn finish_all(&self, record: &mut TxRecord, ours: bool) -> anyhow::Result<()> {
+    async fn finish_all(
+        &self,
+        record: &mut TxRecord,
+        lease: &Lease,
+        ours: bool,
+    ) -> anyhow::Result<Result<(), LeaseLost>> {
+        let refused = |what: &str| {
+            LeaseLost(format!(
+                "{what} was refused: the transaction's epoch is no longer {}",
+                lease.epoch
+            ))
+        };
         let Some(decision) = record.tx.decision else {
             anyhow::bail!("phase two without a decision");
         };
@@ -262,13 +357,20 @@ impl Coordinator {
             if pending.is_empty() {
                 record.tx.conclude();
                 if ours {
-                    self.fault_point(record, "coordinator.finish").await;
+                    self.fault_point(record, lease, "coordinator.finish").await;
                 }
-                log::update_state(&self.pool, record.id, record.tx.state).await?;
-                return Ok(());
+                if !log::update_state(&self.pool, lease, record.tx.state).await? {
+                    return Ok(Err(refused("the final state's write")));
+                }
+                return Ok(Ok(()));
             }
-            if round > 0 {
-                tokio::time::sleep(PHASE_TWO.backoff(round)).await;
+            if round > 0
+                && self
+                    .holding(lease, tokio::time::sleep(PHASE_TWO.backoff(round)))
+                    .await
+                    .is_none()
+            {
+                return Ok(Err(refused("a heartbeat")));
             }
             round += 1;
             let calls = pending.into_iter().map(|i| {
@@ -284,6 +386,9 @@ impl Coordinator {
                     && let Some(baggage) = &record.baggage
                 {
                     request = request.header(api::headers::BAGGAGE, baggage.clone());
+                }
+                if let Some(token) = lease.fencing_token() {
+                    request = request.header(api::headers::FENCING_TOKEN, token.header_value());
                 }
                 let span = tracing::info_span!(
                     "tpc.finish",
@@ -308,7 +413,10 @@ impl Coordinator {
                 }
                 .instrument(span)
             });
-            for (i, error, took) in join_all(calls).await {
+            let Some(answers) = self.holding(lease, join_all(calls)).await else {
+                return Ok(Err(refused("a heartbeat")));
+            };
+            for (i, error, took) in answers {
                 if error.is_none() {
                     record.tx.record_ack(i);
                 }
@@ -318,7 +426,9 @@ impl Coordinator {
                     error: error.as_deref(),
                     took,
                 };
-                log::update_participant(&self.pool, record.id, i, &record.tx.participants[i], event).await?;
+                if !log::update_participant(&self.pool, lease, i, &record.tx.participants[i], event).await? {
+                    return Ok(Err(refused("a participant write")));
+                }
             }
             if round == 1 && !record.tx.unacknowledged().is_empty() {
                 // Everyone has been told once; the checkout need not wait for the rest.
@@ -328,8 +438,10 @@ impl Coordinator {
     }
 
     /// A fault point inside the protocol: `crash` aborts the process here, a delay
-    /// holds the transaction (and the participants' locks) here.
-    async fn fault_point(&self, record: &TxRecord, operation: &'static str) {
+    /// holds the transaction (and the participants' locks) here, holding its lease;
+    /// `pause_ms` stops it here without renewing the lease, as a GC pause or a
+    /// `SIGSTOP` would.
+    async fn fault_point(&self, record: &TxRecord, lease: &Lease, operation: &'static str) {
         let Some(kind) = self.faults.decide(operation, record.baggage.as_deref()) else {
             return;
         };
@@ -339,8 +451,22 @@ impl Coordinator {
                 tracing::error!(operation, "fault crash: aborting the coordinator");
                 std::process::abort();
             }
-            FaultKind::DelayMs(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-            other => tracing::warn!(operation, kind = %other, "only crash and delay_ms apply inside the protocol"),
+            FaultKind::DelayMs(ms) => {
+                // A lease lost meanwhile shows at the next write.
+                let _ = self.holding(lease, tokio::time::sleep(Duration::from_millis(ms))).await;
+            }
+            FaultKind::PauseMs(ms) => {
+                tracing::warn!(
+                    operation,
+                    pause_ms = ms,
+                    tx.epoch = lease.epoch,
+                    "coordinator paused; its lease is not renewed meanwhile"
+                );
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            other => {
+                tracing::warn!(operation, kind = %other, "only crash, delay_ms and pause_ms apply inside the protocol")
+            }
         }
     }
 }
