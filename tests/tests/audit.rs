@@ -51,7 +51,7 @@ async fn a_mixed_run_of_both_protocols_leaves_no_violation() {
         ),
     ] {
         let report = run(&LoadSettings {
-            url,
+            urls: vec![url],
             protocol,
             mode,
             requests: 40,

@@ -535,3 +535,40 @@ async fn a_replica_stopped_with_sigstop_past_its_lease_is_fenced_off() {
 async fn a_replica_stopped_with_sigstop_past_its_lease_does_damage_without_fencing() {
     unfenced_zombie(Pause::Sigstop).await;
 }
+
+#[tokio::test]
+async fn loadgen_spreads_its_checkouts_over_every_replica_it_is_given() {
+    let (platform, urls) = two_orchestrators(&[]).await;
+    let report = loadgen::load::run(&loadgen::load::LoadSettings {
+        urls: urls.to_vec(),
+        protocol: loadgen::load::Protocol::Saga,
+        mode: loadgen::load::Mode::Closed { clients: 2 },
+        requests: 8,
+        skus: loadgen::load::Skus::Uniform { count: 4 },
+        faults: Vec::new(),
+        timeout: Duration::from_secs(30),
+        progress: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcomes.succeeded + report.outcomes.cancelled,
+        8,
+        "{}",
+        report.table()
+    );
+    let owners: std::collections::HashSet<String> = sqlx::query_scalar("SELECT owner FROM sagas")
+        .fetch_all(&platform.order.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect::<Vec<Option<String>>>()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        owners.len(),
+        2,
+        "each replica drove the checkouts sent to it: {owners:?}"
+    );
+}

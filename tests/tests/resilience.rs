@@ -613,7 +613,7 @@ async fn saturated_against_a_slow_payment_the_auditor_still_finds_nothing() {
         (Protocol::TwoPhase, platform.coordinator.address.clone()),
     ] {
         let report = run(&LoadSettings {
-            url,
+            urls: vec![url],
             protocol,
             mode: Mode::Open { rate: 15.0 },
             requests: 45,

@@ -76,8 +76,9 @@ impl std::str::FromStr for FaultMix {
 
 #[derive(Debug, Clone)]
 pub struct LoadSettings {
-    /// The order service (saga) or the coordinator (2PC).
-    pub url: String,
+    /// The order service (saga) or the coordinator (2PC): one URL, or one per
+    /// replica; checkout i goes to the (i mod n)-th.
+    pub urls: Vec<String>,
     pub protocol: Protocol,
     pub mode: Mode,
     pub requests: usize,
@@ -230,6 +231,7 @@ struct Shared {
 }
 
 pub async fn run(settings: &LoadSettings) -> anyhow::Result<Report> {
+    anyhow::ensure!(!settings.urls.is_empty(), "no URL to send checkouts to");
     let client = reqwest::Client::builder().timeout(settings.timeout).build()?;
     let shared = Arc::new(Mutex::new(Shared {
         histogram: Histogram::new_with_bounds(1, 120_000_000, 3)?,
@@ -329,7 +331,7 @@ async fn one_checkout(
     shared: &Mutex<Shared>,
 ) {
     let mut request = client
-        .post(format!("{}/checkout", settings.url))
+        .post(format!("{}/checkout", settings.urls[i % settings.urls.len()]))
         .header(api::headers::IDEMPOTENCY_KEY, uuid::Uuid::new_v4().to_string())
         .json(&body(settings, i));
     if let Some(baggage) = baggage(&settings.faults) {

@@ -32,8 +32,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "saga")]
         target: Target,
         /// Base URL; defaults to the order service (saga) or the coordinator (2PC).
-        #[arg(long)]
-        url: Option<String>,
+        /// Repeat it for several replicas: checkouts go to each in turn.
+        #[arg(long = "url")]
+        urls: Vec<String>,
         /// Open loop: this many arrivals per second (latency corrected for coordinated omission).
         #[arg(long, conflicts_with = "clients")]
         rate: Option<f64>,
@@ -56,10 +57,12 @@ enum Command {
     },
     /// Saga and 2PC back to back: same mix, same faults, interleaved repetitions.
     Compare {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        saga_url: String,
-        #[arg(long, default_value = "http://127.0.0.1:8084")]
-        tpc_url: String,
+        /// The order service (repeatable: replicas in turn); 127.0.0.1:8080 by default.
+        #[arg(long = "saga-url")]
+        saga_urls: Vec<String>,
+        /// The coordinator (repeatable); 127.0.0.1:8084 by default.
+        #[arg(long = "tpc-url")]
+        tpc_urls: Vec<String>,
         /// Open loop at this rate; closed loop with --clients otherwise.
         #[arg(long, conflicts_with = "clients")]
         rate: Option<f64>,
@@ -129,9 +132,9 @@ struct Shape {
 }
 
 impl Shape {
-    fn settings(&self, url: String, protocol: Protocol) -> LoadSettings {
+    fn settings(&self, urls: Vec<String>, protocol: Protocol) -> LoadSettings {
         LoadSettings {
-            url,
+            urls,
             protocol,
             mode: match self.rate {
                 Some(rate) => Mode::Open { rate },
@@ -147,6 +150,15 @@ impl Shape {
             timeout: self.timeout,
             progress: true,
         }
+    }
+}
+
+/// The URLs given, or the default one.
+fn or_default(urls: Vec<String>, default: &str) -> Vec<String> {
+    if urls.is_empty() {
+        vec![default.to_owned()]
+    } else {
+        urls
     }
 }
 
@@ -170,7 +182,7 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run {
             target,
-            url,
+            urls,
             rate,
             clients,
             requests,
@@ -183,10 +195,13 @@ async fn main() -> ExitCode {
                 Target::Saga => Protocol::Saga,
                 Target::TwoPhase => Protocol::TwoPhase,
             };
-            let url = url.unwrap_or_else(|| match protocol {
-                Protocol::Saga => "http://127.0.0.1:8080".into(),
-                Protocol::TwoPhase => "http://127.0.0.1:8084".into(),
-            });
+            let urls = or_default(
+                urls,
+                match protocol {
+                    Protocol::Saga => "http://127.0.0.1:8080",
+                    Protocol::TwoPhase => "http://127.0.0.1:8084",
+                },
+            );
             let shape = Shape {
                 rate,
                 clients,
@@ -195,7 +210,7 @@ async fn main() -> ExitCode {
                 faults,
                 timeout: Duration::from_secs(timeout_secs),
             };
-            let settings = shape.settings(url, protocol);
+            let settings = shape.settings(urls, protocol);
             match run(&settings).await {
                 Ok(report) => {
                     println!("{}", report.table());
@@ -208,8 +223,8 @@ async fn main() -> ExitCode {
             }
         }
         Command::Compare {
-            saga_url,
-            tpc_url,
+            saga_urls,
+            tpc_urls,
             rate,
             clients,
             requests,
@@ -219,8 +234,8 @@ async fn main() -> ExitCode {
             svg,
             json,
         } => {
-            let settings = |url: String, protocol: Protocol| LoadSettings {
-                url,
+            let settings = |urls: Vec<String>, protocol: Protocol| LoadSettings {
+                urls,
                 protocol,
                 mode: match rate {
                     Some(rate) => Mode::Open { rate },
@@ -233,8 +248,8 @@ async fn main() -> ExitCode {
                 progress: true,
             };
             let (saga, tpc) = (
-                settings(saga_url, Protocol::Saga),
-                settings(tpc_url, Protocol::TwoPhase),
+                settings(or_default(saga_urls, "http://127.0.0.1:8080"), Protocol::Saga),
+                settings(or_default(tpc_urls, "http://127.0.0.1:8084"), Protocol::TwoPhase),
             );
             match loadgen::compare::compare(&saga, &tpc, repetitions).await {
                 Ok(comparison) => {

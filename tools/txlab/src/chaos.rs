@@ -171,6 +171,7 @@ pub async fn main(args: &[String]) -> anyhow::Result<()> {
         keep_data: false,
         env: ENV.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         traces_to_console: false,
+        replicas: 1,
     };
     let mut platform = Platform::start(settings).await?;
     let logs = platform.logs();
@@ -253,7 +254,7 @@ async fn campaign(platform: &mut Platform, args: &ChaosArgs, seed: u64) -> anyho
             platform.kill(service).await;
             *report.kills.entry(service.name()).or_default() += 1;
             watch(platform, &mut report, down).await?;
-            let crashes = platform.restart_through_crashes(service).await?;
+            let crashes = platform.restart_through_crashes((service, 0)).await?;
             if crashes > 0 {
                 *report.crashes.entry(service.name()).or_default() += crashes;
             }
@@ -319,18 +320,18 @@ async fn campaign(platform: &mut Platform, args: &ChaosArgs, seed: u64) -> anyho
 async fn watch(platform: &mut Platform, report: &mut Report, how_long: Duration) -> anyhow::Result<()> {
     let until = Instant::now() + how_long;
     loop {
-        for (service, status) in platform.exited() {
+        for (instance, status) in platform.exited() {
+            let name = crate::platform::instance_name(instance);
             // A crash fault aborts the process; any other exit is a failure of its own.
             if !crate::platform::is_abort(status) {
                 anyhow::bail!(
-                    "{} exited ({status}); see the logs in {}",
-                    service.binary(),
+                    "{name} exited ({status}); see the logs in {}",
                     platform.logs().display()
                 );
             }
-            println!("  {} aborted itself ({status}); starting it again", service.binary());
-            let more = platform.restart_through_crashes(service).await?;
-            *report.crashes.entry(service.name()).or_default() += 1 + more;
+            println!("  {name} aborted itself ({status}); starting it again");
+            let more = platform.restart_through_crashes(instance).await?;
+            *report.crashes.entry(instance.0.name()).or_default() += 1 + more;
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -377,7 +378,7 @@ async fn load_until(protocol: Protocol, url: String, rate: f64, stop: &AtomicBoo
     let mut total = Outcomes::default();
     while !stop.load(Ordering::Relaxed) {
         let report = run(&LoadSettings {
-            url: url.clone(),
+            urls: vec![url.clone()],
             protocol,
             mode: Mode::Open { rate },
             requests: (rate * 5.0).ceil().max(1.0) as usize,

@@ -16,7 +16,7 @@ mod platform;
 
 use platform::{Platform, PlatformSettings};
 
-const USAGE: &str = "usage: txlab up [--keep-data]\n\
+const USAGE: &str = "usage: txlab up [--keep-data] [--replicas N]\n\
   \x20      txlab chaos [--help]\n\n\
   up     Starts PostgreSQL and every txlab service on 127.0.0.1 (ports 8080-8084, the\n\
   \x20      console on 8090),\n\
@@ -24,7 +24,9 @@ const USAGE: &str = "usage: txlab up [--keep-data]\n\
   \x20      everything on Ctrl-C.\n\
   \x20      TXLAB_PG_PORT (54320) moves PostgreSQL and TXLAB_PORT_BASE (8080) the services\n\
   \x20      (a second platform beside the first); --keep-data keeps the databases\n\
-  \x20      between runs (otherwise each run starts from an empty cluster).\n\
+  \x20      between runs (otherwise each run starts from an empty cluster); --replicas N\n\
+  \x20      runs N order services and N coordinators on the same databases (replica k\n\
+  \x20      on the first one's port + 100·k).\n\
   chaos  Runs both protocols under a fault mix while killing and freezing every\n\
   \x20      service at random instants, then audits every invariant (see `txlab chaos --help`).";
 
@@ -41,7 +43,13 @@ async fn main() -> std::process::ExitCode {
             println!("{USAGE}");
             return std::process::ExitCode::SUCCESS;
         }
-        Some("up") if args[1..].iter().all(|a| a == "--keep-data") => up(args.len() > 1).await,
+        Some("up") => match UpArgs::parse(&args[1..]) {
+            Ok(up_args) => up(up_args).await,
+            Err(e) => {
+                eprintln!("txlab up: {e}\n\n{USAGE}");
+                return std::process::ExitCode::from(2);
+            }
+        },
         Some("chaos") => chaos::main(&args[1..]).await,
         _ => {
             eprintln!("{USAGE}");
@@ -65,7 +73,39 @@ fn env_number<T: std::str::FromStr>(variable: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-async fn up(keep_data: bool) -> anyhow::Result<()> {
+/// `txlab up`'s flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UpArgs {
+    keep_data: bool,
+    replicas: u16,
+}
+
+impl UpArgs {
+    fn parse(args: &[String]) -> Result<UpArgs, String> {
+        let mut parsed = UpArgs {
+            keep_data: false,
+            replicas: 1,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--keep-data" => parsed.keep_data = true,
+                "--replicas" => {
+                    let n = args.next().ok_or("--replicas needs a number")?;
+                    parsed.replicas = n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=9).contains(n))
+                        .ok_or_else(|| format!("--replicas takes 1 to 9, got {n:?}"))?;
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+async fn up(UpArgs { keep_data, replicas }: UpArgs) -> anyhow::Result<()> {
     let port_base = env_number("TXLAB_PORT_BASE", 8080);
     let bin_dir = platform::bin_dir()?;
     // A platform on other ports keeps its data apart too.
@@ -81,9 +121,22 @@ async fn up(keep_data: bool) -> anyhow::Result<()> {
         env: Vec::new(),
         // Without an OTLP endpoint of the user's, the console keeps the traces.
         traces_to_console: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_err(),
+        replicas,
     })
     .await?;
     print_welcome(&platform.services, &platform.settings, &platform.logs());
+    if replicas > 1 {
+        println!("\nReplicas, on the same databases (GET /admin/replicas on any shows who holds what):");
+        for instance in platform.settings.instances(&platform.services) {
+            if instance.1 > 0 {
+                println!(
+                    "  {:<18} {}",
+                    platform::instance_name(instance),
+                    platform.settings.url_of_instance(instance)
+                );
+            }
+        }
+    }
     // A service that exits by itself (a `crash` fault, say) is started again, as
     // compose's `restart: unless-stopped` does.
     let ctrl_c = tokio::signal::ctrl_c();
@@ -91,11 +144,12 @@ async fn up(keep_data: bool) -> anyhow::Result<()> {
     let outcome = loop {
         tokio::select! {
             _ = &mut ctrl_c => break Ok(()),
-            (service, status) = platform.first_exit() => {
-                println!("\n{} exited ({status}); starting it again", service.binary());
-                match platform.restart_through_crashes(service).await {
-                    Ok(_) => println!("  {} is ready again", service.binary()),
-                    Err(e) => break Err(e.context(format!("{} could not be started again", service.binary()))),
+            (instance, status) = platform.first_exit() => {
+                let name = platform::instance_name(instance);
+                println!("\n{name} exited ({status}); starting it again");
+                match platform.restart_through_crashes(instance).await {
+                    Ok(_) => println!("  {name} is ready again"),
+                    Err(e) => break Err(e.context(format!("{name} could not be started again"))),
                 }
             }
         }

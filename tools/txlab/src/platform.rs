@@ -33,6 +33,24 @@ pub struct PlatformSettings {
     /// The services export their traces to the console (OTLP/HTTP), which keeps the
     /// latest for its X-ray pages: a trace view without Jaeger.
     pub traces_to_console: bool,
+    /// Processes of the order service and of the coordinator (`--replicas`): the
+    /// first on the service's port, replica k on that port + 100·k.
+    pub replicas: u16,
+}
+
+/// One process of a service: replica 0 of every service, more of the order service
+/// and the coordinator with `--replicas`.
+pub type Instance = (Service, u16);
+
+/// The services that run as several replicas with `--replicas`.
+pub const REPLICATED: [Service; 2] = [Service::Order, Service::Coordinator];
+
+/// The name of an instance, for logs and messages: `order-service`, `order-service-1`.
+pub fn instance_name((service, replica): Instance) -> String {
+    match replica {
+        0 => service.binary().to_owned(),
+        k => format!("{}-{k}", service.binary()),
+    }
 }
 
 impl PlatformSettings {
@@ -43,6 +61,23 @@ impl PlatformSettings {
     pub fn url_of(&self, service: Service) -> String {
         format!("http://127.0.0.1:{}", self.port_of(service))
     }
+
+    pub fn port_of_instance(&self, (service, replica): Instance) -> u16 {
+        self.port_of(service) + 100 * replica
+    }
+
+    pub fn url_of_instance(&self, instance: Instance) -> String {
+        format!("http://127.0.0.1:{}", self.port_of_instance(instance))
+    }
+
+    /// Every process to run of these services, replicas included.
+    pub fn instances(&self, services: &[Service]) -> Vec<Instance> {
+        let mut instances: Vec<Instance> = services.iter().map(|s| (*s, 0)).collect();
+        for k in 1..self.replicas.max(1) {
+            instances.extend(REPLICATED.iter().filter(|s| services.contains(s)).map(|s| (*s, k)));
+        }
+        instances
+    }
 }
 
 pub struct Platform {
@@ -50,7 +85,7 @@ pub struct Platform {
     pub services: Vec<Service>,
     cluster: PgCluster,
     bin_dir: PathBuf,
-    children: BTreeMap<Service, Child>,
+    children: BTreeMap<Instance, Child>,
 }
 
 /// The directory of this binary, where `cargo build --workspace --bins` puts the
@@ -117,7 +152,12 @@ impl Platform {
             );
         }
         let busy: Vec<u16> = std::iter::once(settings.pg_port)
-            .chain(services.iter().map(|s| settings.port_of(*s)))
+            .chain(
+                settings
+                    .instances(&services)
+                    .into_iter()
+                    .map(|i| settings.port_of_instance(i)),
+            )
             .filter(|port| !is_free(*port))
             .collect();
         if !busy.is_empty() {
@@ -179,26 +219,35 @@ impl Platform {
         }
         admin.close().await?;
         std::fs::create_dir_all(self.logs())?;
-        for service in self.services.clone() {
-            self.spawn(service)?;
+        let instances = self.settings.instances(&self.services);
+        for instance in instances.clone() {
+            self.spawn(instance)?;
         }
-        for service in self.services.clone() {
-            self.wait_ready(service)
+        for instance in instances {
+            self.wait_ready(instance)
                 .await
                 .map_err(|e| e.context(format!("see the logs in {}", self.logs().display())))?;
-            println!("  {:<18} ready on {}", service.binary(), self.settings.url_of(service));
+            println!(
+                "  {:<18} ready on {}",
+                instance_name(instance),
+                self.settings.url_of_instance(instance)
+            );
         }
         Ok(())
     }
 
-    fn spawn(&mut self, service: Service) -> anyhow::Result<()> {
+    fn spawn(&mut self, instance: Instance) -> anyhow::Result<()> {
+        let service = instance.0;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs().join(format!("{}.log", service.binary())))?;
+            .open(self.logs().join(format!("{}.log", instance_name(instance))))?;
         let mut command = Command::new(self.bin_dir.join(service.binary()));
         command
-            .env("BIND_ADDR", format!("127.0.0.1:{}", self.settings.port_of(service)))
+            .env(
+                "BIND_ADDR",
+                format!("127.0.0.1:{}", self.settings.port_of_instance(instance)),
+            )
             .env(
                 "FAULT_INJECTION",
                 std::env::var("FAULT_INJECTION").unwrap_or_else(|_| "on".into()),
@@ -221,34 +270,34 @@ impl Platform {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("starting {}", service.binary()))?;
-        self.children.insert(service, child);
+            .with_context(|| format!("starting {}", instance_name(instance)))?;
+        self.children.insert(instance, child);
         Ok(())
     }
 
-    async fn wait_ready(&mut self, service: Service) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self, instance: Instance) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(90);
-        let url = format!("{}/health/ready", self.settings.url_of(service));
+        let url = format!("{}/health/ready", self.settings.url_of_instance(instance));
         loop {
-            if let Some(child) = self.children.get_mut(&service)
+            if let Some(child) = self.children.get_mut(&instance)
                 && let Some(status) = child.try_wait()?
             {
-                bail!("{} exited ({status}) before it was ready", service.binary());
+                bail!("{} exited ({status}) before it was ready", instance_name(instance));
             }
             let ready = client.get(&url).timeout(Duration::from_secs(1)).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("{} was not ready within 90 s", service.binary());
+                bail!("{} was not ready within 90 s", instance_name(instance));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// The first service found to have exited, with how.
-    pub async fn first_exit(&mut self) -> (Service, ExitStatus) {
+    /// The first process found to have exited, with how.
+    pub async fn first_exit(&mut self) -> (Instance, ExitStatus) {
         loop {
             if let Some(exited) = self.exited().into_iter().next() {
                 return exited;
@@ -259,49 +308,53 @@ impl Platform {
 
     /// Services that exited by themselves (a `crash` fault, say), with how; they
     /// are no longer counted as running.
-    pub fn exited(&mut self) -> Vec<(Service, ExitStatus)> {
-        let gone: Vec<(Service, ExitStatus)> = self
+    pub fn exited(&mut self) -> Vec<(Instance, ExitStatus)> {
+        let gone: Vec<(Instance, ExitStatus)> = self
             .children
             .iter_mut()
-            .filter_map(|(service, child)| match child.try_wait() {
-                Ok(Some(status)) => Some((*service, status)),
+            .filter_map(|(instance, child)| match child.try_wait() {
+                Ok(Some(status)) => Some((*instance, status)),
                 _ => None,
             })
             .collect();
-        for (service, _) in &gone {
-            self.children.remove(service);
+        for (instance, _) in &gone {
+            self.children.remove(instance);
         }
         gone
     }
 
-    /// SIGKILL: no shutdown, no flush, exactly like a crash.
+    /// SIGKILL to a service's first process: no shutdown, no flush, exactly like a crash.
     pub async fn kill(&mut self, service: Service) {
-        if let Some(mut child) = self.children.remove(&service) {
+        self.kill_instance((service, 0)).await;
+    }
+
+    pub async fn kill_instance(&mut self, instance: Instance) {
+        if let Some(mut child) = self.children.remove(&instance) {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
     }
 
-    /// Starts a service that is not running and waits until it is ready.
-    pub async fn restart(&mut self, service: Service) -> anyhow::Result<()> {
-        self.kill(service).await;
-        self.spawn(service)?;
-        self.wait_ready(service).await
+    /// Starts a process that is not running and waits until it is ready.
+    pub async fn restart(&mut self, instance: Instance) -> anyhow::Result<()> {
+        self.kill_instance(instance).await;
+        self.spawn(instance)?;
+        self.wait_ready(instance).await
     }
 
     /// Like [`Platform::restart`], but a service that aborts itself while starting
     /// (a `crash` fault met by work it resumed before it was ready) is started again,
     /// up to five times. Returns how many times it aborted.
-    pub async fn restart_through_crashes(&mut self, service: Service) -> anyhow::Result<u32> {
+    pub async fn restart_through_crashes(&mut self, instance: Instance) -> anyhow::Result<u32> {
         let mut crashes = 0;
         loop {
-            match self.restart(service).await {
+            match self.restart(instance).await {
                 Ok(()) => return Ok(crashes),
-                Err(e) if crashes < 5 && self.children.get_mut(&service).is_some_and(aborted_itself) => {
+                Err(e) if crashes < 5 && self.children.get_mut(&instance).is_some_and(aborted_itself) => {
                     crashes += 1;
                     println!(
                         "  {} aborted itself while starting ({e}); starting it again",
-                        service.binary()
+                        instance_name(instance)
                     );
                 }
                 Err(e) => return Err(e),
@@ -321,7 +374,11 @@ impl Platform {
     }
 
     fn signal(&self, service: Service, signal: &str) {
-        if let Some(pid) = self.children.get(&service).and_then(Child::id) {
+        self.signal_instance((service, 0), signal);
+    }
+
+    fn signal_instance(&self, instance: Instance, signal: &str) {
+        if let Some(pid) = self.children.get(&instance).and_then(Child::id) {
             let _ = std::process::Command::new("kill")
                 .arg(signal)
                 .arg(pid.to_string())
@@ -332,9 +389,9 @@ impl Platform {
     /// SIGTERM to every service, up to 10 s each for a graceful stop (spans
     /// flushed), then SIGKILL; then PostgreSQL.
     pub async fn stop(mut self) {
-        for service in self.children.keys() {
-            self.signal(*service, "-CONT");
-            self.signal(*service, "-TERM");
+        for instance in self.children.keys() {
+            self.signal_instance(*instance, "-CONT");
+            self.signal_instance(*instance, "-TERM");
         }
         for child in self.children.values_mut() {
             if tokio::time::timeout(Duration::from_secs(10), child.wait())
