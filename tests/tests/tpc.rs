@@ -763,3 +763,44 @@ async fn history(platform: &Platform, id: &str) -> TransactionHistory {
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
+
+/// A coordinator's epoch is its fencing token at the participant: prepare checks and
+/// raises it with the work it prepares; a prepare, commit or abort with a lower epoch
+/// than the highest seen for that transaction is refused (409), nothing done.
+#[actix_web::test]
+async fn a_participant_refuses_a_coordinator_call_with_a_stale_epoch() {
+    let platform = Platform::start().await;
+    let payment = &platform.payment;
+    let call = |gid: &str, verb: &str, token: &str, body: Value| {
+        payment
+            .client
+            .post(payment.url(&format!("/tpc/{gid}/{verb}")))
+            .header("Idempotency-Key", gid)
+            .header("Fencing-Token", token)
+            .json(&body)
+    };
+    let tx = uuid::Uuid::new_v4();
+    let gid = format!("txlab_{}_payment", tx.simple());
+    let payload = serde_json::to_value(charge_payload(uuid::Uuid::new_v4())).unwrap();
+    let prepared = payment.send(call(&gid, "prepare", &format!("{tx}:2"), payload)).await;
+    assert_eq!(prepared.status(), 200);
+    let committed = payment
+        .send(call(&gid, "commit", &format!("{tx}:2"), serde_json::json!({})))
+        .await;
+    assert_eq!(committed.status(), 200);
+    assert_eq!(payment.count("charges").await, 1);
+
+    // The holder of epoch 1 — paused, and taken over — wakes up.
+    let stale = payment
+        .send(call(&gid, "abort", &format!("{tx}:1"), serde_json::json!({})))
+        .await;
+    assert_eq!(stale.status(), 409);
+    let problem: Value = stale.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:txlab:problem:stale-fencing-token", "{problem}");
+    let other = format!("txlab_{}_payment", uuid::Uuid::new_v4().simple());
+    let payload = serde_json::to_value(charge_payload(uuid::Uuid::new_v4())).unwrap();
+    let refused = payment.send(call(&other, "prepare", &format!("{tx}:1"), payload)).await;
+    assert_eq!(refused.status(), 409, "{}", refused.text().await.unwrap());
+    assert_eq!(testing::count_prepared(&payment.db.url).await.unwrap(), 0);
+    assert_eq!(payment.count("charges").await, 1, "nothing done by the stale calls");
+}
