@@ -579,7 +579,7 @@ mod tests {
                 "inventory voted no: outcome unknown: 423",
             ),
             (
-                "presumed abort: the coordinator restarted before logging a decision",
+                "presumed abort: the coordinator that began it logged no decision (it stopped, or lost its lease)",
                 "presumed abort",
             ),
             (

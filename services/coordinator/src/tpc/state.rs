@@ -103,7 +103,10 @@ impl Transaction {
     pub fn presume_abort(&mut self) {
         self.decided(
             Decision::Abort,
-            Some("presumed abort: the coordinator restarted before logging a decision".into()),
+            Some(
+                "presumed abort: the coordinator that began it logged no decision (it stopped, or lost its lease)"
+                    .into(),
+            ),
         );
     }
 
