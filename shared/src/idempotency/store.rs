@@ -289,37 +289,46 @@ pub async fn highest_epoch(conn: &mut PgConnection, scope: &str, holder: &str) -
 /// none are left. Returns how many were deleted.
 #[tracing::instrument(name = "idempotency.purge", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "DELETE"))]
 pub async fn purge_expired(pool: &PgPool, retention: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    let keys = delete_in_batches(
+        pool,
+        "DELETE FROM idempotency_keys WHERE ctid IN (
+             SELECT ctid FROM idempotency_keys
+             WHERE created_at < now() - make_interval(secs => $1)
+             LIMIT $2)",
+        retention,
+        batch,
+    )
+    .await?;
+    // Fencing tokens go with the keys: a holder quiet for this long is finished.
+    let tokens = delete_in_batches(
+        pool,
+        "DELETE FROM fencing_tokens WHERE ctid IN (
+             SELECT ctid FROM fencing_tokens
+             WHERE updated_at < now() - make_interval(secs => $1)
+             LIMIT $2)",
+        retention,
+        batch,
+    )
+    .await?;
+    Ok(keys + tokens)
+}
+
+/// Runs a `DELETE` of at most `$2` rows older than `$1` seconds until it deletes
+/// fewer than that; returns how many it deleted.
+async fn delete_in_batches(
+    pool: &PgPool,
+    sql: &'static str,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
-            "DELETE FROM idempotency_keys WHERE ctid IN (
-                 SELECT ctid FROM idempotency_keys
-                 WHERE created_at < now() - make_interval(secs => $1)
-                 LIMIT $2)",
-        )
-        .bind(retention.as_secs_f64())
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            break;
-        }
-    }
-    // Fencing tokens go with the keys: a holder quiet for this long is finished.
-    loop {
-        let deleted = sqlx::query(
-            "DELETE FROM fencing_tokens WHERE ctid IN (
-                 SELECT ctid FROM fencing_tokens
-                 WHERE updated_at < now() - make_interval(secs => $1)
-                 LIMIT $2)",
-        )
-        .bind(retention.as_secs_f64())
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
+        let deleted = sqlx::query(sql)
+            .bind(retention.as_secs_f64())
+            .bind(batch)
+            .execute(pool)
+            .await?
+            .rows_affected();
         total += deleted;
         if deleted < batch as u64 {
             return Ok(total);
