@@ -167,6 +167,26 @@ pub const TRANSACTIONS: Jobs = Jobs {
     unfinished: "state IN ('preparing', 'committing', 'aborting')",
 };
 
+/// Renews a lease, as a heartbeat while its holder waits (a slow call, votes, a
+/// backoff). Returns whether the lease is still this replica's (with fencing off,
+/// always).
+#[tracing::instrument(name = "db.renew_lease", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+pub async fn renew(pool: &PgPool, jobs: Jobs, lease: &Lease) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {} SET lease_expires_at = now() + make_interval(secs => $2)
+         WHERE id = $1 AND (NOT $3 OR epoch = $4)",
+        jobs.table
+    )))
+    .bind(lease.holder)
+    .bind(lease.ttl_secs())
+    .bind(lease.fenced)
+    .bind(lease.epoch)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(renewed == 1)
+}
+
 /// A replica's heartbeat in the registry of replicas (`replicas`, written by each of
 /// its recovery sweeps).
 #[tracing::instrument(name = "db.upsert_replica", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]

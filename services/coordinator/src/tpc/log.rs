@@ -411,24 +411,6 @@ pub async fn update_state(pool: &PgPool, lease: &Lease, state: TransactionState)
     Ok(written == 1)
 }
 
-/// Renews the lease, as a heartbeat while the coordinator waits (votes, phase two,
-/// a backoff). Returns whether the lease is still this replica's.
-#[tracing::instrument(name = "db.renew_transaction_lease", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn renew(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
-    let renewed = sqlx::query(
-        "UPDATE transactions SET lease_expires_at = now() + make_interval(secs => $2)
-         WHERE id = $1 AND (NOT $3 OR epoch = $4)",
-    )
-    .bind(lease.holder)
-    .bind(lease.ttl_secs())
-    .bind(lease.fenced)
-    .bind(lease.epoch)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(renewed == 1)
-}
-
 /// Records that an unfinished transaction was taken up again, in `state`;
 /// `taken_from` is the replica that held it before, when it changed hands.
 #[tracing::instrument(name = "db.insert_tx_event", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]

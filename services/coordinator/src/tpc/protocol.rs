@@ -263,7 +263,12 @@ impl Coordinator {
     /// Runs `work` while renewing the lease (see [`Lease::holding`]). `None`: the
     /// lease was taken over meanwhile.
     async fn holding<T>(&self, lease: &Lease, work: impl std::future::Future<Output = T>) -> Option<T> {
-        lease.holding(|| log::renew(&self.pool, lease), work).await
+        lease
+            .holding(
+                || shared::lease::renew(&self.pool, shared::lease::TRANSACTIONS, lease),
+                work,
+            )
+            .await
     }
 
     /// Phase one: every participant prepares, or fails to within the vote timeout.

@@ -205,7 +205,9 @@ impl Engine {
     /// Runs `work` while renewing the lease (see [`Lease::holding`]). `None`: the
     /// lease was taken over meanwhile.
     async fn holding<T>(&self, lease: &Lease, work: impl Future<Output = T>) -> Option<T> {
-        lease.holding(|| log::renew(&self.pool, lease), work).await
+        lease
+            .holding(|| shared::lease::renew(&self.pool, shared::lease::SAGAS, lease), work)
+            .await
     }
 
     /// The step's fault point, between a call's answer and the write of its outcome:

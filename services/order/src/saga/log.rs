@@ -317,24 +317,6 @@ pub async fn update_step(
     Ok(written == 1)
 }
 
-/// Renews the lease, as a heartbeat while the runner waits (a slow call, a backoff).
-/// Returns whether the lease is still this replica's.
-#[tracing::instrument(name = "db.renew_saga_lease", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
-pub async fn renew(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
-    let renewed = sqlx::query(
-        "UPDATE sagas SET lease_expires_at = now() + make_interval(secs => $2)
-         WHERE id = $1 AND (NOT $3 OR epoch = $4)",
-    )
-    .bind(lease.holder)
-    .bind(lease.ttl_secs())
-    .bind(lease.fenced)
-    .bind(lease.epoch)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(renewed == 1)
-}
-
 /// Records that this replica found its lease taken over (a write refused, or a
 /// participant refusing its fencing token) and stopped driving the saga. Not
 /// conditional: the history says who stood down, and why.
