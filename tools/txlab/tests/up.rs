@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader},
     net::TcpListener,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -25,13 +25,9 @@ fn free_base() -> u16 {
         .expect("free ports")
 }
 
-#[test]
-fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
-    let console = std::path::Path::new(env!("CARGO_BIN_EXE_txlab")).with_file_name("console");
-    assert!(
-        console.exists(),
-        "build the binaries first (cargo build --workspace --bins)"
-    );
+/// Runs `txlab <args>` on free ports until it prints "Press Ctrl-C"; returns the
+/// process, its port base and what it printed.
+fn up(args: &[&str]) -> (Child, u16, String) {
     let base = free_base();
     let pg = TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
@@ -39,7 +35,7 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
         .unwrap()
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_txlab"))
-        .arg("up")
+        .args(args)
         .env("TXLAB_PORT_BASE", base.to_string())
         .env("TXLAB_PG_PORT", pg.to_string())
         .stdout(Stdio::piped())
@@ -48,11 +44,11 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
         .unwrap();
     let (lines, read) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
+    // Read until txlab exits, also once nobody listens: a closed pipe would fail
+    // its last lines (and it).
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
+            let _ = lines.send(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -67,7 +63,37 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
             }
         }
     }
-    let text = printed.join("\n");
+    (child, base, printed.join("\n"))
+}
+
+/// Ctrl-C (SIGINT): everything stops, and `txlab up` exits with success.
+fn ctrl_c(mut child: Child) {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "txlab up did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
+    let console = std::path::Path::new(env!("CARGO_BIN_EXE_txlab")).with_file_name("console");
+    assert!(
+        console.exists(),
+        "build the binaries first (cargo build --workspace --bins)"
+    );
+    let (child, base, text) = up(&["up"]);
     let console_url = format!("http://127.0.0.1:{}/", base + 10);
     assert!(
         text.contains(&format!("console            ready on http://127.0.0.1:{}", base + 10)),
@@ -124,22 +150,7 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
     });
     assert!(xray.contains("spans from the console"), "{xray}");
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(60),
-            "txlab up did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ctrl_c(child);
     // Its cluster and logs, kept for --keep-data, are this test's to remove.
     let state = std::path::Path::new(env!("CARGO_BIN_EXE_txlab")).with_file_name(format!("txlab-native-{base}"));
     std::fs::remove_dir_all(&state).unwrap();
@@ -147,42 +158,7 @@ fn up_starts_every_service_and_the_console_and_ctrl_c_stops_them() {
 
 #[test]
 fn up_with_replicas_runs_two_orchestrators_and_two_coordinators_on_the_same_databases() {
-    let base = free_base();
-    let pg = TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_txlab"))
-        .args(["up", "--replicas", "2"])
-        .env("TXLAB_PORT_BASE", base.to_string())
-        .env("TXLAB_PG_PORT", pg.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let (lines, read) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut printed = Vec::new();
-    while !printed.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match read.recv_timeout(left) {
-            Ok(line) => printed.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("txlab up did not come up: {printed:#?}");
-            }
-        }
-    }
-    let text = printed.join("\n");
+    let (child, base, text) = up(&["up", "--replicas", "2"]);
     for (name, port) in [("order-service-1", base + 100), ("coordinator-1", base + 104)] {
         assert!(
             text.contains(&format!("{name:<18} ready on http://127.0.0.1:{port}")),
@@ -243,20 +219,5 @@ fn up_with_replicas_runs_two_orchestrators_and_two_coordinators_on_the_same_data
             }
         }
     });
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(60),
-            "txlab up did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ctrl_c(child);
 }
